@@ -1,0 +1,34 @@
+"""unils: audio-driven 3D avatars that listen and speak (UniLS, CVPR 2026) as an installable SDK."""
+
+from __future__ import annotations
+
+import logging
+
+from .config import UniLSConfig
+from .errors import (
+    AudioError,
+    AudioFileError,
+    CheckpointError,
+    CheckpointNotFoundError,
+    ConfigError,
+    MotionError,
+    StreamError,
+    UniLSError,
+)
+
+__version__ = "0.1.0.dev0"
+
+logging.getLogger("unils").addHandler(logging.NullHandler())
+
+__all__ = [
+    "UniLSConfig",
+    "UniLSError",
+    "ConfigError",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "AudioError",
+    "AudioFileError",
+    "MotionError",
+    "StreamError",
+    "__version__",
+]

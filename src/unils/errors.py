@@ -1,0 +1,50 @@
+"""Exception types raised by unils.
+
+Every error subclasses a builtin (``ValueError``, ``FileNotFoundError``...) so callers can catch
+either the precise unils type or the builtin they already handle. Messages say what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "UniLSError",
+    "ConfigError",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "AudioError",
+    "AudioFileError",
+    "MotionError",
+    "StreamError",
+]
+
+
+class UniLSError(Exception):
+    """Base class of every error raised on purpose by unils."""
+
+
+class ConfigError(UniLSError, ValueError):
+    """A configuration is malformed: unknown field, wrong type, inconsistent sizes."""
+
+
+class CheckpointError(UniLSError, ValueError):
+    """A checkpoint does not match the model: missing, unexpected or misshapen tensors."""
+
+
+class CheckpointNotFoundError(UniLSError, FileNotFoundError):
+    """A checkpoint (folder, file or Hub repo) could not be found."""
+
+
+class AudioError(UniLSError, ValueError):
+    """Audio that cannot be used: empty, NaN/inf, too short, wrong shape or dtype."""
+
+
+class AudioFileError(UniLSError, FileNotFoundError):
+    """An audio file does not exist or cannot be decoded."""
+
+
+class MotionError(UniLSError, ValueError):
+    """A motion array has the wrong shape, dtype, frame rate or non-finite values."""
+
+
+class StreamError(UniLSError, RuntimeError):
+    """A streaming session was used in a way its state does not allow (e.g. after close)."""
