@@ -1,0 +1,1 @@
+"""Neural network modules: shared layers, motion codec, quantizer, generator and audio encoders."""
