@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 
 from .config import UniLSConfig
+from .generation import GenerationOptions
+from .model import UniLS
+from .motion import Motion
+from .streaming import LatencyStats, StreamSession
 from .errors import (
     AudioError,
     AudioFileError,
@@ -21,6 +25,11 @@ __version__ = "0.1.0.dev0"
 logging.getLogger("unils").addHandler(logging.NullHandler())
 
 __all__ = [
+    "UniLS",
+    "Motion",
+    "StreamSession",
+    "LatencyStats",
+    "GenerationOptions",
     "UniLSConfig",
     "UniLSError",
     "ConfigError",

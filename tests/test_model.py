@@ -1,0 +1,152 @@
+"""Offline generation: frame counts, chunk chaining, seeds, both people, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import speech_like
+from unils import AudioError, AudioFileError, UniLS
+from unils.audio import save_audio
+from unils.motion import Motion
+from unils.smoothing import savgol_filter
+
+
+@pytest.mark.parametrize("seconds, frames", [(0.3, 8), (4.0, 100), (9.0, 225), (61.0, 1525)])
+def test_exact_frame_counts(tiny_model, seconds, frames):
+    audio = speech_like(seconds)
+    motion = tiny_model.generate(audio, seed=0, cfg_scale=1.0 if seconds > 30 else 1.5)
+    assert isinstance(motion, Motion)
+    assert len(motion) == frames == -(-audio.shape[0] // 640)
+    assert motion.fps == 25.0
+    assert np.isfinite(motion.to_array()).all()
+
+
+def test_frame_count_for_odd_sample_counts(tiny_model):
+    assert len(tiny_model.generate(np.full(641, 0.1, np.float32), seed=0)) == 2
+
+
+def test_seed_reproducibility(tiny_model):
+    audio = speech_like(5.0)
+    a = tiny_model.generate(audio, seed=3)
+    b = tiny_model.generate(audio, seed=3)
+    c = tiny_model.generate(audio, seed=4)
+    assert a == b
+    assert not a.allclose(c)
+
+
+def test_windows_are_chained_through_previous_motion(tiny_model):
+    # Window 2 is generated from window 1's decoded motion, not from zeros.
+    audio = speech_like(8.0, seed=1)
+    full = tiny_model.generate(audio, seed=1, smooth=False, cfg_scale=1.0).to_array()
+    feats = tiny_model.encode_windows(torch.from_numpy(audio).view(2, 64000))
+    silence = tiny_model.silence_features()[None]
+    opts = tiny_model._options(None, None, 1.0, True)
+    state = tiny_model.initial_state([1])
+    w1, state = tiny_model.step(state, feats[:1], silence, opts)
+    rng_after_w1 = state.generators[0].get_state()
+    w2, state = tiny_model.step(state, feats[1:], silence, opts)
+    np.testing.assert_allclose(full, torch.cat([w1, w2], 1)[0].numpy(), atol=1e-5)
+    unchained = tiny_model.initial_state([1])
+    unchained.generators[0].set_state(rng_after_w1)  # same draws as window 2, zero prev
+    w2_zero, _ = tiny_model.step(unchained, feats[1:], silence, opts)
+    assert not torch.allclose(w2, w2_zero, atol=1e-3)
+
+
+def test_cached_and_reference_paths_agree(tiny_model):
+    audio, partner = speech_like(6.0, seed=1), speech_like(6.0, seed=2)
+    fast = tiny_model.generate(audio, partner, seed=5, smooth=False)
+    ref = tiny_model.generate(audio, partner, seed=5, smooth=False, use_cache=False)
+    assert fast.allclose(ref, atol=1e-4)
+
+
+def test_smoothing_is_the_savgol_of_the_raw_output(tiny_model):
+    audio = speech_like(3.0)
+    raw = tiny_model.generate(audio, seed=2, smooth=False)
+    smooth = tiny_model.generate(audio, seed=2, smooth=True)
+    np.testing.assert_allclose(smooth.to_array(), savgol_filter(raw.to_array()), atol=1e-6)
+    assert np.abs(np.diff(smooth.to_array(), 2, axis=0)).mean() < np.abs(np.diff(raw.to_array(), 2, axis=0)).mean()
+
+
+def test_no_partner_means_a_silent_partner(tiny_model):
+    audio = speech_like(4.5)
+    alone = tiny_model.generate(audio, seed=9)
+    silent = tiny_model.generate(audio, np.zeros_like(audio), seed=9)
+    assert alone.allclose(silent, atol=1e-5)
+
+
+def test_partner_audio_matters(tiny_model):
+    audio = speech_like(4.0, seed=1)
+    a = tiny_model.generate(audio, speech_like(4.0, seed=2), seed=1, smooth=False)
+    b = tiny_model.generate(audio, np.sin(np.arange(64000) * 0.05).astype(np.float32), seed=1, smooth=False)
+    assert not a.allclose(b)
+
+
+def test_both_people_in_one_pass_equal_two_single_passes(tiny_model):
+    a, b = speech_like(6.0, seed=1), speech_like(5.0, seed=2)
+    first, second = tiny_model.generate_both(a, b, seed=11)
+    single_a = tiny_model.generate(a, b, seed=11)
+    single_b = tiny_model.generate(b, a, seed=12)
+    assert first.allclose(single_a, atol=1e-4)
+    assert second.allclose(single_b, atol=1e-4)
+    assert len(first) == len(second) == 150  # partner padded to the longer track, as the official code
+
+
+def test_sample_rate_and_stereo_inputs(tiny_model, tmp_path):
+    audio16 = speech_like(2.0)
+    stereo8 = np.stack([audio16[::2], audio16[::2]], axis=1)  # [N, 2] at 8 kHz
+    path = tmp_path / "a.wav"
+    save_audio(path, stereo8, 8000)
+    m = tiny_model.generate(path, seed=0)
+    assert len(m) == 50
+    m2 = tiny_model.generate(torch.from_numpy(stereo8.T.copy()), sample_rate=8000, seed=0)
+    assert m == m2
+
+
+def test_three_line_usage(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "ckpt")
+    save_audio(tmp_path / "me.wav", speech_like(1.0), 16000)
+    model = UniLS.from_pretrained(tmp_path / "ckpt")
+    motion = model.generate(tmp_path / "me.wav", seed=0)
+    motion.save(tmp_path / "out.npz")
+    assert Motion.load(tmp_path / "out.npz") == motion and len(motion) == 25
+
+
+def test_style_and_prev_conditioning_change_the_result(tiny_model):
+    audio = speech_like(4.0)
+    base = tiny_model.generate(audio, seed=1, smooth=False)
+    style = Motion.from_array(np.random.default_rng(0).normal(size=(120, 108)).astype(np.float32))
+    styled = tiny_model.generate(audio, seed=1, smooth=False, style=style)
+    prev = tiny_model.generate(audio, seed=1, smooth=False, prev_motion=style[:30])
+    assert not base.allclose(styled) and not base.allclose(prev)
+    with pytest.raises(ValueError, match="at least 100 frames"):
+        tiny_model.generate(audio, style=style[:50])
+
+
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (np.zeros(0, np.float32), AudioError, "empty"),
+        (np.full(16000, np.nan, np.float32), AudioError, "NaN"),
+        (np.zeros(100, np.float32), AudioError, "short"),
+        (np.zeros((2, 3, 16000), np.float32), AudioError, "shape|dimension"),
+    ],
+)
+def test_bad_audio_is_refused(tiny_model, bad, error, message):
+    with pytest.raises(error, match=message):
+        tiny_model.generate(bad)
+
+
+def test_unreadable_files(tiny_model, tmp_path):
+    with pytest.raises(AudioFileError):
+        tiny_model.generate(tmp_path / "missing.wav")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not audio at all" * 100)
+    with pytest.raises(FileNotFoundError):
+        tiny_model.generate(junk)
+
+
+def test_bad_sampling_knobs(tiny_model):
+    with pytest.raises(ValueError, match="temperature"):
+        tiny_model.generate(speech_like(1.0), temperature=0)
+    with pytest.raises(ValueError, match="top_p"):
+        tiny_model.generate(speech_like(1.0), top_p=1.5)
