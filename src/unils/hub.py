@@ -24,6 +24,8 @@ logger = logging.getLogger("unils")
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+#: The wav2vec2 weights official UniLS checkpoints were trained with (never stored in them).
+OFFICIAL_AUDIO_ENCODER = "facebook/wav2vec2-xls-r-300m"
 #: Names that resolve to checkpoints shipped inside the package.
 BUNDLED: dict[str, str] = {}
 
@@ -60,8 +62,7 @@ def resolve_checkpoint(
         return bundled
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        _require_files(path, str(name_or_path))
-        return path
+        return _maybe_converted(path, str(name_or_path), cache_dir, local_files_only, token)
     if path.is_file():
         raise CheckpointNotFoundError(
             f"{name_or_path} is a file; pass the folder that holds {CONFIG_NAME} and {WEIGHTS_NAME}, "
@@ -94,9 +95,31 @@ def resolve_checkpoint(
         raise CheckpointNotFoundError(f"could not fetch {repo_id} from the Hub: {exc}") from exc
     except ValueError as exc:  # e.g. malformed repo id
         raise CheckpointNotFoundError(f"{repo_id!r} is not a valid Hub repo id: {exc}") from exc
-    folder_path = Path(folder)
-    _require_files(folder_path, repo_id)
-    return folder_path
+    return _maybe_converted(Path(folder), repo_id, cache_dir, local_files_only, token)
+
+
+def converted_cache_dir() -> Path:
+    """Where official checkpoints converted on the fly are kept (``UNILS_CACHE`` or ~/.cache/unils)."""
+    root = os.environ.get("UNILS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "unils")
+    return Path(root) / "converted"
+
+
+def _maybe_converted(folder: Path, label: str, cache_dir: object, local_files_only: bool, token: object) -> Path:
+    """A unils folder as is; a folder holding an official ``.pt`` is converted once into the cache."""
+    from .convert import _sha256, convert_official, find_official_checkpoint
+
+    official = find_official_checkpoint(folder)
+    if official is None:
+        _require_files(folder, label)
+        return folder
+    target = converted_cache_dir() / _sha256(official)[:16]
+    if (target / CONFIG_NAME).is_file() and (target / WEIGHTS_NAME).is_file():
+        logger.info("using the converted copy of %s in %s", official, target)
+        return target
+    audio = folder / "wav2vec2" if (folder / "wav2vec2").is_dir() else OFFICIAL_AUDIO_ENCODER
+    logger.info("%s is an official UniLS checkpoint: converting it once into %s (audio encoder: %s)", official, target, audio)
+    convert_official(official, target, audio_encoder=audio, cache_dir=None, local_files_only=local_files_only)
+    return target
 
 
 def _require_files(folder: Path, label: str) -> None:

@@ -129,6 +129,18 @@ class UniLS(nn.Module):
         self._silence.clear()
         return self
 
+    def set_audio_autocast(self, dtype: torch.dtype | str | None) -> "UniLS":
+        """Run the audio encoder under autocast (``"bfloat16"``/``"float16"``) or exactly (None).
+
+        On CPUs with native bfloat16 (AVX512-BF16/AMX) this makes wav2vec2 about 3x faster at a
+        relative feature error of about 1%; see the benchmarks page for the drift it causes.
+        """
+        if isinstance(dtype, str):
+            dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}[dtype]
+        self.audio_autocast = dtype
+        self._silence.clear()
+        return self
+
     @property
     def device(self) -> torch.device:
         return self.codec.motion_mean.device

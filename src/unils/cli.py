@@ -1,0 +1,211 @@
+"""``unils`` command line: generate, stream, convert, bench.
+
+The only module that prints. Errors raised on purpose by unils become a one-line message and exit
+code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .errors import UniLSError
+
+__all__ = ["main"]
+
+DEFAULT_MODEL = "demo"
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--cfg-scale", type=float, default=None)
+    p.add_argument("--no-smooth", action="store_true", help="skip Savitzky-Golay smoothing")
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL, help="checkpoint folder, Hub repo id or bundled name")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
+    p.add_argument("--audio-autocast", choices=["bfloat16", "float16"], default=None,
+                   help="run the audio encoder under autocast (faster on CPUs with bf16 support; small drift)")
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202
+    from .model import UniLS
+
+    model = UniLS.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    if args.audio_autocast:
+        model.set_audio_autocast(args.audio_autocast)
+    return model
+
+
+def _write_motion(motion, path: Path) -> None:  # noqa: ANN001
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        motion.to_json(path)
+    elif suffix == ".csv":
+        motion.to_csv(path)
+    else:
+        motion.save(path)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    model = _load(args)
+    kw = dict(seed=args.seed, temperature=args.temperature, top_p=args.top_p, cfg_scale=args.cfg_scale,
+              smooth=not args.no_smooth, progress=not args.quiet)
+    t0 = time.perf_counter()
+    out = Path(args.output)
+    if args.both:
+        if args.partner is None:
+            raise UniLSError("--both needs --partner")
+        first, second = model.generate_both(args.audio, args.partner, **kw)
+        out.mkdir(parents=True, exist_ok=True) if not out.suffix else None
+        a_path = out / "self.npz" if not out.suffix else out
+        b_path = out / "partner.npz" if not out.suffix else out.with_name(out.stem + "_partner" + out.suffix)
+        _write_motion(first, a_path)
+        _write_motion(second, b_path)
+        written = f"{a_path}, {b_path}"
+        frames = len(first)
+    else:
+        motion = model.generate(args.audio, args.partner, **kw)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write_motion(motion, out)
+        written, frames = str(out), len(motion)
+    dt = time.perf_counter() - t0
+    print(f"wrote {written}: {frames} frames ({frames / model.fps:.2f} s) in {dt:.2f} s")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_official
+
+    report = convert_official(args.checkpoint, args.out_dir, audio_encoder=args.audio_encoder, dtype=args.dtype)
+    print(report.summary())
+    return 0
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .audio import load_audio, pad_to_same_length
+
+    model = _load(args)
+    a = load_audio(args.audio, name="audio")
+    channels = [a] if args.partner is None else pad_to_same_length(a, load_audio(args.partner, name="partner"))
+    block = int(args.block_ms * 16)
+    frames = []
+    session = model.stream(partner=args.partner is not None, seed=args.seed, hop_frames=args.hop_frames,
+                           smooth=not args.no_smooth)
+    t_start = time.perf_counter()
+    with session:
+        for start in range(0, channels[0].shape[0], block):
+            if args.realtime:
+                due = t_start + start / 16000
+                time.sleep(max(0.0, due - time.perf_counter()))
+            blocks = [c[start : start + block] for c in channels]
+            out = session.push(*blocks)
+            if len(out):
+                frames.append(out)
+                lag = (time.perf_counter() - t_start) - session.frames_emitted / model.fps
+                if not args.quiet:
+                    print(f"t={start / 16000:7.2f}s  +{len(out):4d} frames  total {session.frames_emitted:6d}  lag {lag:6.2f}s")
+        frames.append(session.flush())
+        stats = session.stats()
+    from .motion import Motion
+
+    motion = Motion.concatenate([f for f in frames if len(f)] or [Motion.zeros(0)])
+    if args.output:
+        _write_motion(motion, Path(args.output))
+    print(json.dumps({"frames": len(motion), **stats.__dict__}, indent=2))
+    del np
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_benchmark, write_json
+    from .config import UniLSConfig
+
+    config = {"large": UniLSConfig.large(), "small": UniLSConfig.small()}[args.size]
+    results = run_benchmark(
+        args.seconds, batches=args.batch, straightforward=not args.fast_only, config=config, device=args.device or "cpu",
+        audio_autocast=args.audio_autocast, threads=args.threads,
+    )
+    for r in results:
+        extra = r.extra.get("speedup_fast_vs_straightforward")
+        print(
+            f"{r.mode:16s} {r.seconds_of_audio:6.0f}s x{r.batch}: total {r.total_s:8.2f}s  rtf {r.rtf:6.3f}  "
+            f"fps {r.fps:8.1f}  enc {r.audio_encoder_s:7.2f}  gen {r.generator_s:7.2f}  dec {r.codec_decode_s:6.2f}  "
+            f"rss {r.peak_rss_mb:7.0f}MB" + (f"  speed-up x{extra}" if extra else "")
+        )
+    if args.json:
+        write_json(results, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unils", description="Audio-driven avatars that listen and speak (UniLS).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="audio file(s) -> motion file (.npz, .json or .csv)")
+    g.add_argument("audio")
+    g.add_argument("--partner", "-p", default=None, help="the other person's audio")
+    g.add_argument("--both", action="store_true", help="also write the partner's motion")
+    g.add_argument("-o", "--output", default="motion.npz")
+    _add_model(g)
+    _add_sampling(g)
+    g.set_defaults(func=_cmd_generate)
+
+    s = sub.add_parser("stream", help="replay audio through a streaming session; report latency and RTF")
+    s.add_argument("audio")
+    s.add_argument("--partner", "-p", default=None)
+    s.add_argument("--block-ms", type=float, default=20.0, help="block size pushed per call (ms)")
+    s.add_argument("--hop-frames", type=int, default=None, help="low-latency hop (frames); default exact mode")
+    s.add_argument("--realtime", action="store_true", help="push at real-time pace")
+    s.add_argument("-o", "--output", default=None)
+    _add_model(s)
+    _add_sampling(s)
+    s.set_defaults(func=_cmd_stream)
+
+    c = sub.add_parser("convert", help="official UniLS .pt -> unils folder")
+    c.add_argument("checkpoint")
+    c.add_argument("out_dir")
+    c.add_argument("--audio-encoder", default=None, help="wav2vec2 folder/file/repo (e.g. facebook/wav2vec2-xls-r-300m)")
+    c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
+    c.set_defaults(func=_cmd_convert)
+
+    b = sub.add_parser("bench", help="speed benchmark at full model size (random weights)")
+    b.add_argument("--seconds", type=float, nargs="+", default=[10.0, 60.0])
+    b.add_argument("--batch", type=int, nargs="+", default=[1])
+    b.add_argument("--size", choices=["large", "small"], default="large")
+    b.add_argument("--fast-only", action="store_true", help="skip the straightforward (official-style) path")
+    b.add_argument("--device", default=None)
+    b.add_argument("--audio-autocast", choices=["bfloat16", "float16"], default=None)
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--json", default=None, help="write results as JSON")
+    b.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``unils`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (UniLSError, FileNotFoundError, ValueError) as exc:
+        print(f"unils {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
