@@ -90,3 +90,17 @@ def test_chaining_feeds_decoded_motion_as_prev(parts):
     assert torch.equal(new_state.prev_motion, motion)
     assert new_state.windows_done == 1 and state.windows_done == 0
     torch.testing.assert_close(codec.decode(bits), motion)
+
+
+def test_null_audio_context_is_cached_and_follows_weight_updates(parts):
+    _, gen = parts
+    a = gen.null_audio_context(2, 199, torch.device("cpu"))
+    b = gen.null_audio_context(3, 199, torch.device("cpu"))
+    assert torch.equal(a.self_kv[0][0][0], b.self_kv[0][0][0]) and b.self_kv[0][0].shape[0] == 3
+    zeros = torch.zeros(1, 199, 24)
+    fresh = gen.audio_context(zeros, zeros)
+    assert torch.equal(a.other_kv[1][1][0], fresh.other_kv[1][1][0])
+    with torch.no_grad():
+        gen.blocks[0].self_audio_attn.k_proj.weight.add_(1.0)
+    c = gen.null_audio_context(1, 199, torch.device("cpu"))
+    assert not torch.equal(c.self_kv[0][0][0], a.self_kv[0][0][0])

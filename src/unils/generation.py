@@ -136,13 +136,18 @@ def step(
         uncond_prev = zero if state.windows_done == 0 else prev_features
         style_features = torch.cat([style_features, zero])
         prev_features = torch.cat([prev_features, uncond_prev])
-        self_f = torch.cat([self_f, torch.zeros_like(self_f)])
-        other_f = torch.cat([other_f, torch.zeros_like(other_f)])
     prefix = generator.condition_tokens(style_features.to(dtype), prev_features.to(dtype))
 
     if options.use_cache:
         audio = generator.audio_context(self_f, other_f)
+        if options.guided:
+            # Zero audio features: the same keys/values for every window, computed once per model.
+            null = generator.null_audio_context(b, self_f.shape[1], self_f.device)
+            audio = generator.concat_contexts(audio, null)
         cache = generator.prefill(prefix, audio)
+    elif options.guided:
+        self_f = torch.cat([self_f, torch.zeros_like(self_f)])
+        other_f = torch.cat([other_f, torch.zeros_like(other_f)])
     current: list[Tensor] = []
     acc: Tensor | None = None
     next_inputs: Tensor | None = None

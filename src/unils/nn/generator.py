@@ -190,6 +190,50 @@ class Generator(nn.Module):
         pos = torch.linspace(0, self.window, steps=num_frames + 1)[:-1].long() + self.prefix_len
         return pos.to(device)
 
+    def null_audio_context(self, batch: int, num_frames: int, device: torch.device) -> AudioContext:
+        """Keys/values of all-zero audio features (the unconditional branch), computed once and reused.
+
+        They depend on the weights only, so every window and every session shares them.
+        """
+        # Parameter version counters change with every in-place update (optimizer steps,
+        # load_state_dict), so a cached entry can never outlive the weights it was computed from.
+        version = sum(p._version for p in self._null_audio_params())
+        key = (device, self.self_pos.dtype, num_frames, version)
+        cache = self.__dict__.setdefault("_null_audio", {})
+        ctx = cache.get(key)
+        if ctx is None:
+            if len(cache) > 8:
+                cache.clear()
+            zeros = torch.zeros(1, num_frames, self.audio_dim, device=device, dtype=self.self_pos.dtype)
+            ctx = self.audio_context(zeros, zeros)
+            cache[key] = ctx
+        return AudioContext(
+            self_kv=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in ctx.self_kv],
+            other_kv=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in ctx.other_kv],
+        )
+
+    def _null_audio_params(self) -> list[Tensor]:
+        params = [self.self_pos, self.other_pos]
+        for blk in self.blocks:
+            for attn in (blk.self_audio_attn, blk.other_audio_attn):
+                params += [attn.k_proj.weight, attn.k_proj.bias, attn.v_proj.weight, attn.v_proj.bias,
+                           attn.context_norm.weight, attn.context_norm.bias]
+        return params
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        # Moving or casting the weights invalidates the cached unconditional keys/values.
+        self.__dict__.pop("_null_audio", None)
+        return super()._apply(fn, recurse)
+
+    @staticmethod
+    def concat_contexts(a: AudioContext, b: AudioContext) -> AudioContext:
+        """Rows of ``a`` then rows of ``b``."""
+        cat = lambda x, y: (torch.cat([x[0], y[0]]), torch.cat([x[1], y[1]]))  # noqa: E731
+        return AudioContext(
+            self_kv=[cat(x, y) for x, y in zip(a.self_kv, b.self_kv)],
+            other_kv=[cat(x, y) for x, y in zip(a.other_kv, b.other_kv)],
+        )
+
     def audio_context(self, self_features: Tensor, other_features: Tensor) -> AudioContext:
         """Cross-attention keys/values for one window; zero rows give the unconditional branch."""
         dtype = self.self_pos.dtype
