@@ -49,6 +49,18 @@ def build_audio_encoder(config: UniLSConfig) -> nn.Module:
     return MelEncoder(enc.mel, sample_rate=config.sample_rate, window_samples=config.window_samples)
 
 
+def cpu_has_native(dtype: torch.dtype) -> bool:
+    """Whether this CPU runs ``dtype`` matrix work natively (oneDNN bf16/fp16 kernels)."""
+    try:
+        if dtype == torch.bfloat16:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        if dtype == torch.float16:
+            return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    except (AttributeError, RuntimeError):  # older torch builds without the probe
+        return False
+    return dtype == torch.float32
+
+
 class UniLS(nn.Module):
     """UniLS: audio of a person (and optionally of their partner) -> that person's FLAME motion.
 
@@ -137,6 +149,12 @@ class UniLS(nn.Module):
         """
         if isinstance(dtype, str):
             dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}[dtype]
+        if dtype is not None and self.device.type == "cpu" and not cpu_has_native(dtype):
+            logger.warning(
+                "this CPU has no native %s support (capability %s): autocast would be emulated and much "
+                "slower than float32; keeping it as asked",
+                dtype, torch.backends.cpu.get_cpu_capability(),
+            )
         self.audio_autocast = dtype
         self._silence.clear()
         return self
