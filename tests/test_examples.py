@@ -1,0 +1,56 @@
+"""Every example script runs end to end on a tiny checkpoint."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import speech_like
+from unils import Motion
+from unils.audio import save_audio
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name, args, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [name, *map(str, args)])
+    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+
+
+@pytest.fixture
+def setup(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "ckpt")
+    save_audio(tmp_path / "a.wav", speech_like(2.2, seed=1))
+    save_audio(tmp_path / "b.wav", speech_like(2.0, seed=2))
+    return tmp_path
+
+
+def test_generate_from_file(setup, monkeypatch, capsys):
+    run_example("generate_from_file.py", [setup / "a.wav", "--partner", setup / "b.wav", "--model", setup / "ckpt",
+                                          "-o", setup / "m.npz"], monkeypatch)
+    assert len(Motion.load(setup / "m.npz")) == 55
+    assert "jaw opening" in capsys.readouterr().out
+
+
+def test_two_person(setup, monkeypatch):
+    run_example("two_person.py", [setup / "a.wav", setup / "b.wav", "--model", setup / "ckpt", "--out-dir", setup / "c"],
+                monkeypatch)
+    assert len(Motion.load(setup / "c" / "a.npz")) == len(Motion.load(setup / "c" / "b.npz")) == 55
+
+
+def test_stream_from_file(setup, monkeypatch, capsys):
+    run_example("stream_from_file.py", [setup / "a.wav", "--partner", setup / "b.wav", "--model", setup / "ckpt",
+                                        "--fast", "--hop-frames", "25"], monkeypatch)
+    out = capsys.readouterr().out
+    assert "total 55" in out and "real-time factor" in out and "algorithmic latency: 1.16 s" in out
+
+
+def test_batch_folder(setup, monkeypatch, capsys):
+    (setup / "in").mkdir()
+    for name in ("a.wav", "b.wav"):
+        (setup / "in" / name).write_bytes((setup / name).read_bytes())
+    (setup / "in" / "broken.wav").write_bytes(b"junk" * 10)
+    run_example("batch_folder.py", [setup / "in", setup / "out", "--model", setup / "ckpt"], monkeypatch)
+    assert sorted(p.name for p in (setup / "out").iterdir()) == ["a.npz", "b.npz"]
+    assert "skip broken.wav" in capsys.readouterr().out
