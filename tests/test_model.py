@@ -150,3 +150,19 @@ def test_bad_sampling_knobs(tiny_model):
         tiny_model.generate(speech_like(1.0), temperature=0)
     with pytest.raises(ValueError, match="top_p"):
         tiny_model.generate(speech_like(1.0), top_p=1.5)
+
+
+def test_batch_of_independent_inputs_equals_single_calls(tiny_model):
+    items = [speech_like(2.5, seed=1), (speech_like(5.0, seed=2), speech_like(4.0, seed=3)), (speech_like(1.0, seed=4), None)]
+    batch = tiny_model.generate_batch(items, seeds=7)
+    singles = [
+        tiny_model.generate(items[0], seed=7),
+        tiny_model.generate(*items[1], seed=8),
+        tiny_model.generate(items[2][0], seed=9),
+    ]
+    assert [len(m) for m in batch] == [63, 125, 25]
+    for got, want in zip(batch, singles):
+        assert got.allclose(want, atol=1e-4)
+    assert tiny_model.generate_batch([]) == []
+    with pytest.raises(ValueError, match="seeds"):
+        tiny_model.generate_batch(items, seeds=[1, 2])

@@ -265,13 +265,19 @@ class UniLS(nn.Module):
         options: GenerationOptions,
         smooth: bool,
         progress: bool,
+        row_frames: list[int] | None = None,
     ) -> list[Motion]:
         """Generate one person per row; ``rows[i] = (own channel, partner channel or None)``.
 
         Every channel is encoded once and shared by every row that uses it (own or partner).
         """
-        frames, windows = plan_windows(channels[0].shape[0], self.config.samples_per_frame, self.config.window_frames)
-        feats = [self.encode_windows(self._window_audio(ch, windows)) for ch in channels]
+        longest = max(ch.shape[0] for ch in channels)
+        frames, windows = plan_windows(longest, self.config.samples_per_frame, self.config.window_frames)
+        if row_frames is None:
+            row_frames = [frames] * len(rows)
+        # All windows of all channels in one batched encoder pass (each window is still encoded alone).
+        feats = self.encode_windows(torch.cat([self._window_audio(ch, windows) for ch in channels]))
+        feats = list(feats.view(len(channels), windows, *feats.shape[1:]))
         silence = self.silence_features().expand(windows, -1, -1) if any(o is None for _, o in rows) else None
         self_f = torch.stack([feats[s] for s, _ in rows])  # [B, K, La, A]
         other_f = torch.stack([feats[o] if o is not None else silence for _, o in rows])
@@ -286,7 +292,7 @@ class UniLS(nn.Module):
             motion, state = self.step(state, self_f[:, k], other_f[:, k], options)
             out.append(motion.float().cpu())
         full = torch.cat(out, dim=1).numpy()
-        return [self._finish(full[i], frames, smooth) for i in range(len(rows))]
+        return [self._finish(full[i], row_frames[i], smooth) for i in range(len(rows))]
 
     def _load_pair(self, audio: AudioInput, partner_audio: AudioInput | None, sample_rate: int | None) -> list[np.ndarray]:
         a = load_audio(audio, sample_rate, target_rate=self.config.sample_rate, name="audio")
@@ -372,6 +378,53 @@ class UniLS(nn.Module):
             channels, [(0, 1), (1, 0)], seeds, list(styles) if styles else None, None, options, smooth, progress
         )
         return first, second
+
+    def generate_batch(
+        self,
+        items: Sequence[AudioInput | tuple[AudioInput, AudioInput | None]],
+        *,
+        sample_rate: int | None = None,
+        seeds: Sequence[int | None] | int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        cfg_scale: float | None = None,
+        smooth: bool = True,
+        use_cache: bool = True,
+        progress: bool = False,
+    ) -> list[Motion]:
+        """Many independent generations in one batched pass (e.g. a folder of clips).
+
+        Args:
+            items: each an audio input, or an ``(audio, partner_audio)`` pair (partner may be None).
+                Lengths may differ: every result has its own input's frame count.
+            seeds: one seed per item, or an int ``s`` meaning ``s, s + 1, ...``.
+            sample_rate, temperature, top_p, cfg_scale, smooth, use_cache, progress: as :meth:`generate`.
+
+        Returns:
+            One :class:`~unils.Motion` per item, equal to ``generate(audio, partner, seed=seed_i)``
+            up to floating-point batch effects.
+        """
+        if not items:
+            return []
+        if seeds is None or isinstance(seeds, int):
+            base = seeds
+            seed_list: list[int | None] = [None if base is None else base + i for i in range(len(items))]
+        else:
+            seed_list = list(seeds)
+            if len(seed_list) != len(items):
+                raise ValueError(f"{len(items)} items but {len(seed_list)} seeds")
+        channels: list[np.ndarray] = []
+        rows: list[tuple[int, int | None]] = []
+        frames: list[int] = []
+        for item in items:
+            audio, partner = item if isinstance(item, tuple) else (item, None)
+            pair = self._load_pair(audio, partner, sample_rate)
+            own = len(channels)
+            channels.extend(pair)
+            rows.append((own, own + 1 if len(pair) == 2 else None))
+            frames.append(plan_windows(pair[0].shape[0], self.config.samples_per_frame, self.config.window_frames)[0])
+        options = self._options(temperature, top_p, cfg_scale, use_cache)
+        return self._generate_rows(channels, rows, seed_list, None, None, options, smooth, progress, row_frames=frames)
 
     def stream(self, **kwargs: Any) -> "StreamSession":
         """Open a streaming session (see :class:`unils.streaming.StreamSession`)."""
