@@ -85,7 +85,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert_official
 
-    report = convert_official(args.checkpoint, args.out_dir, audio_encoder=args.audio_encoder, dtype=args.dtype)
+    report = convert_official(
+        args.checkpoint, args.out_dir, audio_encoder=args.audio_encoder, dtype=args.dtype, lora_scale=args.lora_scale,
+        revision=args.revision, local_files_only=args.offline,
+    )
     print(report.summary())
     return 0
 
@@ -175,11 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(s)
     s.set_defaults(func=_cmd_stream)
 
-    c = sub.add_parser("convert", help="official UniLS .pt -> unils folder")
-    c.add_argument("checkpoint")
-    c.add_argument("out_dir")
-    c.add_argument("--audio-encoder", default=None, help="wav2vec2 folder/file/repo (e.g. facebook/wav2vec2-xls-r-300m)")
-    c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
+    c = sub.add_parser(
+        "convert", help="official UniLS .pt -> unils folder",
+        description="Convert an official UniLS stage-3 checkpoint (merged, or an unmerged peft dict) into a "
+        "unils folder (config.json, model.safetensors, README.md). Official checkpoints never hold the "
+        "wav2vec2 weights: pass them with --audio-encoder.",
+    )
+    c.add_argument("checkpoint", help="official .pt file (e.g. iter_400000.pt)")
+    c.add_argument("out_dir", help="output folder")
+    c.add_argument("--audio-encoder", default=None,
+                   help="transformers wav2vec2 folder, weights file or Hub repo (facebook/wav2vec2-xls-r-300m)")
+    c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                   help="storage precision of generator and audio encoder (codec stays float32)")
+    c.add_argument("--lora-scale", type=float, default=None,
+                   help="alpha/r for unmerged LoRA adapters (default: meta_cfg, else 1.0)")
+    c.add_argument("--revision", default=None, help="Hub revision of --audio-encoder")
+    c.add_argument("--offline", action="store_true", help="use the local Hub cache only")
     c.set_defaults(func=_cmd_convert)
 
     b = sub.add_parser("bench", help="speed benchmark at full model size (random weights)")
@@ -203,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UniLSError, FileNotFoundError, ValueError) as exc:
-        print(f"unils {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # always one line
+        print(f"unils {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
