@@ -166,3 +166,16 @@ def test_batch_of_independent_inputs_equals_single_calls(tiny_model):
     assert tiny_model.generate_batch([]) == []
     with pytest.raises(ValueError, match="seeds"):
         tiny_model.generate_batch(items, seeds=[1, 2])
+
+
+def test_official_rng_emulation_skips_the_pinned_wav2vec2_draws(tiny_model):
+    # The official pinned environment draws once per wav2vec2 layer per encoded window before
+    # sampling: 2 channels x 2 windows x 1 layer here. Emulating it equals skipping those draws.
+    audio = speech_like(5.0)
+    emulated = tiny_model.generate(audio, seed=5, official_rng=True)
+    assert emulated == tiny_model.generate(audio, seed=5, official_rng=True)
+    assert not emulated.allclose(tiny_model.generate(audio, seed=5))
+    channels = tiny_model._load_pair(audio, None, None)
+    opts = tiny_model._options(None, None, None, True)
+    manual = tiny_model._generate_rows(channels, [(0, None)], [5], None, None, opts, True, False, skip_draws=4)[0]
+    assert manual == emulated

@@ -53,14 +53,14 @@ class CodecConfig:
         return self.scales[-1]
 
     def validate(self) -> None:
+        for name in ("motion_dim", "hidden_dim", "depth", "num_heads", "code_dim"):
+            _check(getattr(self, name) > 0, f"codec.{name} must be positive")
         _check(self.hidden_dim % self.num_heads == 0, "codec.hidden_dim must be divisible by codec.num_heads")
         _check((self.hidden_dim // self.num_heads) % 2 == 0, "codec head dim must be even (RoPE pairs)")
         _check(len(self.scales) >= 1, "codec.scales must not be empty")
         _check(all(s > 0 for s in self.scales), "codec.scales must be positive")
         _check(list(self.scales) == sorted(self.scales), "codec.scales must be increasing (coarse to fine)")
         _check(self.scales[-1] <= self.rope_max_len, "codec.rope_max_len must cover the window")
-        for name in ("motion_dim", "hidden_dim", "depth", "num_heads", "code_dim"):
-            _check(getattr(self, name) > 0, f"codec.{name} must be positive")
 
 
 @dataclass
@@ -74,10 +74,11 @@ class GeneratorConfig:
     ffn_ratio: float = 4.0
 
     def validate(self) -> None:
-        _check(self.embed_dim % self.num_heads == 0, "generator.embed_dim must be divisible by num_heads")
-        _check((self.embed_dim // self.num_heads) % 2 == 0, "generator head dim must be even (RoPE pairs)")
         for name in ("embed_dim", "depth", "num_heads", "rope_max_len"):
             _check(getattr(self, name) > 0, f"generator.{name} must be positive")
+        _check(self.ffn_ratio > 0, "generator.ffn_ratio must be positive")
+        _check(self.embed_dim % self.num_heads == 0, "generator.embed_dim must be divisible by num_heads")
+        _check((self.embed_dim // self.num_heads) % 2 == 0, "generator head dim must be even (RoPE pairs)")
 
 
 @dataclass
@@ -97,6 +98,11 @@ class Wav2Vec2Config:
     layer_norm_eps: float = 1e-5
 
     def validate(self) -> None:
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "num_conv_pos_embeddings", "num_conv_pos_embedding_groups"):
+            _check(getattr(self, name) > 0, f"audio_encoder.wav2vec2.{name} must be positive")
+        _check(all(v > 0 for v in self.conv_dim + self.conv_kernel + self.conv_stride),
+               "audio_encoder.wav2vec2 conv sizes must be positive")
         _check(
             len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride),
             "audio_encoder.wav2vec2 conv_dim, conv_kernel and conv_stride must have the same length",

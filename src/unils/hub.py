@@ -24,8 +24,6 @@ logger = logging.getLogger("unils")
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-#: The wav2vec2 weights official UniLS checkpoints were trained with (never stored in them).
-OFFICIAL_AUDIO_ENCODER = "facebook/wav2vec2-xls-r-300m"
 #: Names that resolve to checkpoints shipped inside the package.
 BUNDLED: dict[str, str] = {}
 
@@ -98,28 +96,15 @@ def resolve_checkpoint(
     return _maybe_converted(Path(folder), repo_id, cache_dir, local_files_only, token)
 
 
-def converted_cache_dir() -> Path:
-    """Where official checkpoints converted on the fly are kept (``UNILS_CACHE`` or ~/.cache/unils)."""
-    root = os.environ.get("UNILS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "unils")
-    return Path(root) / "converted"
-
-
 def _maybe_converted(folder: Path, label: str, cache_dir: object, local_files_only: bool, token: object) -> Path:
     """A unils folder as is; a folder holding an official ``.pt`` is converted once into the cache."""
-    from .convert import _sha256, convert_official, find_official_checkpoint
+    from .convert import maybe_convert_official
 
-    official = find_official_checkpoint(folder)
-    if official is None:
-        _require_files(folder, label)
-        return folder
-    target = converted_cache_dir() / _sha256(official)[:16]
-    if (target / CONFIG_NAME).is_file() and (target / WEIGHTS_NAME).is_file():
-        logger.info("using the converted copy of %s in %s", official, target)
-        return target
-    audio = folder / "wav2vec2" if (folder / "wav2vec2").is_dir() else OFFICIAL_AUDIO_ENCODER
-    logger.info("%s is an official UniLS checkpoint: converting it once into %s (audio encoder: %s)", official, target, audio)
-    convert_official(official, target, audio_encoder=audio, cache_dir=None, local_files_only=local_files_only)
-    return target
+    converted = maybe_convert_official(folder, local_files_only=local_files_only)
+    if converted is not None:
+        return converted
+    _require_files(folder, label)
+    return folder
 
 
 def _require_files(folder: Path, label: str) -> None:

@@ -266,6 +266,7 @@ class UniLS(nn.Module):
         smooth: bool,
         progress: bool,
         row_frames: list[int] | None = None,
+        skip_draws: int = 0,
     ) -> list[Motion]:
         """Generate one person per row; ``rows[i] = (own channel, partner channel or None)``.
 
@@ -282,6 +283,9 @@ class UniLS(nn.Module):
         self_f = torch.stack([feats[s] for s, _ in rows])  # [B, K, La, A]
         other_f = torch.stack([feats[o] if o is not None else silence for _, o in rows])
         state = self.initial_state(seeds, styles, prev_motions)
+        for gen in state.generators:
+            for _ in range(skip_draws):
+                torch.rand((), generator=gen, device=gen.device)
         out = []
         iterator = range(windows)
         if progress:
@@ -316,6 +320,7 @@ class UniLS(nn.Module):
         prev_motion: MotionLike | None = None,
         use_cache: bool = True,
         progress: bool = False,
+        official_rng: bool = False,
     ) -> Motion:
         """Generate the motion of the person speaking in ``audio``.
 
@@ -333,6 +338,10 @@ class UniLS(nn.Module):
             prev_motion: optional motion that precedes the audio (its last window is used).
             use_cache: key/value caching across scales (fast). False runs the official full recomputation.
             progress: show a progress bar over windows.
+            official_rng: reproduce, for the same ``seed``, the random draws of the official inference
+                run on the CPU in its pinned environment, whose wav2vec2 (transformers 5.3) consumes one
+                draw per encoder layer per encoded window even in eval mode. Without it the draws equal
+                the official ones under transformers versions that do not (e.g. 5.24) and on CUDA.
 
         Returns:
             :class:`~unils.Motion` with ``ceil(samples / 640)`` frames at 25 fps (for 16 kHz audio).
@@ -344,7 +353,16 @@ class UniLS(nn.Module):
         channels = self._load_pair(audio, partner_audio, sample_rate)
         rows = [(0, 1 if partner_audio is not None else None)]
         options = self._options(temperature, top_p, cfg_scale, use_cache)
-        return self._generate_rows(channels, rows, [seed], [style], [prev_motion], options, smooth, progress)[0]
+        skip = 0
+        if official_rng:
+            if self.config.audio_encoder.type != "wav2vec2":
+                raise ValueError("official_rng reproduces the official wav2vec2 pipeline; this model uses another encoder")
+            windows = plan_windows(channels[0].shape[0], self.config.samples_per_frame, self.config.window_frames)[1]
+            # The official inference encodes both channels (K windows each) before sampling.
+            skip = 2 * windows * self.config.audio_encoder.wav2vec2.num_hidden_layers
+        return self._generate_rows(
+            channels, rows, [seed], [style], [prev_motion], options, smooth, progress, skip_draws=skip
+        )[0]
 
     def generate_both(
         self,
