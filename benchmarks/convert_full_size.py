@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="unils-convert-"))
+    work.mkdir(parents=True, exist_ok=True)
     pt, w2v = build(work)
     out = work / "converted"
     t0 = time.perf_counter()
