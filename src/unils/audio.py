@@ -3,106 +3,220 @@
 Every entry point turns its input into mono float32 at 16 kHz or raises a clear error:
 :class:`~unils.errors.AudioError` (a ``ValueError``) for unusable samples and
 :class:`~unils.errors.AudioFileError` (a ``FileNotFoundError``) for files that are missing or
-cannot be decoded.
+cannot be decoded. Resampling always uses resampy's ``kaiser_best`` filter, offline
+(:func:`load_audio`) and streaming (:class:`Resampler`) alike, so both paths see the same samples.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import os
 from pathlib import Path
-from typing import Union
+from typing import TypeAlias
 
 import numpy as np
 import torch
 
 from .errors import AudioError, AudioFileError
 
-__all__ = ["AudioInput", "load_audio", "to_mono_float32", "pad_to_same_length", "save_audio", "duration_to_frames", "Resampler"]
+__all__ = [
+    "MIN_SECONDS",
+    "SAMPLE_RATE",
+    "AudioInput",
+    "Resampler",
+    "duration_to_frames",
+    "load_audio",
+    "pad_to_same_length",
+    "save_audio",
+    "to_mono_float32",
+]
 
 logger = logging.getLogger("unils")
 
-AudioInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
+#: A path to an audio file, or samples as a numpy array or torch tensor.
+AudioInput: TypeAlias = str | os.PathLike | np.ndarray | torch.Tensor
 
+#: Rate the model consumes; every input is resampled to it.
 SAMPLE_RATE = 16000
-#: One motion frame of audio (40 ms): the shortest input that yields a frame.
+#: One motion frame of audio (40 ms at 25 fps): the shortest input that yields a frame.
 MIN_SECONDS = 0.04
+_MIN_MS = 40
+#: Most channels a 2-D array may have; the longer axis of a 2-D array is time.
+_MAX_CHANNELS = 8
+_FILTER = "kaiser_best"
+_COMMON_FORMATS = ("WAV", "FLAC", "OGG", "MP3", "AIFF")
 
 
-def duration_to_frames(num_samples: int, sample_rate: int = SAMPLE_RATE, fps: int = 25) -> int:
-    """Motion frames for ``num_samples``: ceil(num_samples * fps / sample_rate), in exact integers."""
-    return -(-int(num_samples) * int(fps) // int(sample_rate))
-
-
-def _check_rate(sample_rate: object, name: str) -> int:
-    try:
-        rate = float(sample_rate)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise AudioError(f"{name}: sample_rate must be a positive integer, got {sample_rate!r}") from None
-    if not np.isfinite(rate) or rate <= 0 or rate != int(rate):
-        raise AudioError(f"{name}: sample_rate must be a positive integer, got {sample_rate!r}")
+def _check_rate(sample_rate: object, name: str, what: str = "sample_rate") -> int:
+    """Return ``sample_rate`` as a positive int, accepting integer-valued floats (``16000.0``)."""
+    bad = AudioError(f"{name}: {what} must be a positive integer number of Hz, got {sample_rate!r}")
+    # bool is an int and numeric strings convert to float; neither is a plausible rate.
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+        raise bad
+    rate = float(sample_rate)
+    if not math.isfinite(rate) or rate <= 0 or rate != int(rate):
+        raise bad
     return int(rate)
 
 
-def to_mono_float32(audio: np.ndarray | torch.Tensor, name: str = "audio") -> np.ndarray:
-    """Validate samples and return mono float32 (channels averaged, integer PCM scaled to [-1, 1]).
+def _check_count(value: object, what: str) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        # Exact: going through float would round counts above 2**53.
+        if int(value) < 0:
+            raise AudioError(f"{what} must be a non-negative integer, got {value!r}")
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise AudioError(f"{what} must be a non-negative integer, got {value!r}")
+    f = float(value)
+    if not math.isfinite(f) or f < 0 or f != int(f):
+        raise AudioError(f"{what} must be a non-negative integer, got {value!r}")
+    return int(f)
 
-    Accepts 1-D mono, ``[channels, samples]`` or ``[samples, channels]`` (the axis of size <= 8 is
-    the channel axis). Does not check the length; see :func:`load_audio`.
+
+def duration_to_frames(num_samples: int, sample_rate: int = SAMPLE_RATE, fps: int = 25) -> int:
+    """Number of motion frames for ``num_samples`` audio samples.
+
+    This is the official frame count, ``ceil(num_samples / (sample_rate / fps))`` (``ceil(N / 640)``
+    at 16 kHz and 25 fps), computed in exact integer arithmetic so that no rounding error can add or
+    drop a frame on long inputs.
+
+    Args:
+        num_samples: length of the audio in samples (>= 0).
+        sample_rate: rate of those samples in Hz.
+        fps: motion frame rate.
+
+    Returns:
+        The frame count; 0 for no samples, 1 for any partial frame.
+
+    Raises:
+        AudioError: a negative or fractional count, or a non-positive rate.
+    """
+    n = _check_count(num_samples, "num_samples")
+    rate = _check_rate(sample_rate, "duration_to_frames")
+    frames_per_s = _check_rate(fps, "duration_to_frames", "fps")
+    return -(-n * frames_per_s // rate)
+
+
+def _to_float32(arr: np.ndarray, name: str) -> np.ndarray:
+    """Convert any supported sample type to float32, scaling integer PCM to [-1, 1]."""
+    kind = arr.dtype.kind
+    if kind == "f":
+        return arr.astype(np.float32, copy=False)
+    if arr.dtype == np.int16:
+        return arr.astype(np.float32) / np.float32(32768.0)
+    if arr.dtype == np.int32:
+        # float64 first: float32 cannot hold every 32-bit value and the scale would round twice.
+        return (arr.astype(np.float64) / 2.0**31).astype(np.float32)
+    if arr.dtype == np.uint8:
+        return (arr.astype(np.float32) - np.float32(128.0)) / np.float32(128.0)
+    if arr.dtype == np.int8:
+        return arr.astype(np.float32) / np.float32(128.0)
+    if kind in "iu":
+        # int64 and friends have no PCM convention: scaling would be a guess, not scaling is wrong.
+        raise AudioError(
+            f"{name}: integer samples of type {arr.dtype} have no standard PCM scale; pass int16, int32 "
+            "or uint8 PCM, or float samples in [-1, 1]"
+        )
+    raise AudioError(
+        f"{name}: unsupported sample type {arr.dtype}; pass float samples in [-1, 1] or int16/int32/uint8 PCM"
+    )
+
+
+def to_mono_float32(audio: np.ndarray | torch.Tensor, name: str = "audio") -> np.ndarray:
+    """Validate samples and return them as 1-D float32 mono.
+
+    Integer PCM is scaled to [-1, 1] (int16 by 1/32768, int32 by 1/2**31, uint8 as
+    ``(x - 128) / 128``, int8 by 1/128); float16/float64 are converted. A 2-D input is
+    ``[channels, samples]`` or ``[samples, channels]``: the axis of size <= 8 is taken as channels
+    when the other is longer, and channels are averaged. The length is not checked, so this also
+    serves streaming blocks of any size; see :func:`load_audio` for complete inputs.
+
+    Args:
+        audio: samples as a numpy array or torch tensor (any device; it is detached and copied to CPU).
+        name: how the input is called in error messages.
+
+    Returns:
+        A C-contiguous 1-D float32 array (it may share memory with a float32 1-D input).
+
+    Raises:
+        AudioError: unsupported type or shape, or NaN/inf samples.
     """
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu()
+        # numpy has no bfloat16; every floating tensor goes through float32.
         audio = audio.float().numpy() if audio.is_floating_point() else audio.numpy()
-    arr = np.asarray(audio)
-    if arr.dtype == bool or np.iscomplexobj(arr) or arr.dtype == object:
-        raise AudioError(f"{name}: unsupported sample type {arr.dtype}; pass float or integer PCM samples")
-    if arr.dtype == np.int16:
-        arr = arr.astype(np.float32) / 32768.0
-    elif arr.dtype == np.int32:
-        arr = arr.astype(np.float32) / 2.0**31
-    elif arr.dtype == np.uint8:
-        arr = (arr.astype(np.float32) - 128.0) / 128.0
-    elif not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float32)
-    if arr.ndim == 2:
-        rows, cols = arr.shape
-        if rows <= 8 < cols:
-            arr = arr.mean(axis=0)
-        elif cols <= 8 < rows:
-            arr = arr.mean(axis=1)
-        elif arr.size == 0:
-            arr = arr.reshape(-1)
-        else:
-            raise AudioError(
-                f"{name}: cannot tell channels from samples in shape {list(arr.shape)}; "
-                "pass 1-D mono or [channels, samples]"
-            )
-        if arr.ndim == 1 and min(rows, cols) > 1:
-            logger.debug("%s: averaged %d channels to mono", name, min(rows, cols))
-    elif arr.ndim != 1:
-        raise AudioError(f"{name}: expected 1-D mono or 2-D [channels, samples] audio, got {arr.ndim} dimensions")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    try:
+        arr = np.asarray(audio)
+    except (TypeError, ValueError) as exc:
+        raise AudioError(f"{name}: could not read samples from {type(audio).__name__} ({exc})") from None
+    if arr.ndim == 0:
+        raise AudioError(f"{name}: expected an array of samples, got a scalar")
+    if arr.ndim > 2:
+        raise AudioError(
+            f"{name}: expected 1-D mono or 2-D [channels, samples] audio, got {arr.ndim} dimensions "
+            f"(shape {list(arr.shape)}); pass one clip at a time"
+        )
+    arr = _to_float32(arr, name)
     bad = ~np.isfinite(arr)
     if bad.any():
         raise AudioError(
-            f"{name}: {int(bad.sum())} of {arr.size} samples are NaN or inf; clean the signal "
-            "(for example with np.nan_to_num) before generating"
+            f"{name}: {int(bad.sum())} of {arr.size} samples are NaN or inf; clean the signal first, "
+            "for example with np.nan_to_num(audio)"
         )
-    return arr
+    if arr.ndim == 2:
+        rows, cols = arr.shape
+        if arr.size == 0:
+            arr = arr.reshape(-1)
+        elif rows <= _MAX_CHANNELS < cols:
+            arr = arr.mean(axis=0, dtype=np.float32) if rows > 1 else arr[0]
+        elif cols <= _MAX_CHANNELS < rows:
+            arr = arr.mean(axis=1, dtype=np.float32) if cols > 1 else arr[:, 0]
+        else:
+            raise AudioError(
+                f"{name}: cannot tell channels from samples in shape {list(arr.shape)} (a 2-D input needs "
+                f"one axis of at most {_MAX_CHANNELS} channels and a longer time axis); pass 1-D mono or "
+                "[channels, samples]"
+            )
+        if min(rows, cols) > 1:
+            logger.debug("%s: averaged %d channels to mono", name, min(rows, cols))
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _decodable_formats() -> str:
+    import soundfile as sf
+
+    available = sf.available_formats()
+    common = [f for f in _COMMON_FORMATS if f in available]
+    return ", ".join(common) + f" and {len(available) - len(common)} more (soundfile.available_formats())"
 
 
 def _read_file(path: Path, name: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
-    if not path.is_file():
+    if not path.exists():
         raise AudioFileError(f"{name}: no audio file at {path}")
+    if path.is_dir():
+        raise AudioFileError(f"{name}: {path} is a directory, not an audio file")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError if hasattr(sf, "LibsndfileError") else RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError, TypeError) as exc:  # soundfile.LibsndfileError is a RuntimeError
         raise AudioFileError(
-            f"{name}: could not decode {path} ({exc}); use a format libsndfile reads, e.g. WAV, FLAC or OGG"
+            f"{name}: could not decode {path} ({exc}). Readable formats: {_decodable_formats()}; "
+            "convert others (m4a/AAC, video files...) first, e.g. `ffmpeg -i input -ac 1 -ar 16000 output.wav`"
         ) from exc
-    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], int(rate)
+    if data.shape[1] > 1:
+        logger.debug("%s: averaged %d channels of %s to mono", name, data.shape[1], path)
+        return data.mean(axis=1, dtype=np.float32), int(rate)
+    return data[:, 0], int(rate)
+
+
+def _resampled_length(num_samples: int, orig_rate: int, target_rate: int) -> int:
+    """Output length of ``resampy.resample`` (its exact formula, so that checks agree with it)."""
+    if orig_rate == target_rate:
+        return num_samples
+    return int(num_samples * float(target_rate) / float(orig_rate))
 
 
 def load_audio(
@@ -111,124 +225,298 @@ def load_audio(
     *,
     target_rate: int = SAMPLE_RATE,
     name: str = "audio",
-    min_seconds: float = MIN_SECONDS,
 ) -> np.ndarray:
-    """Load ``audio`` as mono float32 at ``target_rate``.
+    """Load ``audio`` as mono float32 samples at ``target_rate``.
 
     Args:
-        audio: a path to an audio file, or samples as a numpy array / torch tensor (1-D mono,
-            ``[channels, samples]`` or ``[samples, channels]``; int16/int32/uint8 PCM is scaled).
-        sample_rate: rate of array inputs (default 16000). For files, None or the file's rate.
-        target_rate: output rate (resampled with resampy's ``kaiser_best`` when different).
-        name: how the input is called in error messages.
-        min_seconds: shortest accepted duration (one motion frame, 40 ms, by default).
+        audio: a path to an audio file in any format soundfile decodes (WAV, FLAC, OGG, MP3...), or
+            samples as a numpy array / torch tensor: 1-D mono, ``[channels, samples]`` or
+            ``[samples, channels]`` (the axis of size <= 8 is the channel axis; channels are
+            averaged). int16/int32/uint8 PCM is scaled to [-1, 1]; float64 is converted.
+        sample_rate: rate of array inputs in Hz; ``None`` means 16000. For files, ``None`` or the
+            file's own rate (files always use their own rate).
+        target_rate: rate of the result; other rates are resampled with resampy's ``kaiser_best``.
+        name: how the input is called in error messages (e.g. ``"partner_audio"``).
+
+    Returns:
+        A new C-contiguous 1-D float32 array at ``target_rate``. A peak above 1.0 is logged as a
+        warning (unnormalised or clipped input) but left unchanged.
 
     Raises:
-        AudioError: empty, NaN/inf, too short, malformed shape or type, bad sample rate.
-        AudioFileError: missing or undecodable file.
+        AudioError: empty audio, NaN/inf samples, less than 40 ms (one motion frame) after
+            resampling, an unsupported shape or sample type, or a bad or mismatched sample rate.
+        AudioFileError: the file does not exist or cannot be decoded.
     """
+    target = _check_rate(target_rate, name, "target_rate")
     if isinstance(audio, (str, os.PathLike)):
-        arr, file_rate = _read_file(Path(audio), name)
-        if sample_rate is not None and _check_rate(sample_rate, name) != file_rate:
-            raise AudioError(f"{name}: sample_rate={sample_rate} does not match the file's {file_rate} Hz; omit it")
-        rate = file_rate
-        arr = to_mono_float32(arr, name)
+        arr, rate = _read_file(Path(audio), name)
+        if sample_rate is not None and _check_rate(sample_rate, name) != rate:
+            raise AudioError(
+                f"{name}: sample_rate={sample_rate} does not match the file's {rate} Hz; omit sample_rate "
+                "for files (they are resampled from their own rate)"
+            )
     else:
         rate = SAMPLE_RATE if sample_rate is None else _check_rate(sample_rate, name)
         arr = to_mono_float32(audio, name)
     if arr.size == 0:
-        raise AudioError(f"{name}: the audio is empty; pass at least {min_seconds * 1000:.0f} ms of samples")
-    if arr.shape[0] < min_seconds * rate:
+        raise AudioError(f"{name}: the audio is empty; pass at least {_MIN_MS} ms of samples")
+    min_samples = -(-target * _MIN_MS // 1000)
+    if _resampled_length(arr.shape[0], rate, target) < min_samples:
         raise AudioError(
-            f"{name}: audio too short ({arr.shape[0] / rate * 1000:.1f} ms); at least {min_seconds * 1000:.0f} ms "
-            "is needed for one motion frame"
+            f"{name}: audio too short ({arr.shape[0]} samples at {rate} Hz = {arr.shape[0] / rate * 1000:.1f} ms); "
+            f"at least {_MIN_MS} ms ({min_samples} samples at {target} Hz) is needed for one motion frame; "
+            "pad it with silence if it is really this short"
         )
     peak = float(np.abs(arr).max())
     if peak > 1.0:
-        logger.warning("%s: peak amplitude %.2f > 1.0; is the audio normalised to [-1, 1]?", name, peak)
-    if rate != target_rate:
+        logger.warning(
+            "%s: peak amplitude %.3g > 1.0 (clipped or not normalised to [-1, 1]); using it unchanged",
+            name,
+            peak,
+        )
+    if rate != target:
         import resampy
 
-        logger.debug("%s: resampling %d Hz -> %d Hz", name, rate, target_rate)
-        arr = resampy.resample(arr, rate, target_rate, filter="kaiser_best").astype(np.float32)
+        logger.debug("%s: resampling %d samples from %d Hz to %d Hz", name, arr.shape[0], rate, target)
+        arr = resampy.resample(arr, rate, target, filter=_FILTER).astype(np.float32, copy=False)
+    elif not isinstance(audio, (str, os.PathLike)):
+        # The result may still be a view of the caller's buffer, which callers reuse (audio capture).
+        arr = arr.copy()
     return np.ascontiguousarray(arr)
 
 
 def pad_to_same_length(*arrays: np.ndarray) -> list[np.ndarray]:
-    """Zero-pad 1-D arrays at the end to the longest one (two speakers' tracks, as the official code)."""
-    n = max(a.shape[0] for a in arrays)
-    return [np.pad(a, (0, n - a.shape[0])) if a.shape[0] < n else a for a in arrays]
+    """Zero-pad 1-D arrays at the end to the length of the longest one.
+
+    The official inference pads the two speakers' tracks this way before generating.
+
+    Args:
+        *arrays: 1-D arrays (any dtype).
+
+    Returns:
+        The arrays in the same order; the longest ones are returned as given, the others padded.
+
+    Raises:
+        AudioError: an input is not 1-D.
+    """
+    arrays_ = [np.asarray(a) for a in arrays]
+    for i, a in enumerate(arrays_):
+        if a.ndim != 1:
+            raise AudioError(
+                f"pad_to_same_length: argument {i} has shape {list(a.shape)}; expected 1-D audio"
+            )
+    if not arrays_:
+        return []
+    n = max(a.shape[0] for a in arrays_)
+    return [np.pad(a, (0, n - a.shape[0])) if a.shape[0] < n else a for a in arrays_]
 
 
-def save_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write samples to a float32 WAV (or any format soundfile infers from the suffix)."""
+def save_audio(
+    path: str | os.PathLike[str], audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE
+) -> None:
+    """Write audio to a file; the format follows the suffix (``.wav`` is written as float32 WAV).
+
+    Args:
+        path: destination; ``.wav`` (float32 samples), ``.flac``, ``.ogg``... as soundfile supports.
+        audio: 1-D mono samples, or ``[samples, channels]``, as float in [-1, 1].
+        sample_rate: rate of ``audio`` in Hz.
+
+    Raises:
+        AudioError: bad rate, shape, NaN/inf samples, or a suffix soundfile cannot write.
+    """
     import soundfile as sf
 
-    sf.write(str(path), np.asarray(audio, dtype=np.float32), int(sample_rate), subtype="FLOAT")
+    rate = _check_rate(sample_rate, "save_audio")
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().float().numpy()
+    data = np.asarray(audio, dtype=np.float32)
+    if data.ndim not in (1, 2):
+        raise AudioError(
+            f"save_audio: expected 1-D or [samples, channels] audio, got shape {list(data.shape)}"
+        )
+    if not np.isfinite(data).all():
+        raise AudioError("save_audio: the audio has NaN or inf samples")
+    fmt = Path(path).suffix.lstrip(".").upper()
+    if fmt not in sf.available_formats():
+        raise AudioError(f"save_audio: cannot write {Path(path).name!r}; use a suffix such as .wav or .flac")
+    # Float WAV keeps the samples bit-exact; formats without float samples use their default subtype.
+    subtype = "FLOAT" if sf.check_format(fmt, "FLOAT") else None
+    sf.write(str(path), data, rate, subtype=subtype)
+
+
+class _Kernel:
+    """resampy's ``kaiser_best`` filter prepared once for a rate pair, evaluated at chosen outputs.
+
+    ``resampy.resample`` rebuilds the scaled filter and its differences (400k taps) on every call,
+    about 8 ms, which would dominate a stream pushed in 10 ms blocks. This replicates its setup once
+    and calls the same compiled kernel, so each output is computed exactly as ``resampy.resample``
+    computes it. Without that kernel (a future resampy) :meth:`create` returns None and the
+    :class:`Resampler` calls ``resampy.resample`` instead.
+    """
+
+    def __init__(self, orig_rate: int, target_rate: int) -> None:
+        from resampy.filters import get_filter
+        from resampy.interpn import resample_f_s
+
+        self._run = resample_f_s
+        interp_win, self.precision, _ = get_filter(_FILTER)
+        ratio = float(target_rate) / orig_rate
+        # As in resampy.resample: scale the filter when downsampling, then take its differences.
+        self.win = ratio * interp_win if ratio < 1 else interp_win
+        self.delta = np.diff(self.win, append=self.win[-1])
+        self.scale = min(1.0, ratio)
+        self.time_increment = 1.0 / ratio
+        #: Input samples on each side of an output time that the filter reads (per the kernel loop).
+        self.reach = self.win.shape[0] // int(self.scale * self.precision) + 1
+
+    @classmethod
+    def create(cls, orig_rate: int, target_rate: int) -> _Kernel | None:
+        try:
+            return cls(orig_rate, target_rate)
+        except (ImportError, AttributeError, TypeError, ValueError) as exc:
+            logger.debug("resampy kernel unavailable (%s); streaming uses resampy.resample per block", exc)
+            return None
+
+    def __call__(self, seg: np.ndarray, start: int, lo: int, hi: int) -> np.ndarray:
+        """Outputs ``lo..hi-1`` of a one-shot resample, from ``seg`` = input samples ``start`` on.
+
+        The output times are the one-shot ones (``n * time_increment``) minus ``start``; that
+        subtraction of an integer is exact in floating point, so every output is bit-identical to
+        the one-shot value as long as ``seg`` covers the filter's reach.
+        """
+        t_out = np.arange(lo, hi) * self.time_increment - start
+        # The compiled loop does not check bounds: never let it read outside the segment.
+        if hi > lo and (t_out[0] < 0 or t_out[-1] >= seg.shape[0]):
+            raise RuntimeError(
+                f"internal error: outputs {lo}..{hi} outside input {start}..{start + seg.shape[0]}"
+            )
+        y = np.zeros(hi - lo, seg.dtype)
+        self._run(seg, t_out, self.win, self.delta, self.precision, self.scale, y)
+        return y
 
 
 class Resampler:
-    """Resample a stream block by block.
+    """Resample a stream given block by block (blocks of any size) to ``target_rate``.
 
-    resampy has no streaming mode, so the stream is resampled in overlapping segments: each call
-    resamples the new input plus ``margin`` samples of context on both sides and keeps only the part
-    whose filter support lies inside the known signal. The output is delayed by the margin and matches
-    a one-shot resample to about 1e-4 (interior), with the same total length after :meth:`flush`.
+    resampy has no streaming mode, so each :meth:`push` evaluates resampy's ``kaiser_best`` filter on
+    a segment of buffered input that covers the new output plus a margin wider than the filter on
+    both sides, and returns only outputs whose filter support lies inside the samples received so
+    far. Each output is computed from the same samples with the same weights, in the same order, as
+    in a one-shot ``resampy.resample(x, orig_rate, target_rate, filter="kaiser_best")``: the
+    concatenated output of all pushes and :meth:`flush` has that call's length and bit-identical
+    values. (Should resampy's compiled kernel become unreachable, segments aligned on the output
+    grid go through ``resampy.resample`` instead: about 8 ms more per push, outputs within 1e-7.)
+
+    Equal rates pass blocks through unchanged, with no delay.
+
+    Args:
+        orig_rate: rate of the pushed samples in Hz.
+        target_rate: rate of the output in Hz.
+
+    Raises:
+        AudioError: a non-positive or fractional rate.
     """
 
-    def __init__(self, orig_rate: int, target_rate: int = SAMPLE_RATE, margin_s: float = 0.02) -> None:
-        self.orig = _check_rate(orig_rate, "stream")
-        self.target = _check_rate(target_rate, "stream")
-        # Segments must start on input samples that fall exactly on the output grid.
-        self.step = self.orig // np.gcd(self.orig, self.target)
-        self.margin = max(64, int(margin_s * self.orig))
+    def __init__(self, orig_rate: int, target_rate: int = SAMPLE_RATE) -> None:
+        self.orig_rate = _check_rate(orig_rate, "Resampler")
+        self.target_rate = _check_rate(target_rate, "Resampler")
+        self._passthrough = self.orig_rate == self.target_rate
+        self._step = self.orig_rate // math.gcd(self.orig_rate, self.target_rate)
+        self._kernel = None if self._passthrough else _Kernel.create(self.orig_rate, self.target_rate)
+        if self._passthrough:
+            self._margin = 0
+        else:
+            if self._kernel is not None:
+                reach = self._kernel.reach
+            else:
+                # kaiser_best spans 50 zero crossings per side (resampy 0.4); 64 leaves room.
+                reach = math.ceil(64 / min(1.0, self.target_rate / self.orig_rate))
+            # Two spare samples keep the bound safe whichever way float rounding puts an output time.
+            self._margin = reach + 2
         self.reset()
 
     def reset(self) -> None:
-        self._buf = np.zeros(0, np.float32)  # input samples from index self._buf_start
+        """Forget all input: the next push starts a new stream."""
+        self._buf = np.zeros(0, np.float32)  # input samples from index self._buf_start on
         self._buf_start = 0
         self._in_total = 0
         self._out_total = 0
 
     @property
     def delay_samples(self) -> int:
-        """Output samples held back until more input (or flush) arrives."""
-        return int(np.ceil(self.margin * self.target / self.orig))
+        """Most output samples held back until more input (or :meth:`flush`) arrives; 0 when passing through.
 
-    def _resample_range(self, out_lo: int, out_hi: int, final: bool) -> np.ndarray:
-        import resampy
-
-        if out_hi <= out_lo:
-            return np.zeros(0, np.float32)
-        ratio = self.target / self.orig
-        in_lo = max(0, int(np.floor(out_lo / ratio)) - self.margin)
-        in_lo -= in_lo % self.step
-        in_hi = self._in_total if final else min(self._in_total, int(np.ceil(out_hi / ratio)) + self.margin)
-        seg = self._buf[in_lo - self._buf_start : in_hi - self._buf_start]
-        res = resampy.resample(seg, self.orig, self.target, filter="kaiser_best").astype(np.float32)
-        offset = in_lo * self.target // self.orig
-        return res[out_lo - offset : out_hi - offset]
+        After pushing ``n`` samples in total, at least ``int(n * target_rate / orig_rate) - delay_samples``
+        output samples have been returned: 51 samples (3.2 ms) from 44.1 or 48 kHz, 106 (6.6 ms) from 8 kHz.
+        """
+        return -(-self._margin * self.target_rate // self.orig_rate)
 
     def push(self, block: np.ndarray) -> np.ndarray:
-        """Add input samples; return the output samples that are final."""
-        block = np.asarray(block, np.float32).reshape(-1)
-        self._buf = np.concatenate([self._buf, block])
-        self._in_total += block.shape[0]
-        ready = int((self._in_total - self.margin) * self.target / self.orig)
-        out = self._resample_range(self._out_total, ready, final=False)
+        """Add the next input samples and return the output samples that became final.
+
+        Args:
+            block: 1-D float samples at ``orig_rate`` (any length, including 0).
+
+        Returns:
+            1-D float32 samples at ``target_rate`` (possibly empty).
+
+        Raises:
+            AudioError: a block that is not 1-D or has NaN/inf samples.
+        """
+        x = np.asarray(block)
+        if x.ndim != 1:
+            raise AudioError(
+                f"Resampler.push: expected a 1-D block of mono samples, got shape {list(x.shape)}"
+            )
+        x = _to_float32(x, "Resampler.push")
+        if not np.isfinite(x).all():
+            raise AudioError("Resampler.push: the block has NaN or inf samples; clean it with np.nan_to_num")
+        self._in_total += x.shape[0]
+        if self._passthrough:
+            self._out_total += x.shape[0]
+            return np.array(x, dtype=np.float32)  # a copy: the caller may reuse its buffer
+        self._buf = np.concatenate([self._buf, x])
+        ready = max(0, self._in_total - self._margin) * self.target_rate // self.orig_rate
+        out = self._segment(self._out_total, ready, final=False)
         self._out_total += out.shape[0]
         self._trim()
         return out
 
     def flush(self) -> np.ndarray:
-        """Return the rest: total output length equals a one-shot resample of all input."""
-        total = int(self._in_total * self.target / self.orig)
-        out = self._resample_range(self._out_total, total, final=True)
-        self._out_total += out.shape[0]
+        """Return the remaining output and :meth:`reset` for a new stream.
+
+        The output of all pushes plus this call has exactly the length of a one-shot
+        ``resampy.resample`` of the whole input (``int(n * target_rate / orig_rate)``).
+        """
+        if self._passthrough:
+            out = np.zeros(0, np.float32)
+        else:
+            total = _resampled_length(self._in_total, self.orig_rate, self.target_rate)
+            out = self._segment(self._out_total, total, final=True)
+        self.reset()
         return out
 
+    def _segment(self, out_lo: int, out_hi: int, final: bool) -> np.ndarray:
+        """Output samples ``[out_lo, out_hi)`` from a grid-aligned segment of the buffered input."""
+        if out_hi <= out_lo:
+            return np.zeros(0, np.float32)
+        start = max(0, out_lo * self.orig_rate // self.target_rate - self._margin)
+        start -= start % self._step
+        stop = self._in_total
+        if not final:
+            stop = min(stop, -(-out_hi * self.orig_rate // self.target_rate) + self._margin)
+        seg = self._buf[start - self._buf_start : stop - self._buf_start]
+        if self._kernel is not None:
+            return self._kernel(seg, start, out_lo, out_hi)
+        import resampy
+
+        first = start * self.target_rate // self.orig_rate  # exact: start is on the output grid
+        y = resampy.resample(seg, self.orig_rate, self.target_rate, filter=_FILTER)
+        return np.array(y[out_lo - first : out_hi - first], dtype=np.float32)
+
     def _trim(self) -> None:
-        keep_from = max(0, int(np.floor(self._out_total * self.orig / self.target)) - 2 * self.margin - self.step)
+        # The next segment starts at most one grid step before (next output time - margin).
+        keep_from = max(0, self._out_total * self.orig_rate // self.target_rate - self._margin - self._step)
         if keep_from > self._buf_start:
             self._buf = self._buf[keep_from - self._buf_start :]
             self._buf_start = keep_from
