@@ -74,7 +74,7 @@ def plan_windows(num_samples: int, samples_per_frame: int, window_frames: int) -
     return frames, math.ceil(frames / window_frames)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def initial_state(
     codec: MotionCodec,
     generators: list[torch.Generator],
@@ -102,7 +102,7 @@ def _zero_features(codec: MotionCodec, state: ChunkState) -> Tensor:
     return feat
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def step(
     codec: MotionCodec,
     generator: Generator,

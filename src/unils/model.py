@@ -168,7 +168,7 @@ class UniLS(nn.Module):
         return self.config.fps
 
     # ------------------------------------------------------------------ audio features
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode_windows(self, windows: Tensor, batch_size: int = 8) -> Tensor:
         """Audio windows [K, window_samples] (16 kHz) -> features [K, La, A], each window on its own."""
         enc_dtype = next(self.audio_encoder.parameters()).dtype
@@ -254,7 +254,7 @@ class UniLS(nn.Module):
             arr = savgol_filter(arr)
         return Motion.from_array(arr, fps=float(self.fps))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _generate_rows(
         self,
         channels: list[np.ndarray],
