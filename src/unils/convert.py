@@ -532,23 +532,9 @@ def _check_fit(model: torch.nn.Module, tensors: Mapping[str, Tensor], src: Path)
         except CheckpointError:
             return key
 
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    misshapen = sorted(
-        f"{both(k)} (checkpoint {list(tensors[k].shape)}, model {list(expected[k].shape)})"
-        for k in set(expected) & set(tensors)
-        if tuple(tensors[k].shape) != tuple(expected[k].shape)
-    )
-    problems = []
-    for what, names in (
-        ("missing", [both(k) for k in missing]),
-        ("unexpected", [both(k) for k in unexpected]),
-        ("misshapen", misshapen),
-    ):
-        if names:
-            shown = ", ".join(names[:12]) + (f", ... ({len(names) - 12} more)" if len(names) > 12 else "")
-            problems.append(f"{len(names)} {what}: {shown}")
+    from .hub import state_dict_problems
+
+    problems = state_dict_problems(model, tensors, both)
     if problems:
         raise CheckpointError(
             f"{src} does not fit the UniLS model described by its meta_cfg/shapes: " + "; ".join(problems)

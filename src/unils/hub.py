@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -131,23 +131,35 @@ def _summarise(names: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def load_state_dict_strict(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], label: str = "checkpoint") -> None:
-    """Load ``tensors`` into ``module``; any missing, unexpected or misshapen tensor is one CheckpointError."""
+def state_dict_problems(
+    module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], describe: Callable[[str], str] = str
+) -> list[str]:
+    """Missing, unexpected and misshapen tensors of ``tensors`` against ``module`` (empty when it fits).
+
+    ``describe`` formats a key for the message (the converter adds the official name).
+    """
     expected = module.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     misshapen = sorted(
-        f"{k} (checkpoint {list(tensors[k].shape)}, model {list(expected[k].shape)})"
+        f"{describe(k)} (checkpoint {list(tensors[k].shape)}, model {list(expected[k].shape)})"
         for k in set(expected) & set(tensors)
         if tuple(tensors[k].shape) != tuple(expected[k].shape)
     )
     problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing: {_summarise(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected: {_summarise(unexpected)}")
-    if misshapen:
-        problems.append(f"{len(misshapen)} misshapen: {_summarise(misshapen)}")
+    for what, names in (
+        ("missing", [describe(k) for k in missing]),
+        ("unexpected", [describe(k) for k in unexpected]),
+        ("misshapen", misshapen),
+    ):
+        if names:
+            problems.append(f"{len(names)} {what}: {_summarise(names)}")
+    return problems
+
+
+def load_state_dict_strict(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], label: str = "checkpoint") -> None:
+    """Load ``tensors`` into ``module``; any missing, unexpected or misshapen tensor is one CheckpointError."""
+    problems = state_dict_problems(module, tensors)
     if problems:
         raise CheckpointError(
             f"{label} does not match the model built from its config.json: " + "; ".join(problems)
