@@ -23,7 +23,7 @@ import math
 import operator
 import os
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -518,6 +518,43 @@ class Motion:
                 "time": i / self.fps,
                 **{n: getattr(self, n)[i].tolist() for n in PARTS},
             }
+
+    @classmethod
+    def from_frames(cls, frames: Iterable[Mapping[str, Any]], fps: float | None = None) -> "Motion":
+        """Rebuild a Motion from per-frame dicts such as those :meth:`frames` yields.
+
+        Only the four parts are read from each dict; other keys (``index``, ``time``...) are ignored
+        except for recovering the frame rate.
+
+        Args:
+            frames: dicts with ``expression`` [100], ``head_pose`` [3], ``jaw`` [1] and ``eyes`` [4].
+            fps: frame rate; None = from the ``time`` keys of the first two frames (25 when there
+                are fewer than two frames or no ``time`` keys).
+
+        Returns:
+            A new Motion with one frame per dict (an empty Motion for no dicts).
+
+        Raises:
+            MotionError: a dict lacks a part, or a part has the wrong length or non-numeric values.
+        """
+        frames = list(frames)
+        parts: dict[str, Any] = {}
+        for n in PARTS:
+            rows = []
+            for i, f in enumerate(frames):
+                if not isinstance(f, Mapping) or n not in f:
+                    raise MotionError(f"frame {i} lacks {n!r} (expected a dict as Motion.frames() yields)")
+                rows.append(f[n])
+            try:
+                arr = np.asarray(rows, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise MotionError(f"frames: every {n} must be {_WIDTHS[n]} numbers: {exc}") from exc
+            parts[n] = arr.reshape(0, _WIDTHS[n]) if arr.size == 0 else arr
+        if fps is None:
+            fps = 25.0
+            if len(frames) >= 2 and "time" in frames[0] and "time" in frames[1]:
+                fps = _fps_from_times(np.array([frames[0]["time"], frames[1]["time"]], np.float64), "frames")
+        return cls(**parts, fps=fps)
 
 
 def _fps_from_times(times: np.ndarray, path: Any) -> float:
