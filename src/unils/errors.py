@@ -15,6 +15,7 @@ __all__ = [
     "AudioFileError",
     "MotionError",
     "StreamError",
+    "ProtocolError",
 ]
 
 
@@ -48,3 +49,14 @@ class MotionError(UniLSError, ValueError):
 
 class StreamError(UniLSError, RuntimeError):
     """A streaming session was used in a way its state does not allow (e.g. after close)."""
+
+
+class ProtocolError(UniLSError, ValueError):
+    """A ``unils serve`` client or server broke the wire protocol (bad hello, undecodable audio...).
+
+    ``code`` is the WebSocket close code the server ends the session with (see ``docs/serve.md``).
+    """
+
+    def __init__(self, message: str, code: int = 4000) -> None:
+        super().__init__(message)
+        self.code = code
