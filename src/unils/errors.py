@@ -60,3 +60,11 @@ class ProtocolError(UniLSError, ValueError):
     def __init__(self, message: str, code: int = 4000) -> None:
         super().__init__(message)
         self.code = code
+
+
+class FlameError(UniLSError, ValueError):
+    """A FLAME model file is unreadable, misshapen or not a FLAME model (unils never ships FLAME)."""
+
+
+class EvaluationError(UniLSError, ValueError):
+    """Evaluation inputs do not fit together: no matching files, mismatched lengths or rates."""
