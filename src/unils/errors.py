@@ -16,6 +16,8 @@ __all__ = [
     "MotionError",
     "StreamError",
     "ProtocolError",
+    "FlameError",
+    "EvaluationError",
 ]
 
 
