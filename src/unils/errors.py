@@ -18,6 +18,8 @@ __all__ = [
     "ProtocolError",
     "FlameError",
     "EvaluationError",
+    "FormatError",
+    "MissingDependencyError",
 ]
 
 
@@ -70,3 +72,11 @@ class FlameError(UniLSError, ValueError):
 
 class EvaluationError(UniLSError, ValueError):
     """Evaluation inputs do not fit together: no matching files, mismatched lengths or rates."""
+
+
+class FormatError(UniLSError, ValueError):
+    """A file whose suffix or format unils cannot read or write for this purpose (e.g. a preview to .avi)."""
+
+
+class MissingDependencyError(UniLSError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install (``unils[viz]``)."""
