@@ -152,6 +152,33 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        from .serve.server import ServeConfig, run
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise UniLSError(f"{exc}") from exc
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = ServeConfig(
+        host=args.host, port=args.port, token=args.token or os.environ.get("UNILS_SERVE_TOKEN") or None,
+        max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes, idle_timeout_s=args.idle_timeout,
+        workers=args.workers, min_hop_frames=args.min_hop_frames, allowed_origins=tuple(args.allow_origin),
+    ).validate()  # refuse an unsafe configuration before loading the model
+    model = _load(args)
+
+    def ready(server) -> None:  # noqa: ANN001
+        print(f"unils serve: {model.config.name} on {server.url} (WebSocket {server.ws_url}), "
+              f"max {config.max_sessions} sessions{', token required' if config.token else ''}; Ctrl-C stops",
+              flush=True)
+
+    run(model, config, on_ready=ready)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unils", description="Audio-driven avatars that listen and speak (UniLS).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -206,6 +233,28 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--json", default=None, help="write results as JSON")
     b.set_defaults(func=_cmd_bench)
+    v = sub.add_parser(
+        "serve", help="streaming sessions over WebSocket, with a browser demo (needs the serve extra)",
+        description="Serve streaming sessions over WebSocket (one connection = one session; protocol in "
+        "docs/serve.md) and a browser demo at http://HOST:PORT/. Binds to 127.0.0.1 unless told otherwise; "
+        "any other address needs a token.",
+    )
+    v.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 = any free port)")
+    v.add_argument("--token", default=None,
+                   help="shared secret clients must send (?token= or Authorization: Bearer); "
+                   "default $UNILS_SERVE_TOKEN; required off localhost")
+    v.add_argument("--max-sessions", type=int, default=8, help="concurrent sessions (default 8)")
+    v.add_argument("--max-message-bytes", type=int, default=1 << 20, help="largest client message (default 1 MiB)")
+    v.add_argument("--idle-timeout", type=float, default=30.0, help="close a session silent this long (s, default 30)")
+    v.add_argument("--workers", type=int, default=None, help="model threads (default min(max sessions, CPUs))")
+    v.add_argument("--threads", type=int, default=None, help="torch intra-op threads (torch.set_num_threads)")
+    v.add_argument("--min-hop-frames", type=int, default=5,
+                   help="smallest low-latency hop a client may ask for (default 5)")
+    v.add_argument("--allow-origin", action="append", default=[],
+                   help="a browser origin allowed besides the server's own (repeatable)")
+    _add_model(v)
+    v.set_defaults(func=_cmd_serve)
     return parser
 
 
