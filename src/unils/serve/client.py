@@ -1,0 +1,375 @@
+"""Python clients of ``unils serve``: a blocking one and an asyncio one, with the same methods.
+
+::
+
+    from unils.serve import StreamClient
+
+    with StreamClient("ws://127.0.0.1:8765/ws", sample_rate=16000, partner=True, seed=0) as client:
+        for mic, call in blocks():
+            frames = client.push(mic, call)   # the frames that have arrived so far (a Motion)
+        frames = client.end()                 # the rest, once the server has flushed
+
+Frames arrive when the server has them (exact mode: a window, 4 s, at a time), so ``push`` often
+returns zero frames; :attr:`StreamClient.stats` holds the server's latest latency figures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+try:
+    from websockets.asyncio.client import ClientConnection
+    from websockets.asyncio.client import connect as aconnect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import ClientConnection as SyncClientConnection
+    from websockets.sync.client import connect as sconnect
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError('the unils serve client needs the "serve" extra: pip install "unils[serve]"') from exc
+
+from ..errors import ProtocolError, StreamError
+from ..motion import MOTION_DIM, PARTS, Motion
+from .protocol import CLOSE_NORMAL, Hello, decode_frames_binary, encode_audio
+
+__all__ = ["StreamClient", "AsyncStreamClient", "FramesEvent"]
+
+#: ``on_frames(start, count, received_at)``: called for every frames message (``received_at`` is
+#: ``time.perf_counter()`` when it arrived), e.g. to measure latency.
+FramesEvent = Callable[[int, int, float], None]
+
+# Frames messages can be large (a long block, JSON, two people); the server is trusted.
+_CLIENT_MAX_SIZE = 64 << 20
+
+
+def _make_hello(sample_rate: int, partner: bool, both: bool, encoding: str, format: str, seed: int | None,
+                hop_frames: int | None, smooth: bool, temperature: float | None, top_p: float | None,
+                cfg_scale: float | None) -> Hello:
+    return Hello(sample_rate=int(sample_rate), encoding=encoding, channels=2 if (partner or both) else 1, both=both,
+                 format=format, seed=seed, hop_frames=hop_frames, smooth=smooth, temperature=temperature,
+                 top_p=top_p, cfg_scale=cfg_scale)
+
+
+def _closed_error(exc: ConnectionClosed) -> ProtocolError:
+    frame = exc.rcvd or exc.sent
+    code = frame.code if frame is not None else 1006
+    reason = frame.reason if frame is not None and frame.reason else "no reason given (connection lost)"
+    return ProtocolError(f"the server closed the session ({code}): {reason}", code)
+
+
+def _refused_error(exc: InvalidStatus) -> ProtocolError:
+    status = exc.response.status_code
+    body = bytes(exc.response.body or b"").decode(errors="replace").strip()
+    return ProtocolError(f"the server refused the connection: HTTP {status} {body}", status)
+
+
+def _auth_headers(token: str | None) -> dict[str, str] | None:
+    return {"Authorization": f"Bearer {token}"} if token else None
+
+
+class _Inbox:
+    """Client-side state shared by both clients: frames received, latest stats, end of session."""
+
+    def __init__(self, hello: Hello, on_frames: FramesEvent | None) -> None:
+        self.hello = hello
+        self.on_frames = on_frames
+        self.ready: dict[str, Any] | None = None
+        self.stats: dict[str, Any] | None = None
+        self.ended = False
+        self.received = 0
+        self._pieces: list[list[np.ndarray]] = [[] for _ in range(hello.people)]
+        self._fps = 25.0
+
+    def handle(self, msg: str | bytes) -> None:
+        now = time.perf_counter()
+        if isinstance(msg, bytes):
+            start, arr = decode_frames_binary(msg)
+            self._add(start, list(arr), now)
+            return
+        obj = json.loads(msg)
+        kind = obj.get("type")
+        if kind == "ready":
+            self.ready = obj
+            self._fps = float(obj["fps"])
+        elif kind == "frames":
+            people = [obj["frames"]] + ([obj["partner_frames"]] if "partner_frames" in obj else [])
+            arrays = [np.asarray([[x for n in PARTS for x in f[n]] for f in rows], np.float32).reshape(-1, MOTION_DIM)
+                      for rows in people]
+            self._add(int(obj["start"]), arrays, now)
+        elif kind == "stats":
+            self.stats = obj
+        elif kind == "end":
+            self.stats = obj
+            self.ended = True
+
+    def _add(self, start: int, arrays: list[np.ndarray], now: float) -> None:
+        if start != self.received or len(arrays) != len(self._pieces):
+            raise ProtocolError(f"frames out of order: got frame {start} with {len(arrays)} people, expected frame "
+                                f"{self.received} with {len(self._pieces)}")
+        for piece, arr in zip(self._pieces, arrays):
+            piece.append(arr)
+        self.received += arrays[0].shape[0]
+        if self.on_frames is not None:
+            self.on_frames(start, arrays[0].shape[0], now)
+
+    def take(self) -> "Motion | tuple[Motion, Motion]":
+        out = []
+        for i, piece in enumerate(self._pieces):
+            arr = np.concatenate(piece) if piece else np.zeros((0, MOTION_DIM), np.float32)
+            out.append(Motion.from_array(arr, fps=self._fps))
+            self._pieces[i] = []
+        return (out[0], out[1]) if len(out) == 2 else out[0]
+
+
+class StreamClient:
+    """A blocking client: one instance is one streaming session on a ``unils serve`` server.
+
+    Args:
+        url: the WebSocket endpoint, e.g. ``ws://127.0.0.1:8765/ws``.
+        sample_rate: rate of the audio you will send (the server resamples to 16 kHz).
+        partner: send the partner's audio too (two channels).
+        both: also receive the partner's motion (implies ``partner``); methods then return pairs.
+        encoding: ``"float32"`` (exact) or ``"pcm16"`` (half the bytes).
+        format: frames as ``"binary"`` (compact) or ``"json"`` (named parts), same values.
+        seed, hop_frames, smooth, temperature, top_p, cfg_scale: as :meth:`unils.UniLS.stream`.
+        token: the server's token, if it has one.
+        on_frames: optional callback ``(start, count, received_at)`` for every frames message.
+        open_timeout: seconds to wait for the connection and the server's ``ready``.
+
+    Raises:
+        ProtocolError: the server refused the connection or the hello (``code`` says why).
+    """
+
+    def __init__(self, url: str, *, sample_rate: int = 16000, partner: bool = False, both: bool = False,
+                 encoding: str = "float32", format: str = "binary", seed: int | None = None,
+                 hop_frames: int | None = None, smooth: bool = True, temperature: float | None = None,
+                 top_p: float | None = None, cfg_scale: float | None = None, token: str | None = None,
+                 on_frames: FramesEvent | None = None, open_timeout: float = 10.0) -> None:
+        self.hello = _make_hello(sample_rate, partner, both, encoding, format, seed, hop_frames, smooth, temperature,
+                                 top_p, cfg_scale)
+        self._inbox = _Inbox(self.hello, on_frames)
+        try:
+            self._ws: SyncClientConnection = sconnect(url, additional_headers=_auth_headers(token),
+                                                      open_timeout=open_timeout, max_size=_CLIENT_MAX_SIZE,
+                                                      compression=None)
+        except InvalidStatus as exc:
+            raise _refused_error(exc) from None
+        try:
+            self._ws.send(self.hello.to_message())
+            self._inbox.handle(self._ws.recv(timeout=open_timeout))
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+        except TimeoutError:
+            self._ws.close()
+            raise ProtocolError(f"no answer to the hello within {open_timeout:g} s") from None
+
+    @property
+    def ready(self) -> dict[str, Any]:
+        """The server's ``ready`` message (fps, parts, algorithmic latency, limits...)."""
+        assert self._inbox.ready is not None
+        return self._inbox.ready
+
+    @property
+    def stats(self) -> dict[str, Any] | None:
+        """The latest ``stats`` (or final ``end``) message from the server."""
+        return self._inbox.stats
+
+    @property
+    def frames_received(self) -> int:
+        return self._inbox.received
+
+    def send(self, audio: Any, partner_audio: Any = None) -> None:
+        """Send one block of audio (any length; both channels the same length)."""
+        if self._inbox.ended:
+            raise StreamError("this session has ended; open a new client")
+        try:
+            self._ws.send(encode_audio(self.hello, audio, partner_audio))
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+
+    def receive(self, timeout: float = 0.0) -> "Motion | tuple[Motion, Motion]":
+        """Frames that have arrived and were not returned yet.
+
+        Args:
+            timeout: seconds to wait for the first message when none is waiting (0 = do not wait).
+        """
+        wait = timeout
+        while not self._inbox.ended:
+            try:
+                msg = self._ws.recv(timeout=wait)
+            except TimeoutError:
+                break
+            except ConnectionClosed as exc:
+                raise _closed_error(exc) from None
+            self._inbox.handle(msg)
+            wait = 0
+        return self._inbox.take()
+
+    def push(self, audio: Any, partner_audio: Any = None) -> "Motion | tuple[Motion, Motion]":
+        """Send a block, then return the frames that have arrived so far (without waiting)."""
+        self.send(audio, partner_audio)
+        return self.receive(0)
+
+    def end(self, timeout: float = 120.0) -> "Motion | tuple[Motion, Motion]":
+        """End the audio; wait for the server to flush; return the frames not returned yet."""
+        try:
+            self._ws.send(json.dumps({"type": "end"}))
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+        deadline = time.monotonic() + timeout
+        while not self._inbox.ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProtocolError(f"the server did not finish the session within {timeout:g} s")
+            try:
+                self._inbox.handle(self._ws.recv(timeout=left))
+            except TimeoutError:
+                continue
+            except ConnectionClosed as exc:
+                raise _closed_error(exc) from None
+        out = self._inbox.take()
+        self.close()
+        return out
+
+    def close(self) -> None:
+        """Close the connection (the server ends the session)."""
+        self._ws.close(CLOSE_NORMAL)
+
+    def __enter__(self) -> "StreamClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncStreamClient:
+    """The asyncio twin of :class:`StreamClient`; create it with ``await AsyncStreamClient.connect(...)``.
+
+    A background task reads the server's messages as they arrive, so :meth:`receive` never waits
+    and ``on_frames`` timestamps are taken on arrival.
+    """
+
+    def __init__(self, ws: ClientConnection, hello: Hello, inbox: _Inbox) -> None:
+        self._ws = ws
+        self.hello = hello
+        self._inbox = inbox
+        self._error: ProtocolError | None = None
+        import asyncio
+
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url: str, *, sample_rate: int = 16000, partner: bool = False, both: bool = False,
+                      encoding: str = "float32", format: str = "binary", seed: int | None = None,
+                      hop_frames: int | None = None, smooth: bool = True, temperature: float | None = None,
+                      top_p: float | None = None, cfg_scale: float | None = None, token: str | None = None,
+                      on_frames: FramesEvent | None = None, open_timeout: float = 10.0) -> "AsyncStreamClient":
+        """Connect, send the hello and wait for ``ready`` (arguments as :class:`StreamClient`)."""
+        import asyncio
+
+        hello = _make_hello(sample_rate, partner, both, encoding, format, seed, hop_frames, smooth, temperature,
+                            top_p, cfg_scale)
+        inbox = _Inbox(hello, on_frames)
+        try:
+            ws = await aconnect(url, additional_headers=_auth_headers(token), open_timeout=open_timeout,
+                                max_size=_CLIENT_MAX_SIZE, compression=None)
+        except InvalidStatus as exc:
+            raise _refused_error(exc) from None
+        try:
+            await ws.send(hello.to_message())
+            inbox.handle(await asyncio.wait_for(ws.recv(), open_timeout))
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+        except asyncio.TimeoutError:
+            await ws.close()
+            raise ProtocolError(f"no answer to the hello within {open_timeout:g} s") from None
+        return cls(ws, hello, inbox)
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self._ws:
+                self._inbox.handle(msg)
+                if self._inbox.ended:
+                    break
+        except ConnectionClosed as exc:
+            self._error = _closed_error(exc)
+        except ProtocolError as exc:
+            self._error = exc
+        if not self._inbox.ended and self._error is None:
+            code = self._ws.close_code or 1006
+            self._error = ProtocolError(f"the server closed the session ({code}) before its end: "
+                                        f"{self._ws.close_reason or 'no reason given'}", code)
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def ready(self) -> dict[str, Any]:
+        assert self._inbox.ready is not None
+        return self._inbox.ready
+
+    @property
+    def stats(self) -> dict[str, Any] | None:
+        return self._inbox.stats
+
+    @property
+    def frames_received(self) -> int:
+        return self._inbox.received
+
+    async def send(self, audio: Any, partner_audio: Any = None) -> None:
+        """Send one block of audio."""
+        self._check()
+        if self._inbox.ended:
+            raise StreamError("this session has ended; open a new client")
+        try:
+            await self._ws.send(encode_audio(self.hello, audio, partner_audio))
+        except ConnectionClosed:
+            await self._reader
+            self._check()
+            raise
+
+    def receive(self) -> "Motion | tuple[Motion, Motion]":
+        """Frames that have arrived and were not returned yet (never waits)."""
+        self._check()
+        return self._inbox.take()
+
+    async def push(self, audio: Any, partner_audio: Any = None) -> "Motion | tuple[Motion, Motion]":
+        await self.send(audio, partner_audio)
+        return self.receive()
+
+    async def end(self, timeout: float = 120.0) -> "Motion | tuple[Motion, Motion]":
+        """End the audio; wait for the server to flush; return the frames not returned yet."""
+        import asyncio
+
+        self._check()
+        try:
+            await self._ws.send(json.dumps({"type": "end"}))
+        except ConnectionClosed:
+            pass  # the reader reports why
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        except asyncio.TimeoutError:
+            raise ProtocolError(f"the server did not finish the session within {timeout:g} s") from None
+        self._check()
+        out = self._inbox.take()
+        await self.close()
+        return out
+
+    async def close(self) -> None:
+        """Close the connection (the server ends the session)."""
+        await self._ws.close(CLOSE_NORMAL)
+        if not self._reader.done():
+            self._reader.cancel()
+            try:
+                await self._reader
+            except BaseException:  # noqa: BLE001 - cancelled on purpose
+                pass
+
+    async def __aenter__(self) -> "AsyncStreamClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()

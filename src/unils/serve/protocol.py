@@ -1,0 +1,382 @@
+"""The ``unils serve`` wire protocol: hello validation, audio decoding, frame encoding, close codes.
+
+Pure functions and constants with no network code, shared by the server and the Python clients so
+that both sides agree byte for byte. ``docs/serve.md`` is the human-readable specification.
+
+One WebSocket connection is one streaming session:
+
+1. client -> server, text: a JSON hello (``{"type": "hello", "sample_rate": 48000, ...}``);
+2. server -> client, text: ``{"type": "ready", ...}`` (or a close with a reason);
+3. client -> server, binary: audio blocks (PCM16 or float32, little-endian, channels interleaved);
+   server -> client: frames messages (JSON text or binary, as the hello chose) as frames become
+   final, each followed by a JSON ``stats`` message;
+4. client -> server, text: ``{"type": "end"}``; the server sends the remaining frames, a JSON
+   ``end`` message, and closes with code 1000.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..audio import to_mono_float32
+from ..errors import AudioError, ProtocolError
+from ..motion import MOTION_DIM, PARTS, Motion
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Hello",
+    "parse_hello",
+    "decode_audio",
+    "encode_audio",
+    "parse_control",
+    "frames_json",
+    "frames_binary",
+    "decode_frames_binary",
+    "BINARY_MAGIC",
+    "BINARY_HEADER",
+    "CLOSE_NORMAL",
+    "CLOSE_GOING_AWAY",
+    "CLOSE_TOO_BIG",
+    "CLOSE_INTERNAL",
+    "CLOSE_TRY_LATER",
+    "CLOSE_BAD_HELLO",
+    "CLOSE_BAD_AUDIO",
+    "CLOSE_BAD_MESSAGE",
+    "CLOSE_IDLE",
+]
+
+PROTOCOL_VERSION = 1
+
+# Close codes. 1xxx are the standard ones (RFC 6455); 4xxx are this protocol's own.
+CLOSE_NORMAL = 1000  #: the session ended after the client's "end"
+CLOSE_GOING_AWAY = 1001  #: the server is shutting down
+CLOSE_TOO_BIG = 1009  #: a message exceeded the size limit
+CLOSE_INTERNAL = 1011  #: the model failed (a bug; logged on the server)
+CLOSE_TRY_LATER = 1013  #: all sessions are taken (--max-sessions)
+CLOSE_BAD_HELLO = 4000  #: the hello is malformed or asks for something unsupported
+CLOSE_BAD_AUDIO = 4001  #: an audio message cannot be decoded (length, NaN, out-of-range floats)
+CLOSE_BAD_MESSAGE = 4002  #: a message of the wrong kind or at the wrong time
+CLOSE_IDLE = 4008  #: no message within the idle timeout
+
+#: Binary frames message header: magic, version, people, first frame index, frame count.
+BINARY_MAGIC = b"ULSM"
+BINARY_HEADER = struct.Struct("<4sHHII")
+
+#: Accepted audio sample rates (Hz), inclusive; anything else is resampled to 16 kHz by the session.
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 192000
+
+#: float32 audio is expected in [-1, 1]; beyond this magnitude the bytes are almost surely not float
+#: audio (e.g. PCM16 sent as float32) and would only make the encoder produce garbage.
+MAX_FLOAT_MAGNITUDE = 16.0
+
+_ENCODINGS = {"pcm16": np.dtype("<i2"), "float32": np.dtype("<f4")}
+_FORMATS = ("json", "binary")
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A validated hello: what the client will send and what it wants back.
+
+    Attributes:
+        sample_rate: rate of the audio the client sends (Hz).
+        encoding: ``"pcm16"`` (int16) or ``"float32"``, little-endian.
+        channels: 1 (the person only) or 2 (person and partner, interleaved sample by sample).
+        both: also animate the partner (needs ``channels=2``).
+        format: ``"json"`` (frames with named parts) or ``"binary"`` (compact float32).
+        seed: random seed (None = fresh randomness).
+        hop_frames: None for exact mode (equals offline generation), or the low-latency hop.
+        smooth: Savitzky-Golay smoothing.
+        temperature, top_p, cfg_scale: sampling knobs (None = model defaults).
+    """
+
+    sample_rate: int
+    encoding: str = "pcm16"
+    channels: int = 1
+    both: bool = False
+    format: str = "json"
+    seed: int | None = None
+    hop_frames: int | None = None
+    smooth: bool = True
+    temperature: float | None = None
+    top_p: float | None = None
+    cfg_scale: float | None = None
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return _ENCODINGS[self.encoding].itemsize
+
+    @property
+    def people(self) -> int:
+        return 2 if self.both else 1
+
+    def to_message(self) -> str:
+        """The hello as the JSON text a client sends."""
+        return json.dumps({"type": "hello", "version": PROTOCOL_VERSION, **asdict(self)})
+
+    def session_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`unils.UniLS.stream`."""
+        return dict(
+            partner=self.channels == 2, both=self.both, sample_rate=self.sample_rate, seed=self.seed,
+            hop_frames=self.hop_frames, smooth=self.smooth, temperature=self.temperature, top_p=self.top_p,
+            cfg_scale=self.cfg_scale,
+        )
+
+
+def _load_object(text: str | bytes, what: str, code: int) -> dict[str, Any]:
+    if isinstance(text, bytes):
+        raise ProtocolError(f"the {what} must be a JSON text message, got {len(text)} bytes of binary data", code)
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(f"the {what} is not valid JSON ({exc})", code) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"the {what} must be a JSON object, got {type(obj).__name__}", code)
+    return obj
+
+
+def _int(obj: dict[str, Any], key: str, lo: int, hi: int, allow_none: bool) -> int | None:
+    v = obj.get(key)
+    if v is None and allow_none:
+        return None
+    # bool is an int in Python and JSON true would otherwise pass as 1.
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        else:
+            raise ProtocolError(f"hello: {key} must be an integer, got {v!r}", CLOSE_BAD_HELLO)
+    if not lo <= v <= hi:
+        raise ProtocolError(f"hello: {key} must be between {lo} and {hi}, got {v}", CLOSE_BAD_HELLO)
+    return v
+
+
+def _float(obj: dict[str, Any], key: str) -> float | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ProtocolError(f"hello: {key} must be a finite number or null, got {v!r}", CLOSE_BAD_HELLO)
+    return float(v)
+
+
+def _bool(obj: dict[str, Any], key: str, default: bool) -> bool:
+    v = obj.get(key, default)
+    if not isinstance(v, bool):
+        raise ProtocolError(f"hello: {key} must be true or false, got {v!r}", CLOSE_BAD_HELLO)
+    return v
+
+
+def _choice(obj: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+    v = obj.get(key, default)
+    if v not in choices:
+        raise ProtocolError(f"hello: {key} must be one of {', '.join(choices)}, got {v!r}", CLOSE_BAD_HELLO)
+    return v
+
+
+def parse_hello(text: str | bytes, window_frames: int = 100, min_hop_frames: int = 1) -> Hello:
+    """Validate a client's first message.
+
+    Unknown fields are refused (a misspelt option would otherwise be silently ignored).
+
+    Args:
+        text: the message as received (a ``bytes`` message is refused: the hello is text).
+        window_frames: the model's window; ``hop_frames`` may not exceed it.
+        min_hop_frames: the smallest low-latency hop the server allows (small hops cost
+            ``window / hop`` times the compute of exact mode).
+
+    Returns:
+        The validated :class:`Hello`.
+
+    Raises:
+        ProtocolError: with ``code == CLOSE_BAD_HELLO`` and a message naming the bad field.
+    """
+    obj = _load_object(text, "hello", CLOSE_BAD_HELLO)
+    if obj.get("type") != "hello":
+        raise ProtocolError(f'the first message must be {{"type": "hello", ...}}, got type {obj.get("type")!r}',
+                            CLOSE_BAD_HELLO)
+    allowed = {"type", "version"} | set(Hello.__dataclass_fields__)
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise ProtocolError(f"hello: unknown field(s) {', '.join(map(repr, unknown))}; allowed: "
+                            f"{', '.join(sorted(allowed))}", CLOSE_BAD_HELLO)
+    version = obj.get("version", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"hello: protocol version {version!r} is not supported (this server speaks "
+                            f"{PROTOCOL_VERSION})", CLOSE_BAD_HELLO)
+    if "sample_rate" not in obj:
+        raise ProtocolError("hello: sample_rate is required (the rate of the audio you will send, in Hz)",
+                            CLOSE_BAD_HELLO)
+    sample_rate = _int(obj, "sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, allow_none=False)
+    channels = _int(obj, "channels", 1, 2, allow_none=False) if "channels" in obj else 1
+    both = _bool(obj, "both", False)
+    if both and channels != 2:
+        raise ProtocolError("hello: both=true animates the partner too and needs channels=2 (person, partner)",
+                            CLOSE_BAD_HELLO)
+    lo = max(1, min(int(min_hop_frames), window_frames))
+    hop = _int(obj, "hop_frames", lo, window_frames, allow_none=True)
+    seed = _int(obj, "seed", 0, 2**63 - 1, allow_none=True)
+    return Hello(
+        sample_rate=int(sample_rate),  # type: ignore[arg-type]
+        encoding=_choice(obj, "encoding", tuple(_ENCODINGS), "pcm16"),
+        channels=int(channels),  # type: ignore[arg-type]
+        both=both,
+        format=_choice(obj, "format", _FORMATS, "json"),
+        seed=seed,
+        hop_frames=hop,
+        smooth=_bool(obj, "smooth", True),
+        temperature=_float(obj, "temperature"),
+        top_p=_float(obj, "top_p"),
+        cfg_scale=_float(obj, "cfg_scale"),
+    )
+
+
+def decode_audio(data: bytes, hello: Hello) -> list[np.ndarray]:
+    """Split one binary audio message into per-channel sample arrays.
+
+    Args:
+        data: little-endian samples, channels interleaved (person, partner, person, ...).
+        hello: the session's hello (encoding and channel count).
+
+    Returns:
+        ``hello.channels`` 1-D arrays (int16 or float32) of equal length.
+
+    Raises:
+        ProtocolError: with ``code == CLOSE_BAD_AUDIO`` when the length is not a whole number of
+            sample frames, or float32 samples are NaN/inf or far outside [-1, 1].
+    """
+    dtype = _ENCODINGS[hello.encoding]
+    step = dtype.itemsize * hello.channels
+    if len(data) % step:
+        raise ProtocolError(
+            f"an audio message of {len(data)} bytes is not a whole number of {hello.channels}-channel "
+            f"{hello.encoding} samples ({step} bytes each)", CLOSE_BAD_AUDIO)
+    samples = np.frombuffer(data, dtype=dtype).reshape(-1, hello.channels)
+    if hello.encoding == "float32" and samples.size:
+        finite = np.isfinite(samples)
+        if not finite.all():
+            raise ProtocolError(f"float32 audio holds {int((~finite).sum())} NaN/inf samples", CLOSE_BAD_AUDIO)
+        peak = float(np.abs(samples).max())
+        if peak > MAX_FLOAT_MAGNITUDE:
+            raise ProtocolError(
+                f"float32 audio is expected in [-1, 1], got a sample of magnitude {peak:.3g} (are these PCM16 "
+                "bytes? then say encoding=pcm16 in the hello)", CLOSE_BAD_AUDIO)
+    # Native byte order, contiguous: what the session's validation expects.
+    return [np.ascontiguousarray(samples[:, c]).astype(dtype.newbyteorder("="), copy=False)
+            for c in range(hello.channels)]
+
+
+def _channel(block: Any, name: str, encoding: str) -> np.ndarray:
+    arr = block if isinstance(block, np.ndarray) else None
+    if encoding == "pcm16" and arr is not None and arr.dtype == np.int16 and arr.ndim == 1:
+        return arr.astype("<i2", copy=False)  # already PCM16: sent bit for bit
+    x = to_mono_float32(block, name)
+    if encoding == "float32":
+        return x.astype("<f4", copy=False)
+    # The server reads PCM16 as x / 32768 (as audio files are read), so this is the inverse.
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
+
+
+def encode_audio(hello: Hello, audio: Any, partner_audio: Any = None) -> bytes:
+    """One binary audio message (the client side of :func:`decode_audio`).
+
+    Args:
+        hello: the session's hello (encoding, channels).
+        audio: the person's next samples (numpy array or tensor; int16 is sent as is for pcm16).
+        partner_audio: the partner's next samples, same length (required when ``channels == 2``).
+
+    Returns:
+        Little-endian samples, channels interleaved.
+
+    Raises:
+        AudioError: missing or extra partner audio, different lengths, NaN/inf samples.
+    """
+    if (partner_audio is None) != (hello.channels == 1):
+        raise AudioError("this session has 2 channels: pass partner_audio with every block" if hello.channels == 2
+                         else "this session has 1 channel: open it with partner=True to send partner audio")
+    chans = [_channel(audio, "audio", hello.encoding)]
+    if partner_audio is not None:
+        chans.append(_channel(partner_audio, "partner_audio", hello.encoding))
+        if chans[0].shape != chans[1].shape:
+            raise AudioError(f"audio and partner_audio blocks must have the same length, got {chans[0].shape[0]} "
+                             f"and {chans[1].shape[0]} samples")
+    return np.stack(chans, axis=1).tobytes()
+
+
+def parse_control(text: str) -> str:
+    """Validate a text message after the hello; return its type (only ``"end"`` exists).
+
+    Raises:
+        ProtocolError: with ``code == CLOSE_BAD_MESSAGE``.
+    """
+    obj = _load_object(text, "control message", CLOSE_BAD_MESSAGE)
+    kind = obj.get("type")
+    if kind == "end":
+        return "end"
+    if kind == "hello":
+        raise ProtocolError("a session takes one hello; open a new connection for a new session", CLOSE_BAD_MESSAGE)
+    raise ProtocolError(f'unknown message type {kind!r}: after the hello send binary audio and finally '
+                        f'{{"type": "end"}}', CLOSE_BAD_MESSAGE)
+
+
+def _people(motion: "Motion | tuple[Motion, Motion]") -> list[Motion]:
+    return list(motion) if isinstance(motion, tuple) else [motion]
+
+
+def frames_json(motion: "Motion | tuple[Motion, Motion]", start: int) -> str:
+    """A JSON frames message: ``{"type": "frames", "start", "count", "frames": [...]}``.
+
+    Each frame is ``{"index", "time", "expression", "head_pose", "jaw", "eyes"}``; a ``both``
+    session adds ``"partner_frames"`` in the same form. Values are the float32 values written in
+    full (they read back bit for bit).
+    """
+    people = _people(motion)
+    count = len(people[0])
+    fps = people[0].fps
+
+    def rows(m: Motion) -> list[dict[str, Any]]:
+        parts = {name: getattr(m, name).astype(np.float32).tolist() for name in PARTS}
+        return [{"index": start + i, "time": (start + i) / fps, **{n: parts[n][i] for n in PARTS}}
+                for i in range(count)]
+
+    msg: dict[str, Any] = {"type": "frames", "start": start, "count": count, "fps": fps, "frames": rows(people[0])}
+    if len(people) == 2:
+        msg["partner_frames"] = rows(people[1])
+    return json.dumps(msg)
+
+
+def frames_binary(motion: "Motion | tuple[Motion, Motion]", start: int) -> bytes:
+    """A binary frames message: 16-byte header then float32 ``[people, count, 108]``, little-endian.
+
+    Header (``<4sHHII``): ``b"ULSM"``, protocol version, people (1 or 2), index of the first frame,
+    frame count. Columns are the official 108-d order (see ``unils.motion.PARTS``).
+    """
+    people = _people(motion)
+    arr = np.stack([m.to_array() for m in people]).astype("<f4", copy=False)
+    return BINARY_HEADER.pack(BINARY_MAGIC, PROTOCOL_VERSION, len(people), start, arr.shape[1]) + arr.tobytes()
+
+
+def decode_frames_binary(data: bytes) -> tuple[int, np.ndarray]:
+    """Read a binary frames message.
+
+    Returns:
+        ``(start, frames)`` with ``frames`` a float32 array ``[people, count, 108]``.
+
+    Raises:
+        ProtocolError: bad magic, version or length.
+    """
+    if len(data) < BINARY_HEADER.size:
+        raise ProtocolError(f"binary frames message too short ({len(data)} bytes)", CLOSE_BAD_MESSAGE)
+    magic, version, people, start, count = BINARY_HEADER.unpack_from(data)
+    if magic != BINARY_MAGIC or version != PROTOCOL_VERSION:
+        raise ProtocolError(f"not a unils frames message (magic {magic!r}, version {version})", CLOSE_BAD_MESSAGE)
+    expected = BINARY_HEADER.size + people * count * MOTION_DIM * 4
+    if len(data) != expected:
+        raise ProtocolError(f"binary frames message has {len(data)} bytes, expected {expected}", CLOSE_BAD_MESSAGE)
+    frames = np.frombuffer(data, "<f4", offset=BINARY_HEADER.size).reshape(people, count, MOTION_DIM)
+    return start, frames.astype(np.float32)

@@ -1,0 +1,157 @@
+// unils live avatar: microphone -> AudioWorklet -> PCM16 over WebSocket -> frames -> canvas.
+import { drawAvatar, neutralFrame } from './avatar.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+// Everything the page knows, exposed for debugging and for the browser test.
+const demo = {
+  status: 'idle', ready: null, stats: null, closeCode: null, closeReason: '', errors: [],
+  framesReceived: 0, framesShown: 0, audioSent: 0, lag: null, level: 0, sampleRate: null,
+};
+window.unilsDemo = demo;
+
+let ws = null, audioCtx = null, micStream = null, worklet = null;
+let fps = 25, frames = [], base = 0, playStart = null, current = neutralFrame();
+
+if (params.get('hop')) $('mode').value = params.get('hop');
+
+function setStatus(text, error = false) {
+  demo.status = text;
+  $('status').textContent = text;
+  $('status').className = error ? 'error' : '';
+}
+
+function fmt(s, digits = 2) { return s == null ? '-' : `${s.toFixed(digits)} s`; }
+
+function toPcm16(float32) {
+  const out = new Int16Array(float32.length);
+  for (let i = 0; i < float32.length; i++) {
+    const x = Math.max(-1, Math.min(1, float32[i]));
+    out[i] = Math.round(x * 32767);
+  }
+  return out;
+}
+
+function onAudio(block) {
+  let sum = 0;
+  for (let i = 0; i < block.length; i++) sum += block[i] * block[i];
+  demo.level = Math.sqrt(sum / block.length);
+  if (!ws || ws.readyState !== WebSocket.OPEN || !demo.ready) return;
+  ws.send(toPcm16(block).buffer);
+  demo.audioSent += block.length / audioCtx.sampleRate;
+}
+
+function onMessage(event) {
+  if (typeof event.data !== 'string') return; // the page asks for JSON frames
+  const msg = JSON.parse(event.data);
+  if (msg.type === 'ready') {
+    demo.ready = msg;
+    fps = msg.fps;
+    $('algo').textContent = fmt(msg.algorithmic_latency_s);
+    setStatus(`streaming (session ${msg.session}, ${msg.exact ? 'exact' : 'hop ' + msg.hop_frames})`);
+  } else if (msg.type === 'frames') {
+    frames.push(...msg.frames);
+    demo.framesReceived = msg.start + msg.count;
+    demo.lag = demo.audioSent - demo.framesReceived / fps;
+    if (playStart === null) playStart = performance.now() - (msg.start / fps) * 1000;
+    $('frames').textContent = String(demo.framesReceived);
+    $('lag').textContent = fmt(demo.lag);
+  } else if (msg.type === 'stats' || msg.type === 'end') {
+    demo.stats = msg;
+    $('step').textContent = `${(msg.step_p50_s * 1000).toFixed(0)} / ${(msg.step_p95_s * 1000).toFixed(0)} ms`;
+    $('rtf').textContent = msg.real_time_factor.toFixed(3);
+    if (msg.type === 'end') setStatus(`ended: ${msg.frames_emitted} frames`);
+  }
+}
+
+async function start() {
+  $('start').disabled = true;
+  demo.errors = [];
+  try {
+    audioCtx = new AudioContext();
+    micStream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
+    await audioCtx.audioWorklet.addModule('capture-worklet.js');
+    const source = audioCtx.createMediaStreamSource(micStream);
+    worklet = new AudioWorkletNode(audioCtx, 'unils-capture', {
+      processorOptions: { blockSize: Math.round(audioCtx.sampleRate * 0.02) },  // 20 ms blocks
+    });
+    worklet.port.onmessage = (e) => onAudio(e.data);
+    source.connect(worklet);
+    worklet.connect(audioCtx.destination);  // the worklet outputs silence; this keeps it pulled
+    await audioCtx.resume();
+    demo.sampleRate = audioCtx.sampleRate;
+    $('mic').textContent = `${audioCtx.sampleRate} Hz`;
+  } catch (err) {
+    demo.errors.push(String(err));
+    setStatus(`microphone unavailable: ${err.message || err}`, true);
+    $('start').disabled = false;
+    return;
+  }
+  const mode = $('mode').value;
+  const token = params.get('token');
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  ws = new WebSocket(`${scheme}://${location.host}/ws` + (token ? `?token=${encodeURIComponent(token)}` : ''));
+  ws.binaryType = 'arraybuffer';
+  frames = []; base = 0; playStart = null;
+  Object.assign(demo, { ready: null, stats: null, closeCode: null, closeReason: '', framesReceived: 0, framesShown: 0, audioSent: 0, lag: null });
+  setStatus('connecting');
+  ws.onopen = () => ws.send(JSON.stringify({
+    type: 'hello', version: 1, sample_rate: audioCtx.sampleRate, encoding: 'pcm16', channels: 1, format: 'json',
+    seed: 0, hop_frames: mode === 'exact' ? null : Number(mode),
+  }));
+  ws.onmessage = onMessage;
+  ws.onerror = () => demo.errors.push('websocket error');
+  ws.onclose = (e) => {
+    demo.closeCode = e.code;
+    demo.closeReason = e.reason;
+    if (e.code !== 1000) setStatus(`closed (${e.code})${e.reason ? ': ' + e.reason : ''}`, true);
+    stopAudio();
+    $('start').disabled = false;
+    $('stop').disabled = true;
+  };
+  $('stop').disabled = false;
+}
+
+function stopAudio() {
+  if (micStream) micStream.getTracks().forEach((t) => t.stop());
+  if (audioCtx) audioCtx.close();
+  micStream = null; audioCtx = null; worklet = null;
+}
+
+function stop() {
+  $('stop').disabled = true;
+  stopAudio();
+  if (ws && ws.readyState === WebSocket.OPEN) {
+    setStatus('finishing');
+    ws.send(JSON.stringify({ type: 'end' }));  // the server flushes, sends "end" and closes
+  }
+}
+
+function render(now) {
+  // Play frames at 25 fps from the first arrival; when the buffer runs dry, hold the last frame and
+  // re-anchor the clock so that playback resumes without skipping.
+  if (playStart !== null && frames.length > 0) {
+    let index = Math.floor(((now - playStart) / 1000) * fps);
+    const last = base + frames.length - 1;
+    if (index > last) {
+      index = last;
+      playStart = now - (index / fps) * 1000;
+    }
+    if (index >= base) {
+      current = frames[index - base];
+      demo.framesShown = Math.max(demo.framesShown, index + 1);
+      frames = frames.slice(index - base);  // drop what has been shown
+      base = index;
+    }
+  }
+  drawAvatar($('avatar').getContext('2d'), current, { level: demo.level * 8, caption: `frame ${demo.framesShown}` });
+  $('audio').textContent = `${demo.audioSent.toFixed(1)} s`;
+  requestAnimationFrame(render);
+}
+
+$('start').addEventListener('click', start);
+$('stop').addEventListener('click', stop);
+requestAnimationFrame(render);
