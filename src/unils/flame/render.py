@@ -1,0 +1,324 @@
+"""A small z-buffer rasterizer for FLAME meshes: orthographic camera, flat or smooth Lambert shading.
+
+Pure torch (CPU or GPU), no extra needed to get frames: :func:`render_motion` returns
+``uint8 [T, H, W, 3]`` arrays. Writing a video (:func:`write_video`) needs ``unils[viz]``
+(imageio + imageio-ffmpeg).
+
+Conventions: vertices in metres with FLAME's axes (x to the subject's left = image right, y up,
+z towards the camera). The camera looks down -z, so the nearest surface is the one with the largest z.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ..errors import MissingDependencyError, MotionError
+
+__all__ = ["Camera", "fit_camera", "rasterize", "render_vertices", "render_motion", "write_video"]
+
+logger = logging.getLogger("unils.flame.render")
+
+#: Fragments (pixel x triangle candidates) handled at once; bounds memory for any mesh and size.
+_MAX_FRAGMENTS = 1 << 22
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Orthographic camera: ``column = (x - cx) * scale + width / 2``, ``row = height / 2 - (y - cy) * scale``.
+
+    Attributes:
+        center: (cx, cy) world point at the image centre (metres).
+        scale: pixels per metre.
+        width: image width in pixels.
+        height: image height in pixels.
+    """
+
+    center: tuple[float, float]
+    scale: float
+    width: int
+    height: int
+
+    def project(self, vertices: torch.Tensor) -> torch.Tensor:
+        """[..., V, 3] world points -> [..., V, 3] (column, row, depth) in pixel units (depth = z, metres)."""
+        cx, cy = self.center
+        col = (vertices[..., 0] - cx) * self.scale + self.width / 2
+        row = self.height / 2 - (vertices[..., 1] - cy) * self.scale
+        return torch.stack([col, row, vertices[..., 2]], dim=-1)
+
+
+def fit_camera(vertices: Any, width: int = 512, height: int | None = None, margin: float = 0.12) -> Camera:
+    """A camera that frames the x/y extent of ``vertices`` (all frames together) with a margin.
+
+    Args:
+        vertices: [V, 3] or [T, V, 3] points (numpy or torch).
+        width: image width in pixels.
+        height: image height (default: ``width``).
+        margin: fraction of the image left free on each side of the tighter axis.
+
+    Returns:
+        The fitted :class:`Camera`.
+    """
+    height = width if height is None else height
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    v = torch.as_tensor(np.asarray(vertices) if not isinstance(vertices, torch.Tensor) else vertices)
+    pts = v.reshape(-1, 3).double()
+    if pts.shape[0] == 0:
+        raise MotionError("cannot fit a camera to zero vertices")
+    lo, hi = pts[:, :2].min(0).values, pts[:, :2].max(0).values
+    centre = (lo + hi) / 2
+    extent = torch.clamp(hi - lo, min=1e-9)
+    usable = 1.0 - 2.0 * margin
+    scale = min(width * usable / float(extent[0]), height * usable / float(extent[1]))
+    return Camera((float(centre[0]), float(centre[1])), float(scale), int(width), int(height))
+
+
+def rasterize(screen: torch.Tensor, faces: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Visible triangle and barycentric coordinates at every pixel centre (z-buffer, nearest = largest depth).
+
+    A pixel ``(row, col)`` is sampled at its centre ``(col + 0.5, row + 0.5)``. Both windings are drawn
+    (no back-face culling), so the result does not depend on the mesh's orientation.
+
+    Args:
+        screen: [V, 3] (column, row, depth) per vertex, e.g. from :meth:`Camera.project`.
+        faces: [F, 3] vertex indices.
+        width: image width.
+        height: image height.
+
+    Returns:
+        ``(face_id [H, W] int64, -1 = background; bary [H, W, 3] float)``.
+    """
+    dev, dtype = screen.device, screen.dtype
+    npix = width * height
+    zbuf = torch.full((npix,), -torch.inf, dtype=dtype, device=dev)
+    fbuf = torch.full((npix,), -1, dtype=torch.long, device=dev)
+    bbuf = torch.zeros((npix, 3), dtype=dtype, device=dev)
+    if faces.numel() == 0:
+        return fbuf.view(height, width), bbuf.view(height, width, 3)
+    tri = screen[faces]  # [F, 3, 3]
+    x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
+    # Pixel centres inside each triangle's bounding box.
+    x0 = torch.clamp(torch.ceil(x.min(1).values - 0.5), min=0).long()
+    x1 = torch.clamp(torch.floor(x.max(1).values - 0.5), max=width - 1).long()
+    y0 = torch.clamp(torch.ceil(y.min(1).values - 0.5), min=0).long()
+    y1 = torch.clamp(torch.floor(y.max(1).values - 0.5), max=height - 1).long()
+    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
+    finite = torch.isfinite(tri).all(dim=(1, 2))
+    keep = (x1 >= x0) & (y1 >= y0) & (area.abs() > 1e-12) & finite
+    idx = torch.nonzero(keep).squeeze(1)
+    if idx.numel() == 0:
+        return fbuf.view(height, width), bbuf.view(height, width, 3)
+    bw = (x1 - x0 + 1)[idx]
+    counts = bw * (y1 - y0 + 1)[idx]
+    # Split the triangles into groups of bounded fragment count (a huge triangle is its own group).
+    csum = torch.cumsum(counts, 0)
+    group = torch.div(csum - counts, _MAX_FRAGMENTS, rounding_mode="floor")
+    bounds = torch.nonzero(torch.diff(group, prepend=group[:1] - 1)).squeeze(1).tolist() + [idx.numel()]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        f_ids = idx[a:b]
+        cnt = counts[a:b]
+        owner = torch.repeat_interleave(torch.arange(b - a, device=dev), cnt)
+        start = torch.cumsum(cnt, 0) - cnt
+        local = torch.arange(int(cnt.sum()), device=dev) - start[owner]
+        w = bw[a:b][owner]
+        f = f_ids[owner]
+        px = x0[f] + local % w
+        py = y0[f] + torch.div(local, w, rounding_mode="floor")
+        cx, cy = px.to(dtype) + 0.5, py.to(dtype) + 0.5
+        tx, ty = x[f], y[f]
+        # Edge functions opposite each vertex, normalised by the signed area: barycentric coordinates.
+        b0 = (tx[:, 1] - cx) * (ty[:, 2] - cy) - (tx[:, 2] - cx) * (ty[:, 1] - cy)
+        b1 = (tx[:, 2] - cx) * (ty[:, 0] - cy) - (tx[:, 0] - cx) * (ty[:, 2] - cy)
+        b2 = (tx[:, 0] - cx) * (ty[:, 1] - cy) - (tx[:, 1] - cx) * (ty[:, 0] - cy)
+        bary = torch.stack([b0, b1, b2], dim=1) / area[f][:, None]
+        inside = (bary >= -1e-9).all(dim=1)
+        if not bool(inside.any()):
+            continue
+        bary, f, pix = bary[inside], f[inside], (py * width + px)[inside]
+        depth = (bary * z[f]).sum(1)
+        cand = torch.full((npix,), -torch.inf, dtype=dtype, device=dev)
+        cand.scatter_reduce_(0, pix, depth, reduce="amax")
+        better = cand > zbuf
+        win = better[pix] & (depth == cand[pix])
+        zbuf = torch.where(better, cand, zbuf)
+        fbuf[pix[win]] = f[win]
+        bbuf[pix[win]] = bary[win]
+    return fbuf.view(height, width), bbuf.view(height, width, 3)
+
+
+def _vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    tri = verts[faces]
+    fn = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)  # area-weighted
+    vn = torch.zeros_like(verts).index_add_(0, faces.reshape(-1), fn.repeat_interleave(3, dim=0))
+    return torch.nn.functional.normalize(fn, dim=-1), torch.nn.functional.normalize(vn, dim=-1)
+
+
+def _as_rgb(color: Sequence[float], name: str) -> torch.Tensor:
+    c = torch.as_tensor(np.asarray(color, dtype=np.float64).reshape(-1))
+    if c.shape != (3,):
+        raise ValueError(f"{name} must have 3 components, got {list(c.shape)}")
+    return c / 255.0 if float(c.max()) > 1.0 else c
+
+
+def render_vertices(
+    vertices: Any,
+    faces: Any,
+    width: int = 512,
+    height: int | None = None,
+    camera: Camera | None = None,
+    *,
+    shading: Literal["smooth", "flat"] = "smooth",
+    color: Sequence[float] = (0.78, 0.76, 0.74),
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+    light: Sequence[float] = (0.25, 0.35, 1.0),
+    ambient: float = 0.3,
+    supersample: int = 1,
+) -> np.ndarray:
+    """Render mesh frames to RGB images.
+
+    Args:
+        vertices: [T, V, 3] or [V, 3] vertices (numpy or torch; metres, FLAME axes).
+        faces: [F, 3] vertex indices.
+        width: image width in pixels.
+        height: image height (default: ``width``).
+        camera: orthographic camera; None = :func:`fit_camera` on all frames.
+        shading: ``"smooth"`` (interpolated vertex normals) or ``"flat"`` (one normal per triangle).
+        color: mesh albedo, RGB in [0, 1] (or 0-255).
+        background: background RGB in [0, 1] (or 0-255).
+        light: direction towards the light (camera looks down -z); surfaces are lit from both sides.
+        ambient: share of light that reaches every surface, in [0, 1].
+        supersample: render at this many times the size and average down (anti-aliasing).
+
+    Returns:
+        uint8 [T, H, W, 3] frames ([1, H, W, 3] for a single [V, 3] mesh).
+    """
+    if shading not in ("smooth", "flat"):
+        raise ValueError(f"shading must be 'smooth' or 'flat', got {shading!r}")
+    if not 0.0 <= ambient <= 1.0:
+        raise ValueError(f"ambient must be in [0, 1], got {ambient}")
+    ss = int(supersample)
+    if ss < 1:
+        raise ValueError(f"supersample must be >= 1, got {supersample}")
+    v = vertices if isinstance(vertices, torch.Tensor) else torch.as_tensor(np.asarray(vertices))
+    v = v.detach().to(torch.float32)
+    if v.ndim == 2:
+        v = v[None]
+    if v.ndim != 3 or v.shape[-1] != 3:
+        raise MotionError(f"vertices must be [T, V, 3] or [V, 3], got {list(v.shape)}")
+    f = faces if isinstance(faces, torch.Tensor) else torch.as_tensor(np.asarray(faces))
+    f = f.to(device=v.device, dtype=torch.long)
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise MotionError(f"faces must be [F, 3], got {list(f.shape)}")
+    if f.numel() and (int(f.min()) < 0 or int(f.max()) >= v.shape[1]):
+        raise MotionError(f"faces index vertices outside 0..{v.shape[1] - 1}")
+    height = width if height is None else height
+    cam = fit_camera(v, width, height) if camera is None else camera
+    big = Camera(cam.center, cam.scale * ss, cam.width * ss, cam.height * ss)
+    albedo = _as_rgb(color, "color").to(v.device, torch.float32)
+    bg = _as_rgb(background, "background").to(v.device, torch.float32)
+    ldir = torch.as_tensor(np.asarray(light, dtype=np.float32).reshape(-1), device=v.device)
+    if ldir.shape != (3,) or float(ldir.norm()) == 0.0:
+        raise ValueError(f"light must be a non-zero 3-vector, got {light!r}")
+    ldir = ldir / ldir.norm()
+    out = np.empty((v.shape[0], cam.height, cam.width, 3), dtype=np.uint8)
+    for t in range(v.shape[0]):
+        fid, bary = rasterize(big.project(v[t]), f, big.width, big.height)
+        fn, vn = _vertex_normals(v[t], f)
+        hit = fid >= 0
+        img = bg.expand(big.height, big.width, 3).clone()
+        if bool(hit.any()):
+            fh = fid[hit]
+            if shading == "flat":
+                n = fn[fh]
+            else:
+                n = torch.nn.functional.normalize((bary[hit][..., None] * vn[f[fh]]).sum(1), dim=-1)
+            # Two-sided: a normal facing away from the camera is flipped before lighting.
+            n = torch.where(n[:, 2:3] < 0, -n, n)
+            lam = torch.clamp(n @ ldir, min=0.0)
+            img[hit] = albedo * (ambient + (1.0 - ambient) * lam)[:, None]
+        if ss > 1:
+            img = img.view(cam.height, ss, cam.width, ss, 3).mean(dim=(1, 3))
+        out[t] = (img.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    return out
+
+
+def render_motion(
+    motion: Any,
+    flame: Any,
+    width: int = 512,
+    height: int | None = None,
+    *,
+    with_head_pose: bool = True,
+    shape: Any | None = None,
+    camera: Camera | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
+    """Render a motion as FLAME meshes.
+
+    Args:
+        motion: :class:`~unils.Motion` or [T, 108] array.
+        flame: a :class:`~unils.flame.FlameModel` (load yours with ``FlameModel.from_file``).
+        width: image width in pixels.
+        height: image height (default: ``width``).
+        with_head_pose: apply the head rotation (columns 100-102).
+        shape: optional identity (shape coefficients).
+        camera: None = framed on the neutral head (same framing for every clip of a model).
+        **kwargs: passed to :func:`render_vertices` (``shading``, ``color``, ``supersample``...).
+
+    Returns:
+        uint8 [T, H, W, 3] frames.
+    """
+    with torch.no_grad():
+        verts = flame.vertices(motion, with_head_pose=with_head_pose, shape=shape)
+        if camera is None:
+            neutral = flame.vertices(np.zeros((1, 108), np.float32), shape=shape)
+            camera = fit_camera(neutral, width, height)
+    logger.debug("rendering %d frames at %dx%d", verts.shape[0], camera.width, camera.height)
+    return render_vertices(verts, flame.faces, camera=camera, **kwargs)
+
+
+def write_video(
+    frames: np.ndarray,
+    path: str | os.PathLike[str],
+    fps: float = 25.0,
+    audio: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write uint8 [T, H, W, 3] frames to a video file (H.264 ``.mp4`` by default), optionally with audio.
+
+    Needs ``pip install "unils[viz]"`` (imageio + imageio-ffmpeg).
+
+    Args:
+        frames: uint8 [T, H, W, 3] frames (even H and W for H.264).
+        path: output file; the suffix picks the container.
+        fps: frame rate.
+        audio: optional audio file muxed into the video (cut to the video's length).
+
+    Raises:
+        MissingDependencyError: imageio / imageio-ffmpeg are not installed.
+    """
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError('writing videos needs imageio-ffmpeg: pip install "unils[viz]"') from exc
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {arr.dtype} {list(arr.shape)}")
+    h, w = arr.shape[1:3]
+    kwargs: dict[str, Any] = {"codec": "libx264", "pix_fmt_out": "yuv420p", "macro_block_size": 1,
+                              "output_params": ["-crf", "18"]}
+    if audio is not None:
+        kwargs.update(audio_path=str(audio), audio_codec="aac", output_params=["-crf", "18", "-shortest"])
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=float(fps), **kwargs)
+    writer.send(None)  # start the generator
+    try:
+        for frame in arr:
+            writer.send(np.ascontiguousarray(frame))
+    finally:
+        writer.close()
