@@ -179,6 +179,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import os
+
+    from .metrics import evaluate_folder
+
+    flame = None
+    flame_path = args.flame or os.environ.get("UNILS_FLAME")
+    if flame_path:
+        from .flame import FlameModel
+
+        flame = FlameModel.from_file(flame_path, device=args.device)
+    result = evaluate_folder(args.pred_dir, args.gt_dir, flame=flame, length_tolerance=args.length_tolerance)
+    print(result.table())
+    note = "" if flame is not None else "; coefficient metrics only (--flame or $UNILS_FLAME adds LVE/MHD/FDD)"
+    print(f"{len(result.per_file)} sequence(s) scored{note}")
+    if result.missing:
+        print(f"not scored, no prediction: {', '.join(result.missing)}")
+    if result.unmatched:
+        print(f"ignored, no ground truth: {', '.join(result.unmatched)}")
+    if args.json:
+        result.save_json(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unils", description="Audio-driven avatars that listen and speak (UniLS).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -255,6 +280,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a browser origin allowed besides the server's own (repeatable)")
     _add_model(v)
     v.set_defaults(func=_cmd_serve)
+    ev = sub.add_parser(
+        "evaluate", help="score predicted motions against ground truth (the paper's metrics; table + JSON)",
+        description="Match PRED_DIR and GT_DIR files by name and compute the UniLS metrics: speaking (S_LVE, "
+        "S_MHD, S_FDD, S_PDD, S_JDD) and listening (L_FDD, L_PDD, L_JDD) from the ground truth's speech_mask, "
+        "whole-sequence and FLAME-free coefficient metrics. Mesh metrics need your FLAME 2020 model (--flame). "
+        "File conventions: docs/evaluation.md.",
+    )
+    ev.add_argument("pred_dir", help="folder of predicted motions (.npz/.npy/.json/.csv)")
+    ev.add_argument("gt_dir", help="folder of ground truths (unils.metrics.save_ground_truth .npz, or motion files)")
+    ev.add_argument("--flame", default=None, help="FLAME 2020 generic_model.pkl or converted .pt (default $UNILS_FLAME)")
+    ev.add_argument("--json", default=None, help="also write the scores (summary and per file) as JSON")
+    ev.add_argument("--length-tolerance", type=int, default=2,
+                    help="largest frame-count difference trimmed per pair (default 2)")
+    ev.add_argument("--device", default=None, help="device for the FLAME vertices (cpu, cuda ...)")
+    ev.set_defaults(func=_cmd_evaluate)
+
     return parser
 
 
