@@ -1,4 +1,4 @@
-"""``unils`` command line: generate, stream, convert, bench.
+"""``unils`` command line: generate, stream, convert, bench, train.
 
 The only module that prints. Errors raised on purpose by unils become a one-line message and exit
 code 2; anything else is a bug and keeps its traceback.
@@ -179,6 +179,86 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from .viz.preview import preview_from_files
+
+    def save(index: int, motion) -> None:  # noqa: ANN001
+        out = Path(args.save_motion)
+        _write_motion(motion, out if index == 0 else out.with_name(f"{out.stem}_partner{out.suffix}"))
+
+    result = preview_from_files(
+        args.inputs, args.output, audio=args.audio, partner_audio=args.partner_audio, model=lambda: _load(args),
+        seed=args.seed, generate_options=dict(temperature=args.temperature, top_p=args.top_p,
+                                              cfg_scale=args.cfg_scale, smooth=not args.no_smooth),
+        fps=args.fps, size=args.size, labels=args.labels, at=args.at,
+        save_motion=save if args.save_motion else None,
+    )
+    print(result.summary())
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .viz.preview import plot_from_files
+
+    out = plot_from_files(args.inputs, args.output, audio=args.audio, partner_audio=args.partner_audio,
+                          labels=args.labels, expression_coefs=args.expression_coefs, dpi=args.dpi)
+    print(f"wrote {out}")
+    return 0
+
+
+def _train_config(value: str | None):  # noqa: ANN202
+    from .config import UniLSConfig
+
+    if value is None:
+        return None
+    presets = {"large": UniLSConfig.large, "small": UniLSConfig.small}
+    if hasattr(UniLSConfig, "demo"):
+        presets["demo"] = UniLSConfig.demo
+    if value in presets:
+        return presets[value]()
+    if not Path(value).is_file():
+        raise FileNotFoundError(f"--config {value!r}: not a preset ({', '.join(presets)}) nor a config.json file")
+    return UniLSConfig.load(value)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from .train.data import validate_dataset
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise UniLSError(f"training needs the train extra: pip install 'unils[train]' ({exc})") from exc
+    if args.stage == "validate":
+        report = validate_dataset(args.data)
+        print(report.summary())
+        return 0 if report.ok else 1
+    from .train.stages import StageOptions
+    from .train.trainer import TrainOptions, train_stage
+
+    if not args.out:
+        raise UniLSError(f"unils train {args.stage} needs --out (the run folder)")
+    logging.getLogger("unils").setLevel(logging.INFO)
+    opts = TrainOptions(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, ema_decay=args.ema_decay,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every, seed=args.seed, precision=args.precision,
+        progress=not args.quiet, stop_at=args.stop_at,
+    )
+    sopts = StageOptions(lora_r=args.lora_r, lora_alpha=args.lora_alpha)
+    vertices = lips = None
+    if args.flame:
+        from .train.mesh import flame_vertices
+
+        vertices, lips = flame_vertices(args.flame, args.device or "cpu")
+    result = train_stage(
+        args.stage, args.data, args.out, config=_train_config(args.config), init=args.init,
+        audio_encoder=args.audio_encoder, resume=args.resume, options=opts, stage_options=sopts, device=args.device,
+        vertices=vertices, lip_indices=lips,
+    )
+    if result.history:
+        print(f"{args.stage}: {result.steps} steps in {result.seconds:.1f} s, loss "
+              f"{result.mean_loss(first=True):.4f} (first 20% of logged steps) -> {result.mean_loss(first=False):.4f} "
+              f"(last 20%); export: {result.export_dir}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import os
 
@@ -280,6 +360,67 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a browser origin allowed besides the server's own (repeatable)")
     _add_model(v)
     v.set_defaults(func=_cmd_serve)
+
+    pv = sub.add_parser(
+        "preview", help="schematic avatar video (MP4 with sound, GIF) or still (PNG) of motion or audio files",
+        description="Draw one or two people side by side with speaking / listening indicators. INPUTs are motion "
+        "files (.npz/.npy/.json/.csv; sound from --audio / --partner-audio) or audio files (the motion is "
+        "generated with --model first; two voices = both people). Needs the viz extra.",
+    )
+    pv.add_argument("inputs", nargs="+", metavar="INPUT", help="one or two motion files, or one or two audio files")
+    pv.add_argument("-o", "--output", default="preview.mp4", help=".mp4 (with sound), .gif or .png (default preview.mp4)")
+    pv.add_argument("--audio", "-a", default=None, help="first person's audio, for motion inputs")
+    pv.add_argument("--partner-audio", "-p", default=None, help="second person's audio")
+    pv.add_argument("--fps", type=float, default=None, help="output frame rate (default: the motion's, 25)")
+    pv.add_argument("--size", type=int, default=320, help="panel size in pixels (default 320)")
+    pv.add_argument("--labels", nargs="+", default=None, help="names on the panels (default: file names)")
+    pv.add_argument("--at", type=float, default=None, help="time (s) of a .png still (default: the middle)")
+    pv.add_argument("--save-motion", default=None, help="also write generated motion(s) here (.npz/.json/.csv)")
+    _add_model(pv)
+    _add_sampling(pv)
+    pv.set_defaults(func=_cmd_preview)
+
+    pl = sub.add_parser("plot", help="coefficient curves of motion files under the speakers' speech activity",
+                        description="Plot jaw, head pose, eyes and leading expression coefficients over time, one "
+                        "column per motion, shaded where each person speaks (from --audio / --partner-audio).")
+    pl.add_argument("inputs", nargs="+", metavar="MOTION", help="one or two motion files")
+    pl.add_argument("-o", "--output", default="motion.png", help="image file (.png, .pdf, .svg; default motion.png)")
+    pl.add_argument("--audio", "-a", default=None, help="first person's audio (speech shading)")
+    pl.add_argument("--partner-audio", "-p", default=None, help="second person's audio")
+    pl.add_argument("--labels", nargs="+", default=None, help="names (default: file names)")
+    pl.add_argument("--expression-coefs", type=int, default=6, help="leading expression coefficients drawn (default 6)")
+    pl.add_argument("--dpi", type=int, default=100)
+    pl.set_defaults(func=_cmd_plot)
+    t = sub.add_parser(
+        "train", help="train a stage (codec, prior, audio) or validate a dataset (needs unils[train])",
+        description="The three UniLS training stages: 'codec' (stage 1, motion codec), 'prior' (stage 2, "
+        "audio-free prior; --init a codec export), 'audio' (stage 3, dual-audio LoRA fine-tuning; --init a "
+        "prior export). Each writes OUT/checkpoint (resumable), OUT/export and OUT/log.jsonl. "
+        "'validate' checks a dataset folder. Several processes: torchrun --nproc_per_node N -m unils train ...",
+    )
+    t.add_argument("stage", choices=["codec", "prior", "audio", "validate"])
+    t.add_argument("--data", required=True, help="dataset folder (unils-dataset format)")
+    t.add_argument("--out", help="run folder (checkpoint/, export/, log.jsonl)")
+    t.add_argument("--init", default=None, help="export folder of the previous stage (or of this stage, to fine-tune)")
+    t.add_argument("--config", default=None, help="stage 1 model size: large, small, demo or a config.json")
+    t.add_argument("--audio-encoder", default=None, help="stage 3, wav2vec2 models: transformers wav2vec2 folder/file/repo")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    t.add_argument("--steps", type=int, default=1000, help="length of the schedule")
+    t.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) at this step; continue with --resume")
+    t.add_argument("--batch-size", type=int, default=16, help="per process (official: 64 codec, 128 prior/audio)")
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--warmup", type=int, default=1000)
+    t.add_argument("--ema-decay", type=float, default=0.9999)
+    t.add_argument("--lora-r", type=int, default=32)
+    t.add_argument("--lora-alpha", type=float, default=32.0)
+    t.add_argument("--checkpoint-every", type=int, default=1000)
+    t.add_argument("--log-every", type=int, default=10)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    t.add_argument("--device", default=None)
+    t.add_argument("--flame", default=None, help="stage 1: FLAME 2020 model file, adds the mesh and lip losses")
+    t.set_defaults(func=_cmd_train)
+
     ev = sub.add_parser(
         "evaluate", help="score predicted motions against ground truth (the paper's metrics; table + JSON)",
         description="Match PRED_DIR and GT_DIR files by name and compute the UniLS metrics: speaking (S_LVE, "

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from .config import AudioEncoderConfig, CodecConfig, GeneratorConfig, UniLSConfig, Wav2Vec2Config
 from .errors import CheckpointError, CheckpointNotFoundError
+from .nn.lora import merged_weight
 
 __all__ = [
     "DEFAULT_AUDIO_ENCODER",
@@ -215,10 +216,10 @@ def merge_lora(
             raise CheckpointError(
                 f"LoRA {mod}: lora_A {list(a.shape)} and lora_B {list(b.shape)} do not chain"
             )
-        delta = b.double() @ a.double()
-        if delta.shape != base.shape:
-            raise CheckpointError(f"LoRA {mod}: B @ A is {list(delta.shape)}, base weight {list(base.shape)}")
-        out[wkey] = (base.double() + scale * delta).to(base.dtype)
+        try:
+            out[wkey] = merged_weight(base, a, b, scale)
+        except ValueError as exc:
+            raise CheckpointError(f"LoRA {mod}: {exc}") from None
         merged.append(mod if adapter == "default" else f"{mod}[{adapter}]")
     return out, merged, dropped, sorted(saved)
 

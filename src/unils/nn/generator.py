@@ -99,33 +99,72 @@ class CrossAttention(nn.Module):
 
 
 class GeneratorBlock(nn.Module):
-    """x += SelfAttn(x); x += CrossAttn(x, own audio); x += CrossAttn(x, partner audio); x += FFN(x)."""
+    """x += SelfAttn(x); x += CrossAttn(x, own audio); x += CrossAttn(x, partner audio); x += FFN(x).
 
-    def __init__(self, dim: int, audio_dim: int, num_heads: int, ffn_dim: int, rope: RotaryCache) -> None:
+    Without audio (the stage-2 prior, the official ``UniLSFreeGen``) the two cross-attentions do not
+    exist. ``drop_path`` is the stochastic-depth rate of every residual branch during training.
+    """
+
+    def __init__(
+        self, dim: int, audio_dim: int, num_heads: int, ffn_dim: int, rope: RotaryCache,
+        with_audio: bool = True, drop_path: float = 0.0,
+    ) -> None:
         super().__init__()
+        self.drop_path = drop_path
         self.self_attn = SelfAttention(dim, num_heads, rope)
-        self.self_audio_attn = CrossAttention(dim, audio_dim, num_heads, rope)
-        self.other_audio_attn = CrossAttention(dim, audio_dim, num_heads, rope)
+        if with_audio:
+            self.self_audio_attn = CrossAttention(dim, audio_dim, num_heads, rope)
+            self.other_audio_attn = CrossAttention(dim, audio_dim, num_heads, rope)
         self.ffn = nn.Sequential(
             nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim)
         )
 
+    @property
+    def with_audio(self) -> bool:
+        return hasattr(self, "self_audio_attn")
+
+    def _drop(self, branch: Tensor) -> Tensor:
+        # Stochastic depth per sample, rescaled so the expectation matches evaluation.
+        if not self.training or self.drop_path <= 0.0:
+            return branch
+        keep = 1.0 - self.drop_path
+        mask = branch.new_empty(branch.shape[0], *([1] * (branch.dim() - 1))).bernoulli_(keep)
+        return branch * mask / keep
+
     def forward(
-        self, x: Tensor, table: Tensor, self_kv: KV, other_kv: KV, mask: Tensor | None = None, past: KV | None = None
+        self, x: Tensor, table: Tensor, self_kv: KV | None, other_kv: KV | None,
+        mask: Tensor | None = None, past: KV | None = None,
     ) -> tuple[Tensor, KV]:
         attn, kv = self.self_attn(x, table, mask, past)
-        x = x + attn
-        x = x + self.self_audio_attn(x, table, self_kv)
-        x = x + self.other_audio_attn(x, table, other_kv)
-        x = x + self.ffn(x)
+        x = x + self._drop(attn)
+        if self_kv is not None and other_kv is not None:
+            x = x + self._drop(self.self_audio_attn(x, table, self_kv))
+            x = x + self._drop(self.other_audio_attn(x, table, other_kv))
+        elif self.with_audio:
+            raise ValueError("this generator cross-attends to audio: pass the audio context")
+        x = x + self._drop(self.ffn(x))
         return x, kv
 
 
 class Generator(nn.Module):
     """The UniLS token generator: embeddings, transformer blocks and the per-bit logits head."""
 
-    def __init__(self, config: GeneratorConfig, codec: CodecConfig, audio_dim: int) -> None:
+    def __init__(
+        self, config: GeneratorConfig, codec: CodecConfig, audio_dim: int, with_audio: bool = True,
+        drop_path: float = 0.0,
+    ) -> None:
+        """Build the generator.
+
+        Args:
+            config: sizes.
+            codec: the codec whose bits it predicts (scales, window, code width).
+            audio_dim: width of the audio features.
+            with_audio: False builds the audio-free prior of training stage 2 (no cross-attention,
+                no ``self_pos``/``other_pos``), the official ``UniLSFreeGen``.
+            drop_path: largest stochastic-depth rate (last block; 0 for the first), training only.
+        """
         super().__init__()
+        self.with_audio = with_audio
         self.config = config
         self.scales = tuple(codec.scales)
         self.window = codec.window
@@ -137,14 +176,16 @@ class Generator(nn.Module):
 
         self.sos_embed = nn.Parameter(torch.zeros(1, 1, dim))
         self.code_token_embed = nn.Linear(codec.code_dim, dim)
+        rates = torch.linspace(0, drop_path, config.depth).tolist() if config.depth > 1 else [0.0]
         self.blocks = nn.ModuleList(
-            [GeneratorBlock(dim, audio_dim, config.num_heads, ffn_dim, self.rope) for _ in range(config.depth)]
+            [GeneratorBlock(dim, audio_dim, config.num_heads, ffn_dim, self.rope, with_audio, rate) for rate in rates]
         )
         self.lvl_embed = nn.Embedding(len(self.scales), dim)
         self.style_pos = nn.Parameter(torch.zeros(1, 1, dim))
         self.prev_pos = nn.Parameter(torch.zeros(1, 1, dim))
-        self.self_pos = nn.Parameter(torch.zeros(1, 1, audio_dim))
-        self.other_pos = nn.Parameter(torch.zeros(1, 1, audio_dim))
+        if with_audio:
+            self.self_pos = nn.Parameter(torch.zeros(1, 1, audio_dim))
+            self.other_pos = nn.Parameter(torch.zeros(1, 1, audio_dim))
         self.logits_head = nn.Sequential(nn.LayerNorm(dim, eps=1e-5), nn.Linear(dim, codec.code_dim * 2))
         self._init_weights()
 
@@ -162,8 +203,9 @@ class Generator(nn.Module):
         dim = self.config.embed_dim
         for p in (self.sos_embed, self.lvl_embed.weight, self.style_pos, self.prev_pos):
             nn.init.trunc_normal_(p, mean=0.0, std=(1 / dim / 3) ** 0.5)
-        for p in (self.self_pos, self.other_pos):
-            nn.init.trunc_normal_(p, mean=0.0, std=(1 / self.audio_dim / 3) ** 0.5)
+        if self.with_audio:
+            for p in (self.self_pos, self.other_pos):
+                nn.init.trunc_normal_(p, mean=0.0, std=(1 / self.audio_dim / 3) ** 0.5)
 
     @property
     def num_tokens(self) -> int:
@@ -283,17 +325,35 @@ class Generator(nn.Module):
 
         ``current`` holds the already level-embedded tokens of levels 0..k in order.
         """
+        return self.forward_full(prefix, current, self.audio_context(self_features, other_features))
+
+    def forward_full(self, prefix: Tensor, current: Tensor, audio: AudioContext | None) -> Tensor:
+        """[prefix | current] under the block-causal mask in one pass (teacher forcing in training).
+
+        ``audio`` is None for the audio-free prior.
+        """
         n = current.shape[1]
         positions = torch.cat(
             [torch.arange(self.prefix_len, device=current.device), self.token_pos[:n].to(current.device)]
         )
         table = self.rope(positions, 0, current.device)
         mask = self.reference_mask(n, current.device).to(current.dtype)
-        audio = self.audio_context(self_features, other_features)
         x = torch.cat([prefix, current], dim=1)
         for i, blk in enumerate(self.blocks):
-            x, _ = blk(x, table, audio.self_kv[i], audio.other_kv[i], mask=mask)
+            x, _ = blk(
+                x, table, None if audio is None else audio.self_kv[i], None if audio is None else audio.other_kv[i],
+                mask=mask,
+            )
         return x[:, -n:]
+
+    def teacher_tokens(self, next_inputs: Tensor) -> Tensor:
+        """All current tokens at once: [sos | embedded accum-next inputs of levels 1..] + level embeddings.
+
+        ``next_inputs`` [B, num_tokens - 1, code_dim] are the quantizer's accum-next features.
+        """
+        b = next_inputs.shape[0]
+        tokens = torch.cat([self.sos_embed.expand(b, 1, -1), self.code_token_embed(next_inputs)], dim=1)
+        return tokens + self.lvl_embed(self.token_level.to(tokens.device))
 
     def logits(self, hidden: Tensor) -> Tensor:
         """[B, n, D] -> [B, n, code_dim, 2] logits; channel pair (2c, 2c+1) = (bit c = 0, bit c = 1)."""
