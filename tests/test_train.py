@@ -352,3 +352,24 @@ def test_ddp_two_processes_gloo(dataset, tmp_path):
     assert (tmp_path / "ddp" / "export" / "codec.safetensors").is_file()
     rows = (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()
     assert len(rows) == 3  # only rank 0 writes
+
+
+def test_codec_mesh_losses_with_user_flame(dataset, tmp_path):
+    """With a FLAME model (synthetic here, FLAME-shaped) stage 1 adds the mesh and lip terms."""
+    from flame_synth import synthetic_flame_arrays
+
+    from unils.flame import FlameModel
+    from unils.train.mesh import flame_vertices
+
+    a = synthetic_flame_arrays(seed=0)
+    path = tmp_path / "flame.pt"
+    FlameModel(a["v_template"], a["shapedirs"], a["posedirs"], a["J_regressor"], a["weights"],
+               a["kintree_table"], a["f"]).save(path)
+    vertices, lips = flame_vertices(path)
+    r = train_stage("codec", dataset, tmp_path / "run", config=mel_tiny(), vertices=vertices, lip_indices=lips,
+                    options=TrainOptions(steps=2, **FAST))
+    row = r.history[-1]
+    assert row["mesh"] > 0 and row["lips"] > 0
+    # The logged loss is the sum of the weighted terms.
+    terms = ("vq", "exp", "pose", "head_vel", "head_smooth", "mesh", "lips")
+    assert row["loss"] == pytest.approx(sum(row[k] for k in terms), rel=1e-5)
