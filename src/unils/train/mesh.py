@@ -32,4 +32,4 @@ def flame_vertices(
     def vertices(motion: Tensor) -> Tensor:
         return flame.vertices(motion, with_head_pose=False)
 
-    return vertices, torch.as_tensor(LIP_INDICES, dtype=torch.long, device=device)
+    return vertices, torch.tensor(LIP_INDICES.tolist(), dtype=torch.long, device=device)
