@@ -1,0 +1,552 @@
+"""`unils serve`: protocol validation, every refusal path, isolation of sessions, equality with offline.
+
+Everything runs on 127.0.0.1 with ports chosen by the OS; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("websockets")
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+from conftest import randomize_, speech_like, tiny_config  # noqa: E402
+from unils import Motion, UniLS  # noqa: E402
+from unils.cli import main  # noqa: E402
+from unils.errors import ConfigError, ProtocolError  # noqa: E402
+from unils.serve import AsyncStreamClient, ServeConfig, ServerThread, StreamClient  # noqa: E402
+from unils.serve import protocol as P  # noqa: E402
+
+WAIT = 20.0  # upper bound of any single wait, never an assertion on time
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return randomize_(UniLS(tiny_config())).eval()
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    with ServerThread(model, ServeConfig(port=0, max_sessions=6)) as srv:
+        yield srv
+
+
+def hello(**kw) -> str:
+    return json.dumps({"type": "hello", "sample_rate": 16000, **kw})
+
+
+def close_of(ws) -> tuple[int, str]:
+    """Read until the server closes; return its close code and reason."""
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            ws.recv(timeout=WAIT)
+    frame = info.value.rcvd
+    assert frame is not None, "the connection dropped without a close frame"
+    return frame.code, frame.reason
+
+
+def opened(url: str, first: str | None = None, **kw):
+    ws = connect(url, open_timeout=WAIT, **kw)
+    ws.__enter__()  # what `with connect(...)` does (websockets >= 17.1 warns otherwise); callers close it
+    if first is not None:
+        ws.send(first)
+    return ws
+
+
+def ready(ws) -> dict:
+    msg = json.loads(ws.recv(timeout=WAIT))
+    assert msg["type"] == "ready"
+    return msg
+
+
+def wait_until(predicate, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.01)
+
+
+def stream_blocks(client, a, b=None, block=320):
+    out = []
+    for i in range(0, a.shape[0], block):
+        out.append(client.push(a[i : i + block], None if b is None else b[i : i + block]))
+    out.append(client.end())
+    return out
+
+
+def local_frames(model, a, b=None, block=320, **kw):
+    with model.stream(partner=b is not None, **kw) as s:
+        out = [s.push(a[i : i + block], *(() if b is None else (b[i : i + block],))) for i in range(0, len(a), block)]
+        out.append(s.flush())
+    return out
+
+
+def cat(parts):
+    if isinstance(parts[0], tuple):
+        return tuple(Motion.concatenate([p[k] for p in parts]) for k in range(2))
+    return Motion.concatenate(parts)
+
+
+# ---------------------------------------------------------------------------------------------- hello
+@pytest.mark.parametrize(
+    ("message", "needle"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        (json.dumps({"sample_rate": 16000}), "first message must be"),
+        (json.dumps({"type": "hello"}), "sample_rate is required"),
+        (hello(sampel_rate=1), "unknown field(s) 'sampel_rate'"),
+        (hello(version=2), "version 2"),
+        (hello(channels=3), "channels must be between 1 and 2"),
+        (hello(channels=True), "channels must be an integer"),
+        (hello(both=True), "needs channels=2"),
+        (hello(both=1, channels=2), "both must be true or false"),
+        (hello(encoding="mp3"), "encoding must be one of pcm16, float32"),
+        (hello(format="xml"), "format must be one of json, binary"),
+        (hello(hop_frames=0), "hop_frames must be between"),
+        (hello(hop_frames=101), "hop_frames must be between"),
+        (hello(seed=-1), "seed must be between"),
+        (hello(temperature="hot"), "temperature must be a finite number"),
+    ],
+)
+def test_parse_hello_refusals(message, needle):
+    with pytest.raises(ProtocolError) as info:
+        P.parse_hello(message)
+    assert needle in str(info.value)
+    assert info.value.code == P.CLOSE_BAD_HELLO
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("rate", [0, 4000, 44100.5, "16k", 10**6, None, True])
+def test_parse_hello_wrong_sample_rate(rate):
+    with pytest.raises(ProtocolError, match="sample_rate") as info:
+        P.parse_hello(json.dumps({"type": "hello", "sample_rate": rate}))
+    assert info.value.code == P.CLOSE_BAD_HELLO
+
+
+def test_parse_hello_accepts_and_defaults():
+    h = P.parse_hello(hello(sample_rate=48000.0, channels=2, both=True, format="binary", hop_frames=25, seed=3))
+    assert h == P.Hello(sample_rate=48000, channels=2, both=True, format="binary", hop_frames=25, seed=3)
+    assert h.people == 2 and h.bytes_per_sample == 2 and h.encoding == "pcm16" and h.smooth
+    assert P.parse_hello(h.to_message()) == h
+    with pytest.raises(ProtocolError, match="between 5 and 100"):
+        P.parse_hello(hello(hop_frames=2), min_hop_frames=5)
+    with pytest.raises(ProtocolError, match="binary"):
+        P.parse_hello(b"\x00\x01")
+
+
+def test_hello_errors_close_the_session_with_reason(server):
+    for message, code, needle in [
+        ("{oops", P.CLOSE_BAD_HELLO, "not valid JSON"),
+        (hello(sample_rate=1000), P.CLOSE_BAD_HELLO, "sample_rate must be between 8000 and 192000, got 1000"),
+        (hello(cfg_scale=-1.0), P.CLOSE_BAD_HELLO, "cfg_scale"),  # refused by the session itself
+    ]:
+        with opened(server.ws_url, message) as ws:
+            got_code, reason = close_of(ws)
+        assert got_code == code and needle in reason, (message, got_code, reason)
+    # Binary before the hello.
+    with opened(server.ws_url) as ws:
+        ws.send(b"\x00" * 64)
+        assert close_of(ws)[0] == P.CLOSE_BAD_HELLO
+
+
+# ---------------------------------------------------------------------------------------------- audio
+def test_decode_and_encode_audio_roundtrip():
+    h2 = P.Hello(sample_rate=16000, channels=2, encoding="float32")
+    a, b = speech_like(0.1, seed=1), speech_like(0.1, seed=2)
+    da, db = P.decode_audio(P.encode_audio(h2, a, b), h2)
+    assert np.array_equal(da, a) and np.array_equal(db, b)
+    h1 = P.Hello(sample_rate=16000)
+    pcm = (a * 20000).astype(np.int16)
+    (back,) = P.decode_audio(P.encode_audio(h1, pcm), h1)
+    assert back.dtype == np.int16 and np.array_equal(back, pcm)
+    (q,) = P.decode_audio(P.encode_audio(h1, a), h1)
+    assert np.abs(q / 32768.0 - a).max() <= 0.5 / 32768 + 1e-9
+    with pytest.raises(ValueError, match="same length"):
+        P.encode_audio(h2, a, b[:-1])
+    with pytest.raises(ValueError, match="partner_audio"):
+        P.encode_audio(h2, a)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "channels", "payload", "needle"),
+    [
+        ("pcm16", 1, b"\x01\x02\x03", "not a whole number of 1-channel pcm16 samples"),
+        ("pcm16", 2, b"\x00" * 6, "2-channel pcm16"),
+        ("float32", 1, np.array([0.1, np.nan], "<f4").tobytes(), "NaN/inf"),
+        ("float32", 1, np.array([0.1, 1e30], "<f4").tobytes(), "magnitude 1e+30"),
+    ],
+)
+def test_bad_audio_closes_with_4001(server, encoding, channels, payload, needle):
+    with opened(server.ws_url, hello(encoding=encoding, channels=channels)) as ws:
+        ready(ws)
+        ws.send(b"")  # an empty block is fine
+        ws.send(payload)
+        code, reason = close_of(ws)
+    assert code == P.CLOSE_BAD_AUDIO and needle in reason
+
+
+def test_garbage_bytes_on_the_socket_do_not_disturb_a_session(server, model):
+    a = speech_like(4.2, seed=5)
+    port = int(server.ws_url.rsplit(":", 1)[1].split("/")[0])
+    with StreamClient(server.ws_url, seed=1) as client:
+        parts = [client.push(a[:16000])]
+        # Not HTTP at all (e.g. a TLS hello on the plain port): refused with a 400, nothing else.
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw:
+            raw.sendall(b"\x16\x03\x01\x02\x00garbage\xff\xfe\r\n\r\n")
+            answer = raw.recv(4096)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400")  # websockets drops it, older ones said 400
+        # HTTP, but not a WebSocket upgrade.
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw:
+            raw.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: \xff\xfe\r\n\r\n")
+            answer = raw.recv(4096)
+        assert re.match(rb"HTTP/1.1 4\d\d ", answer), answer
+        # Garbage text after the hello on another session.
+        with opened(server.ws_url, hello()) as ws:
+            ready(ws)
+            ws.send("\x00garbage")
+            code, reason = close_of(ws)
+        assert code == P.CLOSE_BAD_MESSAGE and "not valid JSON" in reason
+        with opened(server.ws_url, hello()) as ws:
+            ready(ws)
+            ws.send(json.dumps({"type": "dance"}))
+            assert close_of(ws) == (P.CLOSE_BAD_MESSAGE, "unknown message type 'dance': after the hello send "
+                                    'binary audio and finally {"type": "end"}')
+        got = cat([*parts, client.receive(), *stream_blocks(client, a[16000:])])
+    assert got == cat(local_frames(model, a, seed=1))
+
+
+def test_oversize_messages_close_with_1009(model):
+    with ServerThread(model, ServeConfig(port=0, max_message_bytes=4000)) as srv:
+        with opened(srv.ws_url, hello()) as ws:
+            ready(ws)
+            ws.send(b"\x00" * 4000)  # at the limit: accepted
+            ws.send(b"\x00" * 4002)
+            assert close_of(ws)[0] == P.CLOSE_TOO_BIG
+        with opened(srv.ws_url, hello()) as ws:
+            ready(ws)
+            ws.send("x" * 4002)  # text counts too
+            assert close_of(ws)[0] == P.CLOSE_TOO_BIG
+    with ServerThread(model, ServeConfig(port=0)) as srv:
+        with opened(srv.ws_url, hello()) as ws:
+            ready(ws)
+            ws.send("x" * 9000)  # text messages have their own, smaller limit
+            code, reason = close_of(ws)
+        assert code == P.CLOSE_TOO_BIG and "8192" in reason
+
+
+# ---------------------------------------------------------------------------------------------- access
+def test_token_required_off_localhost(capsys):
+    for host in ("0.0.0.0", "192.168.1.10", "::", "example.org"):
+        with pytest.raises(ConfigError, match="token"):
+            ServeConfig(host=host).validate()
+    ServeConfig(host="0.0.0.0", token="long-enough-secret").validate()
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        ServeConfig(host=host).validate()
+    with pytest.raises(ConfigError, match="8 characters"):
+        ServeConfig(token="short").validate()
+    with pytest.raises(ConfigError, match="max_sessions"):
+        ServeConfig(max_sessions=0).validate()
+    # The command line refuses before loading a model or binding anything.
+    assert main(["serve", "--host", "0.0.0.0", "--model", "/nonexistent"]) == 2
+    assert "pass a token" in capsys.readouterr().err
+
+
+def test_token_checked(model):
+    token = "s3cret-token-123"
+    with ServerThread(model, ServeConfig(port=0, token=token)) as srv:
+        for url, headers in [(srv.ws_url, None), (srv.ws_url + "?token=wrong-token", None),
+                             (srv.ws_url, {"Authorization": "Bearer nope-nope-nope"})]:
+            with pytest.raises(InvalidStatus) as info:
+                connect(url, additional_headers=headers, open_timeout=WAIT)
+            assert info.value.response.status_code == 401
+        with pytest.raises(ProtocolError, match="HTTP 401") as info:
+            StreamClient(srv.ws_url, token="wrong-token")
+        assert info.value.code == 401
+        with opened(srv.ws_url + "?token=" + token, hello()) as ws:
+            assert ready(ws)["session"] >= 1
+        with StreamClient(srv.ws_url, token=token) as client:  # Authorization: Bearer
+            assert client.ready["fps"] == 25
+        # The page itself is public (it holds no secret); only the WebSocket needs the token.
+        assert urllib.request.urlopen(srv.url, timeout=WAIT).status == 200
+
+
+def test_foreign_browser_origin_refused(server):
+    with pytest.raises(InvalidStatus) as info:
+        connect(server.ws_url, origin="http://evil.example", open_timeout=WAIT)
+    assert info.value.response.status_code == 403
+    host = server.ws_url.split("/")[2]
+    with opened(server.ws_url, hello(), origin=f"http://{host}") as ws:  # the demo page's own origin
+        ready(ws)
+
+
+def test_max_sessions(model):
+    with ServerThread(model, ServeConfig(port=0, max_sessions=1)) as srv:
+        first = StreamClient(srv.ws_url)
+        with pytest.raises(ProtocolError, match="server busy") as info:
+            StreamClient(srv.ws_url)
+        assert info.value.code == P.CLOSE_TRY_LATER
+        first.end()
+        wait_until(lambda: srv.server.active_sessions == 0, "the first session to end")
+        with StreamClient(srv.ws_url) as again:
+            assert again.ready["session"] == 3
+        assert srv.server.closed_by_code[P.CLOSE_TRY_LATER] == 1
+
+
+def test_idle_timeout(model):
+    with ServerThread(model, ServeConfig(port=0, idle_timeout_s=0.3)) as srv:
+        with opened(srv.ws_url) as ws:  # silent before the hello
+            assert close_of(ws) == (P.CLOSE_IDLE, "idle timeout: no message for 0.3 s")
+        with opened(srv.ws_url, hello()) as ws:  # silent after it
+            ready(ws)
+            ws.send(np.zeros(320, np.int16).tobytes())
+            assert close_of(ws)[0] == P.CLOSE_IDLE
+        wait_until(lambda: srv.server.active_sessions == 0, "sessions to close")
+
+
+def test_vanished_client_does_not_disturb_another_session(server, model):
+    a, b = speech_like(9.0, seed=7), speech_like(9.0, seed=8)
+    opened_before = server.server.sessions_opened
+    gone_before = server.server.closed_by_code[1006]
+    with StreamClient(server.ws_url, partner=True, seed=4) as steady:
+        half = 4 * 16000
+        parts = [steady.push(a[i : i + 640], b[i : i + 640]) for i in range(0, half, 640)]
+        # Another client starts a window step, then its machine vanishes: a TCP reset, no close frame.
+        ws = opened(server.ws_url, hello(encoding="float32"))
+        ready(ws)
+        ws.send(speech_like(4.5, seed=9).astype("<f4").tobytes())
+        ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.socket.close()
+        parts += stream_blocks(steady, a[half:], b[half:], block=640)
+    got = cat(parts)
+    assert got == cat(local_frames(model, a, b, block=640, seed=4))
+    assert got.allclose(model.generate(a, b, seed=4), atol=1e-5)
+    wait_until(lambda: server.server.active_sessions == 0, "both sessions to end")
+    assert server.server.sessions_opened == opened_before + 2
+    assert server.server.closed_by_code[1006] == gone_before + 1
+
+
+def test_internal_error_closes_only_that_session(server, monkeypatch):
+    from unils.streaming import StreamSession
+
+    original = StreamSession.push
+
+    def broken(self, audio, partner_audio=None):
+        if audio.shape[0] == 321:
+            raise RuntimeError("simulated bug")
+        return original(self, audio, partner_audio)
+
+    monkeypatch.setattr(StreamSession, "push", broken)
+    with StreamClient(server.ws_url) as fine, opened(server.ws_url, hello()) as ws:
+        ready(ws)
+        ws.send(np.zeros(321, np.int16).tobytes())
+        assert close_of(ws) == (P.CLOSE_INTERNAL, "internal server error (logged on the server)")
+        assert len(fine.push(np.zeros(320, np.float32))) == 0
+        assert len(fine.end()) == 1
+
+
+# ---------------------------------------------------------------------------------------------- frames
+def test_frames_equal_offline_json_and_binary(server, model):
+    a, b = speech_like(5.0, seed=1), speech_like(5.0, seed=2)
+    want = model.generate(a, b, seed=3)
+    got = {}
+    for fmt in ("json", "binary"):
+        with StreamClient(server.ws_url, partner=True, seed=3, format=fmt) as client:
+            assert client.ready["format"] == fmt and client.ready["exact"] and client.ready["people"] == 1
+            got[fmt] = cat(stream_blocks(client, a, b))
+            assert client.stats["type"] == "end" and client.stats["frames_emitted"] == 125
+            assert client.stats["steps"] == 2 and client.stats["algorithmic_latency_s"] == pytest.approx(4.16)
+    assert got["json"] == got["binary"] == cat(local_frames(model, a, b, seed=3))
+    assert len(got["json"]) == len(want) == 125 and got["json"].allclose(want, atol=1e-5)
+
+
+def test_pcm16_both_people(server, model):
+    a = (speech_like(4.4, seed=3) * 30000).astype(np.int16)
+    b = (speech_like(4.4, seed=4) * 30000).astype(np.int16)
+    with StreamClient(server.ws_url, both=True, encoding="pcm16", format="json", seed=6) as client:
+        assert client.ready["people"] == 2
+        me, you = cat(stream_blocks(client, a, b, block=800))
+    want_me, want_you = model.generate_both(a, b, seed=6)
+    assert len(me) == len(you) == 110
+    assert me.allclose(want_me, atol=1e-5) and you.allclose(want_you, atol=1e-5)
+
+
+def test_resampled_low_latency_session_matches_local(server, model):
+    a = speech_like(2.0, sr=48000, seed=11)
+    with StreamClient(server.ws_url, sample_rate=48000, hop_frames=25, seed=2) as client:
+        assert client.ready["algorithmic_latency_s"] == pytest.approx(1.16)
+        got = cat(stream_blocks(client, a, block=960))
+    assert len(got) == 50
+    assert got == cat(local_frames(model, a, block=960, seed=2, sample_rate=48000, hop_frames=25))
+
+
+def test_wire_messages(server):
+    """The raw protocol as a non-Python client sees it: ready, binary frames + stats, end, close 1000."""
+    a = speech_like(4.0, seed=2)
+    with opened(server.ws_url, hello(format="binary", encoding="float32", seed=0)) as ws:
+        info = ready(ws)
+        assert info["parts"] == {"expression": [0, 100], "head_pose": [100, 103], "jaw": [103, 104], "eyes": [104, 108]}
+        assert info["model_sample_rate"] == 16000 and info["hop_frames"] == 100
+        ws.send(a.astype("<f4").tobytes())
+        frames = ws.recv(timeout=WAIT)
+        magic, version, people, start, count = struct.unpack_from("<4sHHII", frames)
+        assert (magic, version, people, start, count) == (b"ULSM", 1, 1, 0, 96)  # 4 held for smoothing
+        assert len(frames) == 16 + 96 * 108 * 4
+        stats = json.loads(ws.recv(timeout=WAIT))
+        assert stats["type"] == "stats" and stats["frames_emitted"] == 96 and stats["audio_s"] == 4.0
+        ws.send(json.dumps({"type": "end"}))
+        start, rest = P.decode_frames_binary(ws.recv(timeout=WAIT))
+        assert start == 96 and rest.shape == (1, 4, 108)
+        assert json.loads(ws.recv(timeout=WAIT))["type"] == "stats"
+        assert json.loads(ws.recv(timeout=WAIT))["type"] == "end"
+        assert close_of(ws) == (1000, "session complete")
+    with pytest.raises(ProtocolError, match="magic"):
+        P.decode_frames_binary(b"XXXX" + frames[4:])
+    with pytest.raises(ProtocolError, match="expected"):
+        P.decode_frames_binary(frames[:-4])
+
+
+def test_async_client(server, model):
+    import asyncio
+
+    a = speech_like(4.5, seed=12)
+    arrivals = []
+
+    async def run():
+        client = await AsyncStreamClient.connect(server.ws_url, seed=5, format="json",
+                                                 on_frames=lambda s, n, t: arrivals.append((s, n)))
+        parts = []
+        for i in range(0, len(a), 1600):
+            parts.append(await client.push(a[i : i + 1600]))
+        parts.append(await client.end())
+        return cat(parts), client.stats
+
+    got, stats = asyncio.run(run())
+    assert got == cat(local_frames(model, a, seed=5))
+    assert arrivals == [(0, 96), (96, 17)] and stats["frames_emitted"] == 113
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
+def test_static_page_and_health(server):
+    page = urllib.request.urlopen(server.url, timeout=WAIT)
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    html = page.read().decode()
+    assert '<canvas id="avatar"' in html and 'src="app.js"' in html
+    for name in ("app.js", "avatar.js", "capture-worklet.js", "style.css"):
+        assert len(urllib.request.urlopen(server.url + name, timeout=WAIT).read()) > 100
+    health = json.loads(urllib.request.urlopen(server.url + "healthz", timeout=WAIT).read())
+    assert health["status"] == "ok" and health["max_sessions"] == 6 and health["protocol"] == 1
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(server.url + "../etc/passwd", timeout=WAIT)
+    assert info.value.code == 404
+
+
+def test_static_files_are_in_the_wheel_manifest():
+    # hatchling ships every file under src/unils; the server reads them with importlib.resources.
+    from importlib import resources
+
+    files = {p.name for p in (resources.files("unils.serve") / "static").iterdir()}
+    assert {"index.html", "app.js", "avatar.js", "capture-worklet.js", "style.css"} <= files
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def test_serve_command(model, tmp_path):
+    model.save_pretrained(tmp_path / "ckpt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "unils", "serve", "--model", str(tmp_path / "ckpt"), "--port", "0",
+                             "--max-sessions", "2", "--threads", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        assert sel.select(timeout=120), "unils serve printed nothing"
+        line = proc.stdout.readline()
+        match = re.search(r"(ws://127\.0\.0\.1:\d+/ws)", line)
+        assert match, line + proc.stderr.read() if proc.poll() is not None else line
+        assert "max 2 sessions" in line
+        a = speech_like(4.3, seed=3)
+        with StreamClient(match.group(1), seed=0) as client:
+            got = cat(stream_blocks(client, a, block=1600))
+        assert got == cat(local_frames(model, a, block=1600, seed=0))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=60)
+    assert rc == 0
+
+
+# ---------------------------------------------------------------------------------------------- browser
+def _browser_missing() -> str | None:
+    if shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists():
+        return "needs Debian's chromium (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "needs playwright (pip install playwright; no browser download needed)"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+def test_browser_demo(model, tmp_path):
+    """The demo page in headless Chromium, with a fake microphone playing a wav file."""
+    import soundfile as sf
+    from playwright.sync_api import sync_playwright
+
+    wav = tmp_path / "mic.wav"
+    sf.write(wav, speech_like(6.0, sr=48000, seed=3), 48000, subtype="PCM_16")
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    with ServerThread(model, ServeConfig(port=0)) as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=[
+            "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 760})
+            console = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.goto(srv.url + "?hop=10", timeout=WAIT * 1000)
+            page.click("#start")
+            page.wait_for_function("window.unilsDemo.framesReceived >= 75 && window.unilsDemo.framesShown > 20",
+                                   timeout=90_000)
+            demo = page.evaluate("window.unilsDemo")
+            page.screenshot(path=str(tmp_path / "demo.png"))
+            shot = os.environ.get("UNILS_DEMO_SCREENSHOT")
+            if shot:
+                shutil.copy(tmp_path / "demo.png", shot)
+            assert demo["errors"] == [], demo["errors"]
+            assert demo["ready"]["hello"]["sample_rate"] == demo["sampleRate"] and demo["ready"]["hop_frames"] == 10
+            assert demo["ready"]["algorithmic_latency_s"] == pytest.approx(0.56)
+            assert demo["stats"]["steps"] >= 7 and demo["audioSent"] > 3.0
+            assert demo["lag"] >= 0.4  # at least the hop and the smoothing lookahead
+            assert page.inner_text("#lag").endswith(" s") and page.inner_text("#algo") == "0.56 s"
+            assert page.inner_text("#status").startswith("streaming")
+            page.click("#stop")
+            page.wait_for_function("window.unilsDemo.closeCode !== null", timeout=60_000)
+            demo = page.evaluate("window.unilsDemo")
+            assert demo["closeCode"] == 1000 and demo["status"].startswith("ended")
+            assert not [c for c in console if c.startswith(("error", "pageerror"))], console
+        finally:
+            browser.close()
+        assert srv.server.closed_by_code[1000] == 1
