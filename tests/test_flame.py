@@ -341,3 +341,31 @@ def test_write_video(tmp_path):
     meta = next(reader)
     assert tuple(meta["size"]) == (48, 32)
     assert sum(1 for _ in reader) == 5
+
+
+def test_frame_renderer_panels_activity_and_fps(flame):
+    from unils.flame import FlameFrameRenderer
+
+    me = Motion.from_array(motion_with(4, jaw=(103, 0.2)).astype(np.float32))
+    you = Motion.from_array(motion_with(4, head=(101, 0.3)).astype(np.float32))
+    r = FlameFrameRenderer(flame, supersample=1)
+    speaking = [np.array([1, 0, 1, 0], bool), None]
+    frames = list(r([me, you], size=47, activity=speaking, labels=["me", "you"]))
+    assert len(frames) == 4 and frames[0].shape == (48, 96, 3) and frames[0].dtype == np.uint8
+    green = np.array([46, 160, 67], np.uint8)
+    assert (frames[0][24, 0] == green).all() and not (frames[1][24, 0] == green).all()
+    assert not (frames[0][24, 48] == green).all()  # unknown activity: no border
+    assert len(list(r(me, size=32, fps=50))) == 8  # output frame k shows time k / fps
+    np.testing.assert_array_equal(r.still([me, you], 2, size=47, activity=speaking, labels=["me", "you"]), frames[2])
+    with pytest.raises(MotionError):
+        list(r([me, you[:3]], size=32))
+
+
+def test_frame_renderer_plugs_into_the_preview(tmp_path, flame):
+    viz = pytest.importorskip("unils.viz")
+    pytest.importorskip("PIL")
+    from unils.flame import FlameFrameRenderer
+
+    me = Motion.from_array(motion_with(3, jaw=(103, 0.2)).astype(np.float32))
+    result = viz.render_preview(me, tmp_path / "still.png", renderer=FlameFrameRenderer(flame, supersample=1), size=32)
+    assert (tmp_path / "still.png").is_file() and result is not None

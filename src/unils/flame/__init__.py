@@ -21,7 +21,7 @@ from .model import (
     load_flame_arrays,
     pose_from_motion,
 )
-from .render import Camera, fit_camera, rasterize, render_motion, render_vertices, write_video
+from .render import Camera, FlameFrameRenderer, fit_camera, rasterize, render_motion, render_vertices, write_video
 
 __all__ = [
     "FlameModel",
@@ -34,6 +34,7 @@ __all__ = [
     "fit_camera",
     "Camera",
     "write_video",
+    "FlameFrameRenderer",
     "LIP_INDICES",
     "UPPER_INDICES",
     "UPPER_LIP_INDICES",

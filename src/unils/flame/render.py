@@ -11,8 +11,9 @@ z towards the camera). The camera looks down -z, so the nearest surface is the o
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ import torch
 
 from ..errors import MissingDependencyError, MotionError
 
-__all__ = ["Camera", "fit_camera", "rasterize", "render_vertices", "render_motion", "write_video"]
+__all__ = ["Camera", "fit_camera", "rasterize", "render_vertices", "render_motion", "write_video", "FlameFrameRenderer"]
 
 logger = logging.getLogger("unils.flame.render")
 
@@ -322,3 +323,133 @@ def write_video(
             writer.send(np.ascontiguousarray(frame))
     finally:
         writer.close()
+
+
+def _output_frame_indices(num_frames: int, motion_fps: float, fps: float | None) -> np.ndarray:
+    # Output frame k shows time k / fps, i.e. the nearest motion frame (the preview's convention).
+    if fps is None or fps == motion_fps:
+        return np.arange(num_frames, dtype=np.int64)
+    if not (math.isfinite(fps) and fps > 0):
+        raise MotionError(f"fps must be a positive number, got {fps!r}")
+    count = math.ceil(num_frames * fps / motion_fps - 1e-9)
+    idx = np.floor(np.arange(count) * (motion_fps / fps) + 0.5).astype(np.int64)
+    return np.minimum(idx, max(num_frames - 1, 0))
+
+
+@dataclass
+class FlameFrameRenderer:
+    """FLAME mesh panels for ``unils preview`` (:class:`unils.viz.FrameRenderer` protocol).
+
+    Each participant gets a ``size`` x ``size`` panel with their mesh (framed on the neutral head, so
+    head motion shows), their label, and a green border while their speech activity says they speak.
+
+    Attributes:
+        flame: the :class:`~unils.flame.FlameModel` (your FLAME 2020 file).
+        with_head_pose: apply the head rotation.
+        shading: ``"smooth"`` or ``"flat"``.
+        supersample: anti-aliasing factor (see :func:`render_vertices`).
+        color: mesh albedo (RGB in [0, 1]).
+        background: panel background (RGB in [0, 1]).
+        speaking_color: border colour while the participant speaks (RGB 0-255).
+        chunk: output frames rendered per batch of vertices.
+    """
+
+    flame: Any
+    with_head_pose: bool = True
+    shading: Literal["smooth", "flat"] = "smooth"
+    supersample: int = 2
+    color: Sequence[float] = (0.78, 0.76, 0.74)
+    background: Sequence[float] = (1.0, 1.0, 1.0)
+    speaking_color: Sequence[int] = (46, 160, 67)
+    chunk: int = 32
+
+    def __call__(
+        self,
+        motions: Any,
+        *,
+        size: int = 320,
+        fps: float | None = None,
+        activity: Sequence[np.ndarray | None] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Yield uint8 [size, participants * size, 3] frames (size rounded up to even), one per output frame.
+
+        Args:
+            motions: one Motion or a list of Motions of the same length and fps.
+            size: panel side in pixels.
+            fps: output frame rate; None = the motions' (output frame k shows the nearest motion frame).
+            activity: per participant, bool [T] speech activity or None.
+            labels: per participant, a name drawn on the panel (needs Pillow; skipped without it).
+        """
+        motions, activity, labels = self._check(motions, activity, labels)
+        size = max(16, int(size) + int(size) % 2)
+        idx = _output_frame_indices(len(motions[0]), motions[0].fps, fps)
+        camera = self._camera(size)
+        for a in range(0, len(idx), max(1, int(self.chunk))):
+            sel = idx[a : a + max(1, int(self.chunk))]
+            panels = [self._panels(m.to_array()[sel], camera) for m in motions]
+            for k, i in enumerate(sel):
+                yield self._compose([p[k] for p in panels], [None if x is None else bool(x[i]) for x in activity], labels)
+
+    def still(
+        self,
+        motions: Any,
+        index: int,
+        *,
+        size: int = 320,
+        activity: Sequence[np.ndarray | None] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Motion frame ``index`` as one uint8 [H, W, 3] picture (the frame :meth:`__call__` yields for it)."""
+        motions, activity, labels = self._check(motions, activity, labels)
+        if not 0 <= index < len(motions[0]):
+            raise IndexError(f"frame {index} out of range for {len(motions[0])} frames")
+        size = max(16, int(size) + int(size) % 2)
+        camera = self._camera(size)
+        panels = [self._panels(m.to_array()[index : index + 1], camera)[0] for m in motions]
+        return self._compose(panels, [None if x is None else bool(x[index]) for x in activity], labels)
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _check(motions: Any, activity: Any, labels: Any) -> tuple[list[Any], list[Any], list[str]]:
+        from ..motion import Motion
+
+        motions = [motions] if isinstance(motions, Motion) else list(motions)
+        if not motions or not all(isinstance(m, Motion) for m in motions):
+            raise MotionError("give one or more Motion objects to render")
+        if len({len(m) for m in motions}) > 1 or len({m.fps for m in motions}) > 1:
+            raise MotionError("the motions must have the same length and frame rate")
+        activity = list(activity) if activity is not None else [None] * len(motions)
+        labels = list(labels) if labels is not None else [chr(ord("A") + i) for i in range(len(motions))]
+        if len(activity) != len(motions) or len(labels) != len(motions):
+            raise MotionError("give one activity (or None) and one label per motion")
+        return motions, activity, labels
+
+    def _camera(self, size: int) -> Camera:
+        with torch.no_grad():
+            neutral = self.flame.vertices(np.zeros((1, 108), np.float32))
+        return fit_camera(neutral, size, size)
+
+    def _panels(self, motion: np.ndarray, camera: Camera) -> np.ndarray:
+        with torch.no_grad():
+            verts = self.flame.vertices(motion, with_head_pose=self.with_head_pose)
+        return render_vertices(verts, self.flame.faces, camera=camera, shading=self.shading, color=self.color,
+                               background=self.background, supersample=self.supersample)
+
+    def _compose(self, panels: list[np.ndarray], speaking: list[bool | None], labels: list[str]) -> np.ndarray:
+        panels = [p.copy() for p in panels]
+        size = panels[0].shape[0]
+        width = max(2, size // 80)
+        for p, talk in zip(panels, speaking):
+            if talk:
+                p[:width], p[-width:], p[:, :width], p[:, -width:] = (np.asarray(self.speaking_color, np.uint8),) * 4
+        frame = np.concatenate(panels, axis=1)
+        try:
+            from PIL import Image, ImageDraw
+        except ImportError:  # labels are decoration; frames stay usable without Pillow
+            return frame
+        img = Image.fromarray(frame)
+        draw = ImageDraw.Draw(img)
+        for j, label in enumerate(labels):
+            draw.text((j * size + 3 * width, 3 * width), str(label), fill=(60, 60, 60))
+        return np.asarray(img)
