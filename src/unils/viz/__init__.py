@@ -1,0 +1,39 @@
+"""See and export the motion: schematic previews (MP4 with sound, GIF, PNG) and plots.
+
+Needs the ``viz`` extra (``pip install 'unils[viz]'``: Pillow, imageio-ffmpeg, matplotlib) for
+drawing and writing; importing this package does not, and :func:`speech_activity` never does.
+
+>>> from unils.viz import render_preview, plot_motion, speech_activity
+>>> render_preview([me, you], "talk.mp4", audio=["me.wav", "you.wav"])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .activity import frame_energy_db, speech_activity
+from .avatar import CueMap, FaceCues, FrameRenderer, SchematicRenderer, face_cues, output_frame_indices
+from .plot import plot_motion
+from .preview import MOTION_SUFFIXES, PreviewResult, load_motion_file, plot_from_files, preview_from_files, render_preview
+from .video import mix_audio, write_gif, write_mp4, write_png, write_video
+
+__all__ = [
+    "CueMap",
+    "FaceCues",
+    "FrameRenderer",
+    "MOTION_SUFFIXES",
+    "PreviewResult",
+    "SchematicRenderer",
+    "face_cues",
+    "frame_energy_db",
+    "load_motion_file",
+    "mix_audio",
+    "output_frame_indices",
+    "plot_from_files",
+    "plot_motion",
+    "preview_from_files",
+    "render_preview",
+    "speech_activity",
+    "write_gif",
+    "write_mp4",
+    "write_png",
+    "write_video",
+]
