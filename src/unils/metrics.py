@@ -564,16 +564,30 @@ class EvaluationResult:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     def table(self) -> str:
-        """A plain-text table: metric, value, unit, number of sequences."""
-        rows = [(k, v, self.counts.get(k, 0)) for k, v in self.summary.items()]
-        rows += [(k, v, len(self.per_file)) for k, v in self.dataset.items()]
-        width = max([len("metric")] + [len(k) for k, _, _ in rows])
-        lines = [f"{'metric':<{width}}  {'value':>12}  {'unit':<9} {'files':>5}", "-" * (width + 32)]
-        for k, v, n in rows:
-            unit = METRIC_UNITS.get(k.split("_", 1)[1] if k[:2] in ("S_", "L_") else k, "")
+        """A plain-text table grouped by frames used: metric, value, unit, number of sequences."""
+        rows = [(_group(k), k, v, self.counts.get(k, 0)) for k, v in self.summary.items()]
+        rows += [("dataset (across sequences)", k, v, len(self.per_file)) for k, v in self.dataset.items()]
+        width = max([len("metric")] + [len(r[1]) for r in rows])
+        lines = [f"{'metric':<{width}}  {'value':>12}  {'unit':<9} {'files':>5}"]
+        group = None
+        for g, k, v, n in rows:
+            if g != group:
+                lines.append(f"-- {g} " + "-" * max(0, width + 27 - len(g)))
+                group = g
+            unit = METRIC_UNITS.get(k[2:] if k[:2] in ("S_", "L_") else k, "")
             value = "nan" if not math.isfinite(v) else f"{v:.6g}"
             lines.append(f"{k:<{width}}  {value:>12}  {unit:<9} {n:>5}")
         return "\n".join(lines)
+
+
+def _group(key: str) -> str:
+    if key.startswith("S_"):
+        return "speaking frames"
+    if key.startswith("L_"):
+        return "listening frames"
+    if key in METRIC_UNITS:
+        return "all frames"
+    return "coefficients, all frames"
 
 
 def evaluate_folder(
