@@ -507,6 +507,16 @@ def _browser_missing() -> str | None:
     return None
 
 
+def _wait_js(page, expression: str, timeout: float) -> None:
+    # page.wait_for_function evaluates strings with eval(), which the page's CSP forbids (as it
+    # should); page.evaluate goes through the debugger protocol and is not subject to it.
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {expression}: {page.evaluate('window.unilsDemo')}")
+        page.wait_for_timeout(100)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
 def test_browser_demo(model, tmp_path):
@@ -522,14 +532,13 @@ def test_browser_demo(model, tmp_path):
             "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"])
         try:
-            page = browser.new_page(viewport={"width": 1000, "height": 760})
+            page = browser.new_page(viewport={"width": 1100, "height": 720})
             console = []
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             page.goto(srv.url + "?hop=10", timeout=WAIT * 1000)
             page.click("#start")
-            page.wait_for_function("window.unilsDemo.framesReceived >= 75 && window.unilsDemo.framesShown > 20",
-                                   timeout=90_000)
+            _wait_js(page, "window.unilsDemo.framesReceived >= 75 && window.unilsDemo.framesShown > 20", 90)
             demo = page.evaluate("window.unilsDemo")
             page.screenshot(path=str(tmp_path / "demo.png"))
             shot = os.environ.get("UNILS_DEMO_SCREENSHOT")
@@ -539,11 +548,11 @@ def test_browser_demo(model, tmp_path):
             assert demo["ready"]["hello"]["sample_rate"] == demo["sampleRate"] and demo["ready"]["hop_frames"] == 10
             assert demo["ready"]["algorithmic_latency_s"] == pytest.approx(0.56)
             assert demo["stats"]["steps"] >= 7 and demo["audioSent"] > 3.0
-            assert demo["lag"] >= 0.4  # at least the hop and the smoothing lookahead
+            assert demo["lag"] >= 0.16  # the newest frame waits at least for the smoothing lookahead
             assert page.inner_text("#lag").endswith(" s") and page.inner_text("#algo") == "0.56 s"
             assert page.inner_text("#status").startswith("streaming")
             page.click("#stop")
-            page.wait_for_function("window.unilsDemo.closeCode !== null", timeout=60_000)
+            _wait_js(page, "window.unilsDemo.closeCode !== null", 60)
             demo = page.evaluate("window.unilsDemo")
             assert demo["closeCode"] == 1000 and demo["status"].startswith("ended")
             assert not [c for c in console if c.startswith(("error", "pageerror"))], console

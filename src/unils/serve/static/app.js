@@ -147,7 +147,7 @@ function render(now) {
       base = index;
     }
   }
-  drawAvatar($('avatar').getContext('2d'), current, { level: demo.level * 8, caption: `frame ${demo.framesShown}` });
+  drawAvatar($('avatar').getContext('2d'), current, { level: Math.min(1, demo.level * 5), caption: `frame ${demo.framesShown}` });
   $('audio').textContent = `${demo.audioSent.toFixed(1)} s`;
   requestAnimationFrame(render);
 }

@@ -85,16 +85,15 @@ export function drawAvatar(ctx, frame, opts = {}) {
   ctx.stroke();
   ctx.restore();
 
-  // speaking indicator: the microphone level, and "speaking" while it is above a threshold
+  // speaking indicator: a microphone level bar, blue with "speaking" while above a threshold
   const level = clamp(opts.level || 0, 0, 1);
-  const speaking = level > 0.02;
-  ctx.beginPath();
-  ctx.arc(34, 34, 10 + level * 60, 0, Math.PI * 2);
-  ctx.fillStyle = speaking ? 'rgba(31, 111, 235, 0.35)' : 'rgba(120, 130, 150, 0.25)';
-  ctx.fill();
+  const speaking = level > 0.05;
+  ctx.fillStyle = 'rgba(120, 130, 150, 0.25)';
+  ctx.fillRect(14, 14, 120, 10);
   ctx.fillStyle = speaking ? '#1f6feb' : '#7a8499';
+  ctx.fillRect(14, 14, 120 * level, 10);
   ctx.font = '15px system-ui, sans-serif';
-  ctx.fillText(speaking ? 'speaking' : 'quiet', 58, 39);
+  ctx.fillText(speaking ? 'speaking' : 'quiet', 144, 25);
   if (opts.caption) {
     ctx.fillStyle = '#4a5263';
     ctx.fillText(opts.caption, 14, h - 14);
