@@ -186,12 +186,17 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         out = Path(args.save_motion)
         _write_motion(motion, out if index == 0 else out.with_name(f"{out.stem}_partner{out.suffix}"))
 
+    renderer = None
+    if args.flame:
+        from .flame import FlameFrameRenderer, FlameModel
+
+        renderer = FlameFrameRenderer(FlameModel.from_file(args.flame, device=args.device))
     result = preview_from_files(
         args.inputs, args.output, audio=args.audio, partner_audio=args.partner_audio, model=lambda: _load(args),
         seed=args.seed, generate_options=dict(temperature=args.temperature, top_p=args.top_p,
                                               cfg_scale=args.cfg_scale, smooth=not args.no_smooth),
         fps=args.fps, size=args.size, labels=args.labels, at=args.at,
-        save_motion=save if args.save_motion else None,
+        save_motion=save if args.save_motion else None, renderer=renderer,
     )
     print(result.summary())
     return 0
@@ -376,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--labels", nargs="+", default=None, help="names on the panels (default: file names)")
     pv.add_argument("--at", type=float, default=None, help="time (s) of a .png still (default: the middle)")
     pv.add_argument("--save-motion", default=None, help="also write generated motion(s) here (.npz/.json/.csv)")
+    pv.add_argument("--flame", default=None,
+                    help="draw FLAME meshes with your FLAME 2020 model (generic_model.pkl or .pt) "
+                    "instead of the schematic face")
     _add_model(pv)
     _add_sampling(pv)
     pv.set_defaults(func=_cmd_preview)
