@@ -369,3 +369,20 @@ def test_frame_renderer_plugs_into_the_preview(tmp_path, flame):
     me = Motion.from_array(motion_with(3, jaw=(103, 0.2)).astype(np.float32))
     result = viz.render_preview(me, tmp_path / "still.png", renderer=FlameFrameRenderer(flame, supersample=1), size=32)
     assert (tmp_path / "still.png").is_file() and result is not None
+
+
+def test_cli_preview_with_flame(tmp_path, arrays):
+    pytest.importorskip("PIL")
+    pytest.importorskip("imageio_ffmpeg")
+    from unils.cli import main
+
+    small = FlameModel(arrays["v_template"], arrays["shapedirs"], arrays["posedirs"], arrays["J_regressor"],
+                       arrays["weights"], arrays["kintree_table"], arrays["f"])  # float32: a smaller file
+    small.save(tmp_path / "flame.pt")
+    Motion.from_array(motion_with(4, jaw=(103, 0.2)).astype(np.float32)).save(tmp_path / "me.npz")
+    for out in ("still.png", "clip.mp4"):
+        code = main(["preview", str(tmp_path / "me.npz"), "-o", str(tmp_path / out), "--flame",
+                     str(tmp_path / "flame.pt"), "--size", "32"])
+        assert code == 0 and (tmp_path / out).stat().st_size > 0
+    assert main(["preview", str(tmp_path / "me.npz"), "-o", str(tmp_path / "x.png"), "--flame",
+                 str(tmp_path / "missing.pkl")]) == 2
