@@ -559,3 +559,21 @@ def test_browser_demo(model, tmp_path):
         finally:
             browser.close()
         assert srv.server.closed_by_code[1000] == 1
+
+
+def test_example_client(server, model, tmp_path, monkeypatch, capsys):
+    import runpy
+
+    from unils.audio import save_audio
+
+    save_audio(tmp_path / "a.wav", speech_like(4.4, seed=1))
+    save_audio(tmp_path / "b.wav", speech_like(4.0, seed=2))
+    example = Path(__file__).resolve().parent.parent / "examples" / "serve_client.py"
+    monkeypatch.setattr(sys, "argv", ["serve_client.py", str(tmp_path / "a.wav"), "--partner", str(tmp_path / "b.wav"),
+                                      "--url", server.ws_url, "-o", str(tmp_path / "m.npz")])
+    runpy.run_path(str(example), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "algorithmic latency 4.16 s" in out and "110 frames" in out
+    motion = Motion.load(tmp_path / "m.npz")
+    assert len(motion) == 110
+    assert motion.allclose(model.generate(tmp_path / "a.wav", tmp_path / "b.wav", seed=0), atol=1e-5)
