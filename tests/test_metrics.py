@@ -283,7 +283,8 @@ def test_json_has_null_for_nan(tmp_path):
     assert set(data["summary"]) >= {"S_PDD", "L_JDD", "PDD", "JDD", "jaw_L2"}
 
 
-def test_cli_evaluate(tmp_path, capsys, flame):
+def test_cli_evaluate(tmp_path, capsys, flame, monkeypatch):
+    monkeypatch.delenv("UNILS_FLAME", raising=False)
     pred_dir, gt_dir = make_folders(tmp_path, n=2)
     flame.save(tmp_path / "flame.pt")
     out = tmp_path / "scores.json"
