@@ -1,5 +1,6 @@
 """Every example script runs end to end on a tiny checkpoint."""
 
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -54,3 +55,17 @@ def test_batch_folder(setup, monkeypatch, capsys):
     run_example("batch_folder.py", [setup / "in", setup / "out", "--model", setup / "ckpt"], monkeypatch)
     assert sorted(p.name for p in (setup / "out").iterdir()) == ["a.npz", "b.npz"]
     assert "skip broken.wav" in capsys.readouterr().out
+
+
+def test_export_and_preview(setup, monkeypatch, capsys):
+    pytest.importorskip("imageio_ffmpeg")
+    run_example("export_and_preview.py", [setup / "a.wav", setup / "b.wav", "--model", setup / "ckpt",
+                                          "--out-dir", setup / "p", "--size", "64"], monkeypatch)
+    out = capsys.readouterr().out
+    assert "55 frames (2.20 s at 25 fps), 2 participants, with sound" in out and "speaks in" in out
+    me = Motion.load(setup / "p" / "me.npz")
+    assert len(me) == 55 and Motion.from_csv(setup / "p" / "me.csv") == me
+    lines = (setup / "p" / "you.jsonl").read_text().splitlines()
+    assert len(lines) == 55 and Motion.from_frames(map(json.loads, lines)) == Motion.load(setup / "p" / "you.npz")
+    for name in ("preview.mp4", "preview.gif", "still.png", "curves.png"):
+        assert (setup / "p" / name).stat().st_size > 0

@@ -66,7 +66,11 @@ def plot_motion(
     has_activity = any(a is not None for a in activity)
     rows = (["speech"] if has_activity else []) + list(_PART_ROWS)
     ratios = [0.45 if r == "speech" else 1.0 for r in rows]
-    fig = Figure(figsize=(6.4 * n, 1.7 * sum(ratios) + 0.9), dpi=dpi, layout="constrained")
+    width, height = 6.4 * n, 1.7 * sum(ratios) + 0.9
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    # Fixed margins in inches: much faster to save than a constrained layout, and as tidy here.
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.3 / height,
+                        wspace=0.8 * n / width, hspace=0.22)
     axes = np.array(fig.subplots(len(rows), n, sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios}))
     for j, motion in enumerate(motions):
         t = motion.times
