@@ -197,8 +197,8 @@ def _read_pickle(path: Path) -> Mapping[str, Any]:
             data = _FlameUnpickler(fh, encoding="latin1").load()
     except FlameError:
         raise
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as exc:
-        raise FlameError(f"{path} is not a readable FLAME pickle: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle can fail in many ways; all mean "not readable"
+        raise FlameError(f"{path} is not a readable FLAME pickle: {type(exc).__name__}: {exc}") from exc
     if not isinstance(data, Mapping):
         raise FlameError(f"{path} does not hold a FLAME model (expected a dict, got {type(data).__name__})")
     return data
