@@ -373,3 +373,20 @@ def test_codec_mesh_losses_with_user_flame(dataset, tmp_path):
     # The logged loss is the sum of the weighted terms.
     terms = ("vq", "exp", "pose", "head_vel", "head_smooth", "mesh", "lips")
     assert row["loss"] == pytest.approx(sum(row[k] for k in terms), rel=1e-5)
+
+
+def test_cli_corpus_writes_a_valid_dataset(tmp_path, capsys):
+    from unils.cli import main
+
+    out = tmp_path / "corpus"
+    assert main(["-q", "train", "corpus", "--data", str(out), "--conversations", "1", "--seconds", "6", "6",
+                 "--seed", "3"]) == 0
+    assert "wrote 1 conversation(s)" in capsys.readouterr().out
+    report = validate_dataset(out)
+    assert report.ok and report.conversations == 1 and report.frames == 150
+
+
+def test_bf16_autocast_runs_on_cpu(dataset, tmp_path):
+    r = train_stage("codec", dataset, tmp_path / "bf", config=mel_tiny(),
+                    options=TrainOptions(steps=2, precision="bf16", **FAST))
+    assert r.steps == 2 and np.isfinite(r.history[-1]["loss"])

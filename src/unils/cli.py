@@ -235,6 +235,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         report = validate_dataset(args.data)
         print(report.summary())
         return 0 if report.ok else 1
+    if args.stage == "corpus":
+        from .train.corpus import write_corpus
+
+        lo, hi = args.seconds
+        t0 = time.perf_counter()
+        root = write_corpus(args.data, args.conversations, seconds=(lo, hi), seed=args.seed,
+                            motion_only=args.motion_only, progress=not args.quiet, workers=args.workers)
+        print(f"wrote {args.conversations} conversation(s) and {args.motion_only} motion-only clip(s) to {root} "
+              f"in {time.perf_counter() - t0:.1f} s")
+        return 0
     from .train.stages import StageOptions
     from .train.trainer import TrainOptions, train_stage
 
@@ -404,10 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="The three UniLS training stages: 'codec' (stage 1, motion codec), 'prior' (stage 2, "
         "audio-free prior; --init a codec export), 'audio' (stage 3, dual-audio LoRA fine-tuning; --init a "
         "prior export). Each writes OUT/checkpoint (resumable), OUT/export and OUT/log.jsonl. "
-        "'validate' checks a dataset folder. Several processes: torchrun --nproc_per_node N -m unils train ...",
+        "'validate' checks a dataset folder; 'corpus' writes the synthetic two-person corpus. Several processes: torchrun --nproc_per_node N -m unils train ...",
     )
-    t.add_argument("stage", choices=["codec", "prior", "audio", "validate"])
-    t.add_argument("--data", required=True, help="dataset folder (unils-dataset format)")
+    t.add_argument("stage", choices=["codec", "prior", "audio", "validate", "corpus"])
+    t.add_argument("--data", required=True, help="dataset folder (unils-dataset format); corpus: the folder to write")
     t.add_argument("--out", help="run folder (checkpoint/, export/, log.jsonl)")
     t.add_argument("--init", default=None, help="export folder of the previous stage (or of this stage, to fine-tune)")
     t.add_argument("--config", default=None, help="stage 1 model size: large, small, demo or a config.json")
@@ -427,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     t.add_argument("--device", default=None)
     t.add_argument("--flame", default=None, help="stage 1: FLAME 2020 model file, adds the mesh and lip losses")
+    t.add_argument("--conversations", type=int, default=200, help="corpus: number of conversations")
+    t.add_argument("--seconds", type=float, nargs=2, default=(20.0, 40.0), metavar=("MIN", "MAX"),
+                   help="corpus: conversation length range")
+    t.add_argument("--motion-only", type=int, default=0, help="corpus: extra motion-only clips")
+    t.add_argument("--workers", type=int, default=1, help="corpus: processes")
     t.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser(

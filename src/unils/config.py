@@ -197,6 +197,22 @@ class UniLSConfig:
             name="unils-small",
         )
 
+    @classmethod
+    def demo(cls) -> "UniLSConfig":
+        """The bundled demo model's size: a few million parameters and the log-mel front end.
+
+        Small enough to train on a CPU and to run many times faster than real time; not a substitute
+        for the official models (see the demo model card).
+        """
+        return cls(
+            codec=CodecConfig(hidden_dim=128, depth=2, num_heads=4, scales=(1, 5, 25, 50, 100)),
+            generator=GeneratorConfig(embed_dim=128, depth=4, num_heads=4),
+            audio_encoder=AudioEncoderConfig(
+                type="mel", mel=MelConfig(n_mels=80, channels=128, num_layers=2, out_dim=128)
+            ),
+            name="unils-demo",
+        )
+
     # ------------------------------------------------------------------ validation / IO
     def validate(self) -> "UniLSConfig":
         """Check internal consistency; raise :class:`ConfigError` naming the bad field."""
