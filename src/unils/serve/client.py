@@ -156,6 +156,9 @@ class StreamClient:
                                                       compression=None)
         except InvalidStatus as exc:
             raise _refused_error(exc) from None
+        # websockets >= 17.1 wants its sync connection entered as a context manager; this object is
+        # the context manager around it (close() is its exit), which older versions accept too.
+        self._ws.__enter__()
         try:
             self._ws.send(self.hello.to_message())
             self._inbox.handle(self._ws.recv(timeout=open_timeout))
