@@ -149,23 +149,33 @@ def test_speech_activity_follows_the_bursts():
 
 
 def test_face_cues_mapping():
-    m = Motion.zeros(4)
-    m.jaw[:, 0] = [0.0, 0.15, 0.3, 0.6]
-    m.expression[:, 3] = [0.0, 1.5, 2.0, 0.0]  # the blink coefficient
+    m = Motion.zeros(5)
+    m.jaw[:, 0] = [0.0, 0.125, 0.25, 0.5, 0.125]
+    m.expression[:, 6] = [0.0, 0.6, 0.9, 0.0, 0.0]  # the corpus' blink channel
+    m.expression[4, 3] = 0.5  # lip press
+    m.expression[1, 1] = 1.0  # rounding
+    m.expression[2, 2] = 0.5  # spreading
+    m.expression[1, 4] = 0.6  # brow raise
+    m.expression[2, 5] = -0.5  # corners down
     m.eyes[3, [0, 2]] = 0.2  # looking down
     c = face_cues(m)
-    assert c.mouth_open.tolist() == pytest.approx([0.0, 0.5, 1.0, 1.0])
-    assert c.blink.tolist() == pytest.approx([0.0, 0.5, 1.0, 0.0])
-    assert c.eye_open[2] == 0.0 and c.eye_open[1] == pytest.approx(0.85 * 0.5)
-    assert c.eye_open[3] < c.eye_open[0] == pytest.approx(0.85)
-    assert c.gaze.shape == (4, 2, 2) and c.gaze[3, 0, 0] == pytest.approx(0.4)  # gain 2
-    # a custom blink combination
-    c2 = face_cues(m, CueMap(blink_coefs=(3, 4), blink_weights=(0.5, 0.5)))
-    assert c2.blink[2] == 0.0
+    assert c.mouth_open.tolist() == pytest.approx([0.0, 0.5, 1.0, 1.0, 0.5 * 0.6])
+    assert c.press.tolist() == pytest.approx([0, 0, 0, 0, 0.5]) and c.mouth_width.tolist() == pytest.approx([0, -1, 0.5, 0, 0])
+    assert c.brow[1] == pytest.approx(np.tanh(1.0)) and c.smile[2] == pytest.approx(np.tanh(-1.0))
+    assert c.blink.tolist() == pytest.approx([0.0, 0.5, 1.0, 0.0, 0.0])
+    assert c.eye_open[2] == pytest.approx(0.0, abs=1e-6) and c.eye_open[1] == pytest.approx(0.85 * 0.5)
+    assert c.eye_open[3] < c.eye_open[0] == pytest.approx(0.85)  # lids follow the eyes down
+    assert c.gaze.shape == (5, 2, 2) and c.gaze[3, 0, 0] == pytest.approx(0.4)  # gain 2
+    assert c.expressive[0] == 0.0 < c.expressive[1]
+    # another blink combination, e.g. for data that encodes blinks elsewhere
+    c2 = face_cues(m, CueMap(blink_coefs=(6, 7), blink_weights=(0.5, 0.5)))
+    assert c2.blink[2] == pytest.approx(0.25)  # (0.5 * 0.9 - 0.3) / 0.6
     with pytest.raises(MotionError):
         CueMap(blink_coefs=(3,), blink_weights=(1.0, 2.0))
     with pytest.raises(MotionError):
         CueMap(smile_coef=100)
+    with pytest.raises(MotionError):
+        CueMap(blink_onset=1.0, blink_full=0.5)
 
 
 def test_output_frame_indices():

@@ -14,13 +14,17 @@ What is exact and what is approximate:
 * **Gaze**: each eye's axis-angle (x = down, y = towards the image's right) turns its eyeball,
   times ``CueMap.gaze_gain`` (2 by default, because real gaze angles are small on a schematic eye).
 * **Expression** coefficients are FLAME's PCA weights; without the FLAME model there is no exact
-  way to turn them into lips and brows. :class:`CueMap` documents the heuristic used instead: the
-  magnitude of coefficient 0 parts the lips a little, coefficient 1 bends the mouth corners
-  (smile / frown), coefficient 2 raises or lowers the brows, and the overall magnitude of the
-  leading coefficients flushes the cheeks ("how far from neutral").
-* **Blinks**: the lids close as ``CueMap.blink_coefs`` (default: coefficient 3) rises from
-  ``blink_onset`` to ``blink_full``; synthetic data that encodes blinks that way blinks here. The
-  lids also follow the eyes' vertical rotation (looking down lowers them), as real lids do.
+  way to turn them into lips and brows. :class:`CueMap` says which coefficient drives which cue.
+  Its defaults follow the channel convention of unils' synthetic corpus
+  (:mod:`unils.train.corpus`: 0 mouth opening, 1 lip rounding, 2 lip spreading, 3 lip press,
+  4 brow raise, 5 smile, 6 blink), which models trained on that corpus reproduce. For models
+  trained on real FLAME fits (the official checkpoints) these coefficients have no such meaning and
+  the mouth shape, brows and smile are only a rough impression; jaw, head pose, gaze and the cheek
+  flush (overall magnitude of the leading coefficients, "how far from neutral") hold for both.
+* **Blinks**: the lids close as the weighted sum of ``CueMap.blink_coefs`` (default: coefficient
+  6 alone) rises from ``blink_onset`` (0.3) to ``blink_full`` (0.9); the corpus' blinks peak at
+  1.3-1.7. The lids also follow the eyes' vertical rotation (looking down lowers them), as real
+  lids do, and turn with the head.
 
 :class:`SchematicRenderer` is the default :class:`FrameRenderer` of :func:`unils.viz.render_preview`
 and ``unils preview``; any callable with the same signature (a FLAME mesh renderer, say) can
@@ -101,18 +105,25 @@ def output_frame_indices(num_frames: int, motion_fps: float, fps: float | None =
 
 @dataclass(frozen=True)
 class CueMap:
-    """How motion coefficients become the schematic face's cues (heuristics, see the module notes).
+    """Which motion coefficients drive which cue of the schematic face (see the module notes).
+
+    The defaults follow the channel convention of :mod:`unils.train.corpus`. Signed cues use
+    ``tanh(value / scale)``; one-sided ones ``clip(value / scale, 0, 1)``.
 
     Attributes:
-        jaw_full_open: jaw rotation (radians) drawn as a fully open mouth (speech rarely exceeds 0.3).
-        lip_part_coef: expression coefficient whose magnitude parts the lips a little.
-        lip_part_scale: magnitude of that coefficient that adds ``lip_part_max`` opening.
+        jaw_full_open: jaw rotation (radians) drawn as a fully open mouth (open vowels: 0.15-0.2).
+        lip_part_coef: expression coefficient whose positive part parts the lips a little more.
+        lip_part_scale: value of that coefficient that adds ``lip_part_max`` opening.
         lip_part_max: most opening (0-1) the lips get from it.
-        smile_coef: expression coefficient that bends the mouth corners (positive = up).
-        smile_scale: its value giving ~76% of the full bend (``tanh(value / scale)``).
-        brow_coef: expression coefficient that raises (positive) or lowers the brows.
-        brow_scale: its value giving ~76% of the full raise.
-        blink_coefs: expression coefficients whose weighted sum drives the lids.
+        round_coef: coefficient that rounds (narrows) the mouth.
+        spread_coef: coefficient that spreads (widens) the mouth.
+        press_coef: coefficient that presses the lips together (closes and thins them).
+        lip_scale: value of the rounding / spreading / press coefficients that gives the full effect.
+        brow_coef: coefficient that raises (positive) or lowers (negative) the brows.
+        brow_scale: its scale.
+        smile_coef: coefficient that bends the mouth corners (positive = up).
+        smile_scale: its scale.
+        blink_coefs: coefficients whose weighted sum drives the lids.
         blink_weights: their weights.
         blink_onset: weighted sum at which the lids start to close.
         blink_full: weighted sum at which they are closed.
@@ -124,35 +135,40 @@ class CueMap:
         max_gaze: drawn eye rotations are clipped to +-this (radians, after the gain).
     """
 
-    jaw_full_open: float = 0.3
+    jaw_full_open: float = 0.25
     lip_part_coef: int = 0
-    lip_part_scale: float = 3.0
-    lip_part_max: float = 0.2
-    smile_coef: int = 1
-    smile_scale: float = 2.0
-    brow_coef: int = 2
-    brow_scale: float = 2.0
-    blink_coefs: tuple[int, ...] = (3,)
+    lip_part_scale: float = 1.5
+    lip_part_max: float = 0.15
+    round_coef: int = 1
+    spread_coef: int = 2
+    press_coef: int = 3
+    lip_scale: float = 1.0
+    brow_coef: int = 4
+    brow_scale: float = 0.6
+    smile_coef: int = 5
+    smile_scale: float = 0.5
+    blink_coefs: tuple[int, ...] = (6,)
     blink_weights: tuple[float, ...] = (1.0,)
-    blink_onset: float = 1.0
-    blink_full: float = 2.0
+    blink_onset: float = 0.3
+    blink_full: float = 0.9
     lid_rest: float = 0.85
     lid_follow: float = 1.5
     expressive_coefs: int = 10
-    expressive_scale: float = 1.5
+    expressive_scale: float = 1.0
     gaze_gain: float = 2.0
     max_gaze: float = 0.6
 
     def __post_init__(self) -> None:
-        coefs = [self.lip_part_coef, self.smile_coef, self.brow_coef, *self.blink_coefs]
+        coefs = [self.lip_part_coef, self.round_coef, self.spread_coef, self.press_coef, self.brow_coef,
+                 self.smile_coef, *self.blink_coefs]
         if any(not 0 <= c < 100 for c in coefs) or not 1 <= self.expressive_coefs <= 100:
             raise MotionError("CueMap coefficients must index the 100 expression coefficients")
         if len(self.blink_coefs) != len(self.blink_weights):
             raise MotionError("CueMap.blink_coefs and blink_weights must have the same length")
         if not self.blink_full > self.blink_onset:
             raise MotionError("CueMap.blink_full must be greater than blink_onset")
-        if min(self.jaw_full_open, self.lip_part_scale, self.smile_scale, self.brow_scale,
-               self.expressive_scale) <= 0:
+        if min(self.jaw_full_open, self.lip_part_scale, self.lip_scale, self.smile_scale, self.brow_scale,
+               self.expressive_scale, self.max_gaze) <= 0:
             raise MotionError("CueMap scales must be positive")
 
 
@@ -161,7 +177,9 @@ class FaceCues:
     """Per-frame drawing cues of one motion (all arrays have T rows).
 
     Attributes:
-        mouth_open: [T] 0 (closed) to 1 (fully open): jaw plus a little lip parting.
+        mouth_open: [T] 0 (closed) to 1 (fully open): jaw plus a little lip parting, less when pressed.
+        mouth_width: [T] -1 (rounded, narrow) to 1 (spread, wide).
+        press: [T] 0 to 1, lips pressed together.
         smile: [T] -1 (corners down) to 1 (corners up).
         brow: [T] -1 (lowered, frowning) to 1 (raised).
         blink: [T] 0 (open) to 1 (closed) from the blink coefficients alone.
@@ -173,6 +191,8 @@ class FaceCues:
     """
 
     mouth_open: np.ndarray
+    mouth_width: np.ndarray
+    press: np.ndarray
     smile: np.ndarray
     brow: np.ndarray
     blink: np.ndarray
@@ -196,8 +216,12 @@ def face_cues(motion: Motion, cue_map: CueMap | None = None) -> FaceCues:
     cm = cue_map or CueMap()
     e = motion.expression.astype(np.float64)
     jaw = motion.jaw[:, 0].astype(np.float64)
-    lip = np.clip(np.abs(e[:, cm.lip_part_coef]) / cm.lip_part_scale, 0.0, 1.0) * cm.lip_part_max
-    mouth_open = np.clip(jaw / cm.jaw_full_open + lip, 0.0, 1.0)
+    lip = np.clip(e[:, cm.lip_part_coef] / cm.lip_part_scale, 0.0, 1.0) * cm.lip_part_max
+    press = np.clip(e[:, cm.press_coef] / cm.lip_scale, 0.0, 1.0)
+    mouth_open = np.clip(jaw / cm.jaw_full_open + lip, 0.0, 1.0) * (1.0 - 0.8 * press)
+    rounding = np.clip(e[:, cm.round_coef] / cm.lip_scale, 0.0, 1.0)
+    spreading = np.clip(e[:, cm.spread_coef] / cm.lip_scale, 0.0, 1.0)
+    mouth_width = np.clip(spreading - rounding, -1.0, 1.0)
     smile = np.tanh(e[:, cm.smile_coef] / cm.smile_scale)
     brow = np.tanh(e[:, cm.brow_coef] / cm.brow_scale)
     b = e[:, list(cm.blink_coefs)] @ np.asarray(cm.blink_weights, dtype=np.float64)
@@ -211,7 +235,7 @@ def face_cues(motion: Motion, cue_map: CueMap | None = None) -> FaceCues:
     k = cm.expressive_coefs
     expressive = np.clip(np.sqrt(np.mean(e[:, :k] ** 2, axis=1)) / cm.expressive_scale, 0.0, 1.0)
     return FaceCues(
-        mouth_open=mouth_open, smile=smile, brow=brow, blink=blink, eye_open=eye_open, expressive=expressive,
+        mouth_open=mouth_open, mouth_width=mouth_width, press=press, smile=smile, brow=brow, blink=blink, eye_open=eye_open, expressive=expressive,
         head_pose=motion.head_pose.astype(np.float64), jaw=jaw, gaze=gaze,
     )
 
@@ -626,13 +650,16 @@ class SchematicRenderer:
 
     def _draw_mouth(self, draw, c, i, world, img, lw) -> None:  # noqa: ANN001
         smile = float(c.smile[i])
-        w = _MOUTH_W * (1.0 + 0.12 * abs(smile))
+        width = float(c.mouth_width[i])
+        # Spread widens the mouth by up to 25%, rounding narrows it by up to 35%; smiles widen a little.
+        w = _MOUTH_W * (1.0 + (0.25 if width > 0 else 0.35) * width + 0.1 * abs(smile))
         u = np.linspace(-w, w, 25)
         r = (u / w) ** 2
         line = _MOUTH_Y + 0.08 * smile * r  # corners up for a smile, down for a frown
         bow = np.sqrt(np.clip(1 - r, 0, None))
-        upper_out = line + 0.06 * bow ** 0.7
-        lower_out = line - 0.075 * bow ** 0.7
+        thick = (1.0 - 0.6 * float(c.press[i])) * (1.0 + 0.3 * max(-width, 0.0))  # pressed lips thin
+        upper_out = line + 0.06 * thick * bow ** 0.7
+        lower_out = line - 0.075 * thick * bow ** 0.7
         # Lower lip moves with the jaw; its middle most, its corners little.
         jaw_w = 0.15 + 0.85 * bow
         up_in = world(_face(u, line, 0.02))
