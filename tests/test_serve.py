@@ -165,6 +165,11 @@ def test_hello_errors_close_the_session_with_reason(server):
         with opened(server.ws_url, message) as ws:
             got_code, reason = close_of(ws)
         assert got_code == code and needle in reason, (message, got_code, reason)
+    # A reason longer than a close frame allows (123 bytes) is cut, not an error.
+    with opened(server.ws_url, hello(**{"x" * 300: 1})) as ws:
+        code, reason = close_of(ws)
+    assert code == P.CLOSE_BAD_HELLO and reason.startswith("hello: unknown field(s) 'xxx") and reason.endswith("...")
+    assert len(reason.encode()) <= 123
     # Binary before the hello.
     with opened(server.ws_url) as ws:
         ws.send(b"\x00" * 64)
@@ -381,10 +386,11 @@ def test_frames_equal_offline_json_and_binary(server, model):
     assert len(got["json"]) == len(want) == 125 and got["json"].allclose(want, atol=1e-5)
 
 
-def test_pcm16_both_people(server, model):
+@pytest.mark.parametrize("fmt", ["json", "binary"])
+def test_pcm16_both_people(server, model, fmt):
     a = (speech_like(4.4, seed=3) * 30000).astype(np.int16)
     b = (speech_like(4.4, seed=4) * 30000).astype(np.int16)
-    with StreamClient(server.ws_url, both=True, encoding="pcm16", format="json", seed=6) as client:
+    with StreamClient(server.ws_url, both=True, encoding="pcm16", format=fmt, seed=6) as client:
         assert client.ready["people"] == 2
         me, you = cat(stream_blocks(client, a, b, block=800))
     want_me, want_you = model.generate_both(a, b, seed=6)
@@ -463,8 +469,8 @@ def test_static_page_and_health(server):
     assert info.value.code == 404
 
 
-def test_static_files_are_in_the_wheel_manifest():
-    # hatchling ships every file under src/unils; the server reads them with importlib.resources.
+def test_static_files_ship_with_the_package():
+    # hatchling puts every file under src/unils into the wheel; the server reads them as package resources.
     from importlib import resources
 
     files = {p.name for p in (resources.files("unils.serve") / "static").iterdir()}
