@@ -1,6 +1,6 @@
 """Load test of ``unils serve``: many concurrent clients on the loopback address, bounded in time.
 
-    python benchmarks/serve_load.py [--model PATH] [--clients 16] [--seconds 60] [--session-s 15]
+    python benchmarks/serve_load.py [--model PATH | --size small|tiny] [--clients 16] [--seconds 60] [--session-s 15]
         [--hop-frames N] [--resampled-clients 2] [--threads 1] [--json benchmarks/results/serve_load.json]
 
 Starts ``unils serve`` as a subprocess on 127.0.0.1 (a port the OS picks), then runs ``--clients``
@@ -15,8 +15,9 @@ the first frame of a window additionally waits for the rest of its 4 s window); 
 compute p50/p95; errors (any refused or broken session, and any session whose frame count differs
 from ceil(samples / 640)); the server's RSS sampled every second.
 
-Without ``--model`` a small random model is used (mel front end, 256-wide generator, as
-``benchmarks/streaming.py``): load behaviour is a property of the server, not of the weights.
+Without ``--model`` a random model is used: ``--size small`` (mel front end, 256-wide generator, as
+``benchmarks/streaming.py``) or ``--size tiny`` (the test suite's layout, so that the figures
+measure the server: protocol, concurrency, memory, rather than model compute).
 """
 
 from __future__ import annotations
@@ -42,8 +43,22 @@ import torch
 
 from unils import UniLS, UniLSConfig
 from unils.bench import conversation_audio
-from unils.config import AudioEncoderConfig, CodecConfig, GeneratorConfig
+from unils.config import AudioEncoderConfig, CodecConfig, GeneratorConfig, Wav2Vec2Config
 from unils.serve import AsyncStreamClient
+
+
+def tiny_random_model() -> UniLS:
+    """The test suite's tiny layout (real 108-d motion, 100-frame windows, a 1-layer wav2vec2)."""
+    cfg = UniLSConfig(
+        codec=CodecConfig(hidden_dim=32, depth=1, num_heads=2),
+        generator=GeneratorConfig(embed_dim=32, depth=2, num_heads=2),
+        audio_encoder=AudioEncoderConfig(wav2vec2=Wav2Vec2Config(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)),
+        name="bench-tiny-random",
+    )
+    torch.manual_seed(0)
+    return UniLS(cfg).eval()
 
 
 def small_random_model() -> UniLS:
@@ -182,7 +197,10 @@ async def run_clients(url: str, pid: int, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="checkpoint folder (default: a small random model)")
+    ap.add_argument("--model", default=None, help="checkpoint folder (default: a random model of --size)")
+    ap.add_argument("--size", choices=["small", "tiny"], default="small",
+                    help="random model without --model: small (mel, 256-wide) or tiny (the tests' layout; "
+                    "measures the server rather than the model)")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=60.0, help="how long clients keep opening sessions")
     ap.add_argument("--session-s", type=float, default=15.0, help="audio per session")
@@ -201,7 +219,7 @@ def main() -> None:
         model_dir = args.model
         if model_dir is None:
             model_dir = str(Path(tmp) / "model")
-            small_random_model().save_pretrained(model_dir)
+            (small_random_model() if args.size == "small" else tiny_random_model()).save_pretrained(model_dir)
         proc, url = start_server(model_dir, args.clients, args.threads, args.workers, args.hop_frames)
         try:
             results = asyncio.run(run_clients(url, proc.pid, args))
@@ -213,7 +231,8 @@ def main() -> None:
                 proc.kill()
     report = {
         "config": {k: v for k, v in vars(args).items() if k != "json"},
-        "model": args.model or "small random (mel front end, 256-wide, 4 layers)",
+        "model": args.model or {"small": "small random (mel front end, 256-wide, 4 layers)",
+                                "tiny": "tiny random (tests' layout: 32-wide, 1-layer wav2vec2)"}[args.size],
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__},
         **results,
