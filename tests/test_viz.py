@@ -358,3 +358,18 @@ def test_cli_plot_errors(pair, voices, tmp_path, capsys):
     pair[0].save(tmp_path / "m.npz")
     assert main(["plot", str(voices[0]), "-o", str(tmp_path / "p.png")]) == 2
     assert "takes motion files" in capsys.readouterr().err
+
+
+def test_missing_extra_is_a_clear_error(pair, tmp_path, monkeypatch):
+    import sys
+
+    for module in ("PIL", "matplotlib", "imageio_ffmpeg"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if the viz extra were not installed
+    with pytest.raises(MissingDependencyError, match=r"pillow .*unils\[viz\]"):
+        next(SchematicRenderer()([pair[0]], size=SIZE))
+    with pytest.raises(MissingDependencyError, match="matplotlib"):
+        plot_motion(pair[0])
+    with pytest.raises(MissingDependencyError, match="imageio-ffmpeg"):
+        write_video([np.zeros((4, 4, 3), np.uint8)], tmp_path / "x.mp4", 25)
+    # the speech activity needs no extra
+    assert speech_activity(np.zeros(1600, np.float32)).shape == (3,)
