@@ -12,14 +12,21 @@ from __future__ import annotations
 from .activity import frame_energy_db, speech_activity
 from .avatar import CueMap, FaceCues, FrameRenderer, SchematicRenderer, face_cues, output_frame_indices
 from .plot import plot_motion
-from .preview import MOTION_SUFFIXES, PreviewResult, load_motion_file, plot_from_files, preview_from_files, render_preview
+from .preview import (
+    MOTION_SUFFIXES,
+    PreviewResult,
+    load_motion_file,
+    plot_from_files,
+    preview_from_files,
+    render_preview,
+)
 from .video import mix_audio, write_gif, write_mp4, write_png, write_video
 
 __all__ = [
+    "MOTION_SUFFIXES",
     "CueMap",
     "FaceCues",
     "FrameRenderer",
-    "MOTION_SUFFIXES",
     "PreviewResult",
     "SchematicRenderer",
     "face_cues",

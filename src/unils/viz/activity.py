@@ -14,7 +14,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE, AudioInput, load_audio
 from ..errors import AudioError
 
-__all__ = ["speech_activity", "frame_energy_db"]
+__all__ = ["frame_energy_db", "speech_activity"]
 
 #: Frames quieter than this (dBFS) never count as speech, whatever the recording's dynamics.
 SILENCE_DB = -50.0
@@ -114,7 +114,7 @@ def speech_activity(
     else:
         threshold = float(threshold_db)
     active = db > threshold
-    gap, short = int(round(min_gap * fps)), int(round(min_speech * fps))
+    gap, short = round(min_gap * fps), round(min_speech * fps)
     for start, stop in _runs(active, False):
         if start > 0 and stop < active.shape[0] and stop - start < gap:
             active[start:stop] = True

@@ -33,6 +33,7 @@ replace it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -265,6 +266,7 @@ _JAW_PIVOT = np.array([0.0, -0.05, -0.3])
 _JAW_DRAW_MAX = 0.5  # radians of drawn jaw rotation at mouth_open = 1 (exaggerated for legibility)
 _EYE_X, _EYE_Y, _EYE_A, _EYE_B, _EYEBALL = 0.29, 0.12, 0.135, 0.075, 0.13
 _MOUTH_Y, _MOUTH_W = -0.5, 0.24
+_EYE3 = np.eye(3)
 
 
 def _surface_z(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -315,7 +317,7 @@ def _flat(points: np.ndarray) -> list[float]:
 
 def _mix(a: RGB, b: RGB, t: float) -> RGB:
     t = min(max(t, 0.0), 1.0)
-    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))  # type: ignore[return-value]
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=16)
@@ -534,7 +536,7 @@ class SchematicRenderer:
         def img(p: np.ndarray) -> np.ndarray:
             return np.stack([cx + s * p[:, 0], cy - s * p[:, 1]], axis=1)
 
-        def ellipsoid(centre: Any, radii: Any, M: np.ndarray = np.eye(3)) -> list[float]:
+        def ellipsoid(centre: Any, radii: Any, M: np.ndarray = _EYE3) -> list[float]:
             # Orthographic silhouette of {x : (x - c)^T A (x - c) <= 1}, A = M D M^T: a 2-D ellipse.
             A = (R @ M) @ np.diag(1.0 / np.square(radii)) @ (R @ M).T
             Q = A[:2, :2] - np.outer(A[:2, 2], A[2, :2]) / A[2, 2]
@@ -575,7 +577,7 @@ class SchematicRenderer:
         start = np.arccos(np.clip(hairline / (_SKULL[1] * r), -1, 1))  # angle from the top, front > 0
         curves = [world(np.stack([t, _SKULL[1] * r * np.cos(beta), _SKULL[2] * r * np.sin(beta)], 1))
                   for beta in np.linspace(start, -0.9, 7)]
-        for c0, c1 in zip(curves[:-1], curves[1:]):
+        for c0, c1 in itertools.pairwise(curves):
             draw.polygon(_flat(img(np.r_[c0, c1[::-1]])), fill=hair)
 
         # Cheeks flush with expressiveness.
@@ -596,7 +598,7 @@ class SchematicRenderer:
         if speaking:
             self._draw_voice(draw, world, img, lw)
 
-    def _draw_eyes(self, canvas, draw, c, i, look, world, img, facing, lw) -> None:  # noqa: ANN001
+    def _draw_eyes(self, canvas, draw, c, i, look, world, img, facing, lw) -> None:
         from PIL import Image, ImageDraw
 
         t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
@@ -636,7 +638,7 @@ class SchematicRenderer:
                 upper = img(world(_face(u[half - 1 :], _EYE_Y + 0.4 * _EYE_B * np.sin(t[half - 1 :]), 0.02)))
             draw.line(_flat(upper), fill=_INK, width=2 * lw, joint="curve")
 
-    def _draw_brows(self, draw, c, i, look, world, img, facing, lw) -> None:  # noqa: ANN001
+    def _draw_brows(self, draw, c, i, look, world, img, facing, lw) -> None:
         raise_ = float(c.brow[i])
         u = np.linspace(0.12, 0.47, 12)
         frac = (u - u[0]) / (u[-1] - u[0])
@@ -648,7 +650,7 @@ class SchematicRenderer:
             if facing(pts):
                 draw.line(_flat(img(world(pts))), fill=look.hair, width=int(4.5 * lw), joint="curve")
 
-    def _draw_mouth(self, draw, c, i, world, img, lw) -> None:  # noqa: ANN001
+    def _draw_mouth(self, draw, c, i, world, img, lw) -> None:
         smile = float(c.smile[i])
         width = float(c.mouth_width[i])
         # Spread widens the mouth by up to 25%, rounding narrows it by up to 35%; smiles widen a little.
@@ -674,7 +676,7 @@ class SchematicRenderer:
         draw.polygon(_flat(img(np.r_[lo_in, lo_out[::-1]])), fill=_LIP)
         draw.line(_flat(img(up_in)), fill=_mix(_LIP, _INK, 0.5), width=lw, joint="curve")
 
-    def _draw_voice(self, draw, world, img, lw) -> None:  # noqa: ANN001
+    def _draw_voice(self, draw, world, img, lw) -> None:
         # Sound arcs beside the mouth, on the image's right, while the person speaks.
         centre = img(world(_face(0.0, _MOUTH_Y - 0.05, 0.02)))[0]
         s = draw.im.size[0] * 0.28

@@ -23,7 +23,7 @@ _PART_ROWS = ("jaw", "head_pose", "eyes", "expression")
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#%02x%02x%02x" % rgb
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def plot_motion(

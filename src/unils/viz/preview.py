@@ -29,9 +29,9 @@ __all__ = [
     "MOTION_SUFFIXES",
     "PreviewResult",
     "load_motion_file",
-    "render_preview",
-    "preview_from_files",
     "plot_from_files",
+    "preview_from_files",
+    "render_preview",
 ]
 
 logger = logging.getLogger("unils.viz")
@@ -178,7 +178,7 @@ def render_preview(
         raise AudioError(f"give one audio (or None) per motion: {n} motion(s), {len(audio)} audio input(s)")
     if partner_audio is not None and n != 1:
         raise AudioError("partner_audio is for a single motion; with two motions pass audio=[a, b]")
-    num_samples = int(round(T / motion_fps * SAMPLE_RATE))
+    num_samples = round(T / motion_fps * SAMPLE_RATE)
     tracks = [None if a is None else _load_track(a, f"audio of {labels[j]}", sample_rate) for j, a in enumerate(audio)]
     activity = [None if x is None else speech_activity(x, SAMPLE_RATE, motion_fps, num_frames=T) for x in tracks]
     for j, x in enumerate(tracks):
@@ -197,7 +197,7 @@ def render_preview(
         raise MotionError(f"fps must be a positive number, got {fps!r}")
     if suffix in IMAGE_SUFFIXES:
         t = 0.5 * T / motion_fps if at is None else float(at)
-        i = min(max(int(round(t * motion_fps)), 0), T - 1)
+        i = min(max(round(t * motion_fps), 0), T - 1)
         if hasattr(render, "still"):
             frame = render.still(motions, i, size=size, activity=activity, labels=labels)
         else:  # any FrameRenderer: take its frame i

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import AudioError, FormatError, MotionError
 from ._deps import require
 
-__all__ = ["VIDEO_SUFFIXES", "GIF_SUFFIXES", "IMAGE_SUFFIXES", "mix_audio", "write_video", "write_gif", "write_mp4", "write_png"]
+__all__ = ["GIF_SUFFIXES", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "mix_audio", "write_gif", "write_mp4", "write_png", "write_video"]
 
 logger = logging.getLogger("unils.viz")
 
