@@ -179,3 +179,15 @@ def test_official_rng_emulation_skips_the_pinned_wav2vec2_draws(tiny_model):
     opts = tiny_model._options(None, None, None, True)
     manual = tiny_model._generate_rows(channels, [(0, None)], [5], None, None, opts, True, False, skip_draws=4)[0]
     assert manual == emulated
+
+
+@pytest.mark.slow
+def test_compiled_model_equals_eager(tiny_model):
+    """torch.compile (optional speed-up) keeps the numbers and the parameter names."""
+    a, b = speech_like(5.0), speech_like(5.0, seed=1)
+    eager = tiny_model.generate(a, b, seed=0, smooth=False).to_array()
+    keys = list(tiny_model.state_dict())
+    tiny_model.compile()
+    compiled = tiny_model.generate(a, b, seed=0, smooth=False).to_array()
+    np.testing.assert_allclose(compiled, eager, atol=1e-4)
+    assert list(tiny_model.state_dict()) == keys
