@@ -570,15 +570,23 @@ class SchematicRenderer:
         draw.polygon(skull, fill=skin)
         # Hair on the skull: from the hairline on the forehead over the top to behind it, drawn as strips
         # between curves of constant angle on the skull. Every vertex is on the skull, so the hair stays
-        # inside its silhouette whatever the rotation.
+        # inside its silhouette; only the parts facing the viewer are drawn (there is no depth buffer,
+        # and hair at the back would otherwise be painted over the face of a head tilted back).
         t = np.linspace(-0.999, 0.999, 31) * _SKULL[0]
         r = np.sqrt(np.clip(1 - (t / _SKULL[0]) ** 2, 1e-9, None))
         hairline = np.minimum(0.6 + 0.1 * np.cos(t * 2.4), _SKULL[1] * r)
         start = np.arccos(np.clip(hairline / (_SKULL[1] * r), -1, 1))  # angle from the top, front > 0
-        curves = [world(np.stack([t, _SKULL[1] * r * np.cos(beta), _SKULL[2] * r * np.sin(beta)], 1))
-                  for beta in np.linspace(start, -0.9, 7)]
-        for c0, c1 in itertools.pairwise(curves):
-            draw.polygon(_flat(img(np.r_[c0, c1[::-1]])), fill=hair)
+        curves, shown = [], []
+        for beta in np.linspace(start, -1.2, 13):
+            local = np.stack([t, _SKULL[1] * r * np.cos(beta), _SKULL[2] * r * np.sin(beta)], 1)
+            normal = local / np.square(_SKULL)
+            nz = (normal @ R.T)[:, 2] / np.linalg.norm(normal, axis=1)
+            curves.append(world(local))
+            shown.append(nz > -0.1)  # a little past the limb, so the hair reaches the outline
+        for (c0, f0), (c1, f1) in itertools.pairwise(zip(curves, shown)):
+            for a, b in _active_runs(f0 & f1):
+                if b - a >= 2:
+                    draw.polygon(_flat(img(np.r_[c0[a:b], c1[a:b][::-1]])), fill=hair)
 
         # Cheeks flush with expressiveness.
         blush = _mix(skin, _BLUSH, 0.7 * float(c.expressive[i]))
