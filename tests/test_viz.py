@@ -354,6 +354,19 @@ def test_cli_preview_errors(args, message, pair, voices, tmp_path, capsys, monke
     assert err.startswith("unils preview: error:") and message in err and err.count("\n") == 1
 
 
+def test_cli_preview_head_gain(pair, tmp_path, capsys):
+    pair[0].save(tmp_path / "m.npz")
+    assert main(["preview", str(tmp_path / "m.npz"), "-o", str(tmp_path / "g.png"), "--size", str(SIZE),
+                 "--head-gain", "2", "--at", "0.2"]) == 0
+    assert main(["preview", str(tmp_path / "m.npz"), "-o", str(tmp_path / "n.png"), "--size", str(SIZE),
+                 "--head-gain", "nan"]) == 2
+    assert "head_gain must be finite" in capsys.readouterr().err
+    with Image.open(tmp_path / "g.png") as img:
+        doubled = np.asarray(img)
+    assert not np.array_equal(doubled, SchematicRenderer().still([pair[0]], 5, size=SIZE, labels=["m"]))
+    assert np.array_equal(doubled, SchematicRenderer(head_gain=2).still([pair[0]], 5, size=SIZE, labels=["m"]))
+
+
 def test_cli_plot_errors(pair, voices, tmp_path, capsys):
     pair[0].save(tmp_path / "m.npz")
     assert main(["plot", str(voices[0]), "-o", str(tmp_path / "p.png")]) == 2

@@ -191,6 +191,10 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         from .flame import FlameFrameRenderer, FlameModel
 
         renderer = FlameFrameRenderer(FlameModel.from_file(args.flame, device=args.device))
+    elif args.head_gain != 1.0:
+        from .viz import SchematicRenderer
+
+        renderer = SchematicRenderer(head_gain=args.head_gain)
     result = preview_from_files(
         args.inputs, args.output, audio=args.audio, partner_audio=args.partner_audio, model=lambda: _load(args),
         seed=args.seed, generate_options=dict(temperature=args.temperature, top_p=args.top_p,
@@ -391,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--labels", nargs="+", default=None, help="names on the panels (default: file names)")
     pv.add_argument("--at", type=float, default=None, help="time (s) of a .png still (default: the middle)")
     pv.add_argument("--save-motion", default=None, help="also write generated motion(s) here (.npz/.json/.csv)")
+    pv.add_argument("--head-gain", type=float, default=1.0,
+                    help="schematic avatar: multiply head rotations (e.g. 2 to make small nods visible)")
     pv.add_argument("--flame", default=None,
                     help="draw FLAME meshes with your FLAME 2020 model (generic_model.pkl or .pt) "
                     "instead of the schematic face")

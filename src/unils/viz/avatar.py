@@ -42,7 +42,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import MotionError
+from ..errors import ConfigError, MotionError
 from ..motion import Motion
 from ._deps import require
 
@@ -357,6 +357,12 @@ class SchematicRenderer:
     max_head_angle: float = 0.7
     antialias: bool = True
     timeline: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.head_gain) and math.isfinite(self.max_head_angle) and self.max_head_angle > 0):
+            raise ConfigError(
+                f"head_gain must be finite and max_head_angle positive, got {self.head_gain!r}, {self.max_head_angle!r}"
+            )
 
     # ------------------------------------------------------------------ public
     def __call__(
