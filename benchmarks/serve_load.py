@@ -4,7 +4,7 @@
         [--hop-frames N] [--resampled-clients 2] [--threads 1] [--json benchmarks/results/serve_load.json]
 
 Starts ``unils serve`` as a subprocess on 127.0.0.1 (a port the OS picks), then runs ``--clients``
-clients in one asyncio loop. Each client streams two-person synthetic audio (person + partner,
+clients in one asyncio loop, their starts spread over ``--stagger-s`` (one 4 s window by default). Each client streams two-person synthetic audio (person + partner,
 20 ms blocks) at real-time pace, in sessions of ``--session-s`` seconds, opening a new session
 after each one until ``--seconds`` have passed; then every client ends its session and the server
 is stopped. Session churn is deliberate: memory must stay flat across sessions, not only within one.
@@ -30,6 +30,7 @@ import math
 import os
 import platform
 import re
+import resource
 import selectors
 import signal
 import subprocess
@@ -80,6 +81,18 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def start_server(model_dir: str, clients: int, threads: int, workers: int | None, hop: int | None) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "unils", "serve", "--model", model_dir, "--host", "127.0.0.1", "--port", "0",
            "--max-sessions", str(clients), "--threads", str(threads), "--min-hop-frames", str(min(hop or 5, 5))]
@@ -114,6 +127,9 @@ async def client_loop(idx: int, url: str, args: argparse.Namespace, deadline: fl
     sr = 48000 if idx < args.resampled_clients else 16000
     block = int(sr * args.block_ms / 1000)
     session_no = 0
+    # Real users do not start in the same 20 ms: spread the starts over --stagger-s so that window
+    # steps (and end-of-session flushes) do not all fall due at once (--stagger-s 0: the worst case).
+    await asyncio.sleep(idx * args.stagger_s / args.clients)
     while time.perf_counter() < deadline:
         a, b = conversation_audio(args.session_s, seed=1000 * idx + session_no, sr=sr)
         session_no += 1
@@ -159,6 +175,7 @@ async def run_clients(url: str, pid: int, args: argparse.Namespace) -> dict:
     rss: list[tuple[float, float]] = []
     t_start = time.perf_counter()
     deadline = t_start + args.seconds
+    server_cpu0, client_cpu0 = cpu_s(pid), own_cpu_s()
 
     async def sample_rss() -> None:
         while True:
@@ -168,6 +185,7 @@ async def run_clients(url: str, pid: int, args: argparse.Namespace) -> dict:
     sampler = asyncio.create_task(sample_rss())
     await asyncio.gather(*(client_loop(i, url, args, deadline, tally) for i in range(args.clients)))
     elapsed = time.perf_counter() - t_start
+    server_cpu, client_cpu = cpu_s(pid) - server_cpu0, own_cpu_s() - client_cpu0
     sampler.cancel()
     rss.append((elapsed, rss_mb(pid)))
     def pct(q: float) -> float | None:
@@ -185,6 +203,12 @@ async def run_clients(url: str, pid: int, args: argparse.Namespace) -> dict:
         "latency_samples": len(tally.latencies),
         "server_step_p50_s": round(float(np.median(tally.step_p50)), 4) if tally.step_p50 else None,
         "server_step_p95_s": round(float(np.median(tally.step_p95)), 4) if tally.step_p95 else None,
+        # CPU actually used (cores = CPU seconds / wall seconds): what the load costs, whatever else
+        # the machine is running; the client figure is the load generator itself.
+        "server_cpu_s": round(server_cpu, 1),
+        "server_cores_used": round(server_cpu / elapsed, 2),
+        "client_cpu_s": round(client_cpu, 1),
+        "load_average_1min_end": round(os.getloadavg()[0], 2),
         "errors": len(tally.errors),
         "error_messages": tally.errors[:20],
         "rss_mb_start": round(rss[0][1], 1),
@@ -205,6 +229,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="how long clients keep opening sessions")
     ap.add_argument("--session-s", type=float, default=15.0, help="audio per session")
     ap.add_argument("--block-ms", type=float, default=20.0)
+    ap.add_argument("--stagger-s", type=float, default=4.0,
+                    help="spread client starts over this many seconds (default one window; 0 = all at once)")
     ap.add_argument("--hop-frames", type=int, default=None, help="low-latency hop; default exact mode")
     ap.add_argument("--format", choices=["binary", "json"], default="binary")
     ap.add_argument("--resampled-clients", type=int, default=2, help="clients sending 48 kHz audio")
