@@ -39,6 +39,11 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace):  # noqa: ANN202
     from .model import UniLS
 
+    if args.model == DEFAULT_MODEL:
+        logging.getLogger("unils").warning(
+            "no --model given: using the bundled synthetic demo model (trained on synthesized speech and "
+            "rule-based motion, for trying unils out); pass --model for a real checkpoint"
+        )
     model = UniLS.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     if args.audio_autocast:
         model.set_audio_autocast(args.audio_autocast)

@@ -24,15 +24,25 @@ logger = logging.getLogger("unils")
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-#: Names that resolve to checkpoints shipped inside the package.
-BUNDLED: dict[str, str] = {}
+#: Names that resolve to checkpoints shipped inside the package (folders under ``unils/assets``).
+BUNDLED: dict[str, str] = {"demo": "demo"}
 
 
 def _bundled_dir(name: str) -> Path | None:
     sub = BUNDLED.get(name)
     if sub is None:
         return None
-    return Path(__file__).parent / "assets" / sub
+    folder = Path(__file__).parent / "assets" / sub
+    if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
+        raise CheckpointNotFoundError(
+            f"the bundled {name!r} checkpoint is missing from this installation ({folder}); reinstall unils"
+        )
+    if name == "demo":
+        logger.info(
+            "using the bundled demo model: a small model trained on synthetic speech and rule-based motion "
+            "(see its model card, %s); use an official checkpoint for real avatars", folder / "README.md"
+        )
+    return folder
 
 
 def resolve_checkpoint(

@@ -1,0 +1,112 @@
+"""Does a model speak with its own voice and move while listening? Figures on held-out conversations.
+
+For every conversation of a dataset folder (unils-dataset format, e.g. a held-out synthetic corpus)
+both people are generated from the two tracks (``generate_both``) and compared with what the audio
+and the ground truth say:
+
+* ``jaw_vs_own_energy``: Pearson correlation of the jaw opening with the person's own log frame
+  energy (speaking means the jaw follows it), next to the same figure for the ground truth;
+* ``jaw_vs_partner_energy``: the same against the partner's voice (should be low or negative);
+* ``jaw_speaking`` / ``jaw_listening``: mean jaw opening (rad) on speaking / listening frames;
+* ``head_speed_listening`` / ``head_speed_speaking``: mean head rotation speed (rad/s, sum of the
+  three axes) on listening / speaking frames: a listener that nods and sways is not frozen;
+* the paper's coefficient metrics (``S_PDD``, ``S_JDD``, ``L_PDD``, ``L_JDD``) from :mod:`unils.metrics`.
+
+Usage::
+
+    python benchmarks/demo_quality.py --model demo --data HELDOUT_DIR --json benchmarks/results/demo_quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from unils import UniLS
+from unils.metrics import evaluate_sequence
+
+
+def log_energy(audio: np.ndarray, frames: int, spf: int = 640) -> np.ndarray:
+    padded = np.zeros(frames * spf, np.float32)
+    n = min(len(audio), frames * spf)
+    padded[:n] = audio[:n]
+    return np.log10(np.mean(padded.reshape(frames, spf) ** 2, axis=1) + 1e-8)
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    if a.std() < 1e-12 or b.std() < 1e-12:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def head_speed(motion: np.ndarray, mask: np.ndarray, fps: float = 25.0) -> float:
+    vel = np.abs(np.diff(motion[:, 100:103], axis=0)).sum(1) * fps
+    sel = mask[1:] & mask[:-1]
+    return float(vel[sel].mean()) if sel.any() else float("nan")
+
+
+def person_figures(pred: np.ndarray, gt: np.ndarray, own: np.ndarray, partner: np.ndarray, speaking: np.ndarray) -> dict:
+    listening = ~speaking
+    out = {
+        "jaw_vs_own_energy": corr(pred[:, 103], own),
+        "gt_jaw_vs_own_energy": corr(gt[:, 103], own),
+        "jaw_vs_partner_energy": corr(pred[:, 103], partner),
+        "gt_jaw_vs_partner_energy": corr(gt[:, 103], partner),
+        "jaw_speaking": float(pred[speaking, 103].mean()) if speaking.any() else float("nan"),
+        "jaw_listening": float(pred[listening, 103].mean()) if listening.any() else float("nan"),
+        "gt_jaw_speaking": float(gt[speaking, 103].mean()) if speaking.any() else float("nan"),
+        "gt_jaw_listening": float(gt[listening, 103].mean()) if listening.any() else float("nan"),
+        "head_speed_listening": head_speed(pred, listening),
+        "head_speed_speaking": head_speed(pred, speaking),
+        "gt_head_speed_listening": head_speed(gt, listening),
+        "gt_head_speed_speaking": head_speed(gt, speaking),
+    }
+    m = evaluate_sequence(pred, gt, speech_mask=speaking)
+    for k in ("S_PDD", "S_JDD", "L_PDD", "L_JDD"):
+        out[k] = float(m[k])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    model = UniLS.from_pretrained(args.model)
+    clips = sorted(p for p in (Path(args.data) / "conversations").iterdir() if p.is_dir())[: args.limit]
+    rows = []
+    t0 = time.perf_counter()
+    seconds = 0.0
+    for clip in clips:
+        a, _ = sf.read(clip / "speaker0.wav", dtype="float32")
+        b, _ = sf.read(clip / "speaker1.wav", dtype="float32")
+        data = np.load(clip / "motion.npz")
+        gts, mask = [data["speaker0"], data["speaker1"]], data["speech_mask"].astype(bool)
+        preds = model.generate_both(a, b, sample_rate=16000, seed=args.seed, progress=False)
+        seconds += len(a) / 16000
+        frames = min(len(preds[0]), gts[0].shape[0])
+        energy = [log_energy(a, frames), log_energy(b, frames)]
+        for p in range(2):
+            rows.append(person_figures(preds[p].to_array()[:frames], gts[p][:frames], energy[p], energy[1 - p],
+                                       mask[p, :frames]))
+    elapsed = time.perf_counter() - t0
+    keys = rows[0].keys()
+    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    result = {"model": args.model, "data": str(args.data), "conversations": len(clips), "people": len(rows),
+              "audio_seconds": round(seconds, 1), "generation_seconds": round(elapsed, 1),
+              "mean": {k: round(v, 4) for k, v in summary.items()}}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
