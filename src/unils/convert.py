@@ -567,7 +567,9 @@ def convert_official(
             default float32.
         lora_scale: alpha / r of unmerged LoRA adapters. Default: from meta_cfg when recorded there,
             else 1.0 (the official r = alpha = 32). An explicit value wins over meta_cfg.
-        revision, cache_dir, local_files_only: Hub options for ``audio_encoder``.
+        revision: Hub branch, tag or commit of ``audio_encoder`` (when it is a repo id).
+        cache_dir: Hub cache folder for ``audio_encoder``.
+        local_files_only: resolve ``audio_encoder`` from the Hub cache only, never the network.
 
     Raises:
         CheckpointError: unknown, missing or misshapen tensors (named), meta_cfg disagreeing with

@@ -435,7 +435,13 @@ class UniLS(nn.Module):
             items: each an audio input, or an ``(audio, partner_audio)`` pair (partner may be None).
                 Lengths may differ: every result has its own input's frame count.
             seeds: one seed per item, or an int ``s`` meaning ``s, s + 1, ...``.
-            sample_rate, temperature, top_p, cfg_scale, smooth, use_cache, progress: as :meth:`generate`.
+            sample_rate: rate of array inputs (default 16000), as in :meth:`generate`.
+            temperature: sampling temperature, as in :meth:`generate`.
+            top_p: nucleus threshold, as in :meth:`generate`.
+            cfg_scale: classifier-free guidance scale, as in :meth:`generate`.
+            smooth: Savitzky-Golay smoothing, as in :meth:`generate`.
+            use_cache: key/value caching across scales, as in :meth:`generate`.
+            progress: show a progress bar, as in :meth:`generate`.
 
         Returns:
             One :class:`~unils.Motion` per item, equal to ``generate(audio, partner, seed=seed_i)``

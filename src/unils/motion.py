@@ -395,7 +395,7 @@ class Motion:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``{"fps": float, "expression": [[...]], "head_pose", "jaw", "eyes"}``.
 
-        Each part is a nested list [T][width] of Python floats (exact float32 values).
+        Each part is a nested list ``[T][width]`` of Python floats (exact float32 values).
         """
         return {"fps": self.fps, **{n: getattr(self, n).tolist() for n in PARTS}}
 

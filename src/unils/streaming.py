@@ -74,7 +74,9 @@ class StreamSession:
         both: generate both people (requires ``partner``); :meth:`push` then returns a pair.
         sample_rate: rate of the pushed audio; other than 16 kHz is resampled on the fly.
         seed: seed (``both``: ``seed`` and ``seed + 1``, as :meth:`~unils.UniLS.generate_both`).
-        temperature, top_p, cfg_scale: sampling knobs (defaults from the model config).
+        temperature: sampling temperature (default from the model config).
+        top_p: nucleus threshold (default from the model config).
+        cfg_scale: classifier-free guidance scale (default from the model config).
         smooth: Savitzky-Golay smoothing with 4 frames of lookahead (equals offline smoothing).
         hop_frames: None for exact mode, or the low-latency hop in frames (1 .. window).
         style: optional style clip(s), as for :meth:`~unils.UniLS.generate`.

@@ -133,7 +133,12 @@ class StreamClient:
         both: also receive the partner's motion (implies ``partner``); methods then return pairs.
         encoding: ``"float32"`` (exact) or ``"pcm16"`` (half the bytes).
         format: frames as ``"binary"`` (compact) or ``"json"`` (named parts), same values.
-        seed, hop_frames, smooth, temperature, top_p, cfg_scale: as :meth:`unils.UniLS.stream`.
+        seed: seed of the session, as in :meth:`unils.UniLS.stream`.
+        hop_frames: None for exact mode or the low-latency hop, as in :meth:`unils.UniLS.stream`.
+        smooth: Savitzky-Golay smoothing, as in :meth:`unils.UniLS.stream`.
+        temperature: sampling temperature, as in :meth:`unils.UniLS.stream`.
+        top_p: nucleus threshold, as in :meth:`unils.UniLS.stream`.
+        cfg_scale: classifier-free guidance scale, as in :meth:`unils.UniLS.stream`.
         token: the server's token, if it has one.
         on_frames: optional callback ``(start, count, received_at)`` for every frames message.
         open_timeout: seconds to wait for the connection and the server's ``ready``.
