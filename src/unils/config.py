@@ -31,6 +31,7 @@ CONFIG_FORMAT_VERSION = 1
 
 SAMPLE_RATE = 16000
 FPS = 25
+#: Numbers per motion frame: 100 expression, 3 head pose, 1 jaw, 4 eye rotations.
 MOTION_DIM = 108
 
 

@@ -22,7 +22,9 @@ __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "resolve_checkpoint", "load_state_dict
 
 logger = logging.getLogger("unils")
 
+#: File name of a checkpoint folder's configuration (a :class:`~unils.UniLSConfig` as JSON).
 CONFIG_NAME = "config.json"
+#: File name of a checkpoint folder's weights (safetensors, motion statistics included).
 WEIGHTS_NAME = "model.safetensors"
 #: Names that resolve to checkpoints shipped inside the package (folders under ``unils/assets``).
 BUNDLED: dict[str, str] = {"demo": "demo"}

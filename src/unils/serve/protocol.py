@@ -51,6 +51,7 @@ __all__ = [
     "CLOSE_IDLE",
 ]
 
+#: Version of the message protocol: sent in the hello (a mismatch is refused) and in binary frame headers.
 PROTOCOL_VERSION = 1
 
 # Close codes. 1xxx are the standard ones (RFC 6455); 4xxx are this protocol's own.
@@ -66,6 +67,7 @@ CLOSE_IDLE = 4008  #: no message within the idle timeout
 
 #: Binary frames message header: magic, version, people, first frame index, frame count.
 BINARY_MAGIC = b"ULSM"
+#: Layout of that header (little-endian): ``<4sHHII``.
 BINARY_HEADER = struct.Struct("<4sHHII")
 
 #: Accepted audio sample rates (Hz), inclusive; anything else is resampled to 16 kHz by the session.

@@ -53,7 +53,9 @@ __all__ = [
 
 logger = logging.getLogger("unils.train")
 
+#: The ``format`` field of a dataset folder's ``dataset.json``.
 DATASET_FORMAT = "unils-dataset"
+#: The dataset layout version this unils reads and writes.
 DATASET_VERSION = 1
 CLIP = 100
 STRIDE = 50

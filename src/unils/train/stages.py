@@ -370,6 +370,7 @@ def _plain(key: str) -> str:
     return key.replace(".base.weight", ".weight").replace(".base.bias", ".bias")
 
 
+#: Stage name (as in ``unils train NAME``) -> its stage class.
 STAGES = {"codec": CodecStage, "prior": PriorStage, "audio": AudioStage}
 
 

@@ -48,6 +48,7 @@ logger = logging.getLogger("unils.train.tts")
 #: eSpeak voice variants (``espeak-ng-data/voices/!v``) without breath noise or Klatt synthesis: both
 #: draw from libc ``rand()`` and would make the samples depend on the process's random state.
 MALE_VARIANTS = ("m1", "m3", "m4", "m6", "m7", "robert", "Michael")
+#: Female eSpeak voice variants, chosen by the same rule.
 FEMALE_VARIANTS = ("f1", "f4", "linda", "belinda", "steph", "aunty", "Annie")
 
 # speak_lib.h (API revision 12): espeak_AUDIO_OUTPUT, espeak_EVENT_TYPE, espeak_PARAMETER, flags.
