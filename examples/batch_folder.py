@@ -1,6 +1,6 @@
 """Generate motion for every audio file of a folder (single-person), one .npz per file.
 
-    python examples/batch_folder.py --model PATH_OR_REPO audio_dir/ out_dir/
+    python examples/batch_folder.py audio_dir/ out_dir/ [--model PATH_OR_REPO]
 """
 
 import argparse
@@ -13,7 +13,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("audio_dir")
     ap.add_argument("out_dir")
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", default="demo", help="checkpoint folder, Hub repo id or bundled name")
     args = ap.parse_args()
 
     model = UniLS.from_pretrained(args.model)

@@ -1,6 +1,7 @@
 """Generate a two-person conversation, export it every way, and look at it (needs unils[viz]).
 
-    python examples/export_and_preview.py --model PATH_OR_REPO me.wav you.wav --out-dir preview/
+    python examples/export_and_preview.py examples/dialogue/person_a.flac examples/dialogue/person_b.flac \
+        --out-dir preview/ [--model PATH_OR_REPO] [--size 320]
 
 Writes, for both people: motion as .npz, .json, .csv and JSON lines (one per-frame dict per line,
 as a streaming consumer would receive them); then preview.mp4 (side by side, with the
@@ -20,7 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("audio_a")
     ap.add_argument("audio_b")
-    ap.add_argument("--model", required=True, help="checkpoint folder or Hub repo id")
+    ap.add_argument("--model", default="demo", help="checkpoint folder, Hub repo id or bundled name")
     ap.add_argument("--out-dir", default="preview")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=320, help="panel size in pixels")

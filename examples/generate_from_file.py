@@ -1,6 +1,6 @@
 """Generate a person's motion from their voice (and optionally their partner's) and save it.
 
-    python examples/generate_from_file.py --model PATH_OR_REPO me.wav [--partner you.wav] [-o motion.npz]
+    python examples/generate_from_file.py me.wav [--partner you.wav] [-o motion.npz] [--model PATH_OR_REPO]
 """
 
 import argparse
@@ -12,7 +12,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("audio")
     ap.add_argument("--partner", default=None)
-    ap.add_argument("--model", required=True, help="checkpoint folder or Hub repo id")
+    ap.add_argument("--model", default="demo", help="checkpoint folder, Hub repo id or bundled name")
     ap.add_argument("-o", "--output", default="motion.npz")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

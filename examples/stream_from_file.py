@@ -1,6 +1,6 @@
 """Replay a wav through a streaming session at real-time pace; print latency and real-time factor.
 
-    python examples/stream_from_file.py --model PATH_OR_REPO me.wav [--partner you.wav]
+    python examples/stream_from_file.py me.wav [--partner you.wav] [--model PATH_OR_REPO]
         [--block-ms 20] [--hop-frames 25] [--fast]
 
 Frames are printed as they become final. ``--hop-frames`` switches to the low-latency mode;
@@ -18,7 +18,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("audio")
     ap.add_argument("--partner", default=None)
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", default="demo", help="checkpoint folder, Hub repo id or bundled name")
     ap.add_argument("--block-ms", type=float, default=20.0)
     ap.add_argument("--hop-frames", type=int, default=None)
     ap.add_argument("--fast", action="store_true")

@@ -1,6 +1,6 @@
 """Both people of a conversation in one batched pass; writes two motion files and a CSV.
 
-    python examples/two_person.py --model PATH_OR_REPO a.wav b.wav --out-dir out/
+    python examples/two_person.py a.wav b.wav --out-dir out/ [--model PATH_OR_REPO]
 """
 
 import argparse
@@ -13,7 +13,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("audio_a")
     ap.add_argument("audio_b")
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", default="demo", help="checkpoint folder, Hub repo id or bundled name")
     ap.add_argument("--out-dir", default="conversation")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -69,3 +69,23 @@ def test_export_and_preview(setup, monkeypatch, capsys):
     assert len(lines) == 55 and Motion.from_frames(map(json.loads, lines)) == Motion.load(setup / "p" / "you.npz")
     for name in ("preview.mp4", "preview.gif", "still.png", "curves.png"):
         assert (setup / "p" / name).stat().st_size > 0
+
+
+def test_every_example_is_run_by_a_test():
+    tests = Path(__file__).resolve().parent
+    text = "".join((tests / name).read_text() for name in ("test_examples.py", "test_serve.py"))
+    untested = [p.name for p in sorted(EXAMPLES.glob("*.py")) if f'"{p.name}"' not in text]
+    assert untested == [], "add a test that runs these examples"
+
+
+def test_examples_default_to_the_bundled_demo(tmp_path, monkeypatch, capsys):
+    import unils
+
+    demo = Path(unils.__file__).parent / "assets" / "demo"
+    if not (demo / "config.json").is_file() or not (demo / "model.safetensors").is_file():
+        pytest.skip("demo checkpoint not bundled yet")
+    dialogue = EXAMPLES / "dialogue"
+    run_example("generate_from_file.py", [dialogue / "person_a.flac", "--partner", dialogue / "person_b.flac",
+                                          "-o", tmp_path / "m.npz"], monkeypatch)
+    assert len(Motion.load(tmp_path / "m.npz")) == 400  # 16 s at 25 fps
+    assert "jaw opening" in capsys.readouterr().out
