@@ -111,8 +111,17 @@ def test_demo_page_includes_the_model_card(site):
         pytest.skip("demo checkpoint not bundled yet (no src/unils/assets/demo/README.md)")
     html = (site[2] / "demo" / "index.html").read_text(encoding="utf-8")
     text = card.read_text(encoding="utf-8")
-    body = text.split("---", 2)[2] if text.startswith("---") else text  # Hub cards may start with metadata
-    words = [w for w in re.findall(r"[A-Za-z]{6,}", body)][:20]
+    body = text
+    if text.startswith("---"):  # Hub-style YAML metadata: keep it off the page
+        lines = text.splitlines()
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+        first = next(line for line in lines[1:end] if line.strip())
+        body, start = "\n".join(lines[end + 1 :]), end + 2  # start: the 1-based line after the metadata
+        assert first.strip() not in html, (
+            f"the card's metadata shows on docs/demo.md; include it from line {start}: "
+            f'--8<-- "src/unils/assets/demo/README.md:{start}:"'
+        )
+    words = re.findall(r"[A-Za-z]{6,}", body)[:20]
     assert words and all(w in html for w in words), "docs/demo.md does not show the model card"
 
 
