@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +141,6 @@ class Result:
     reason: str = ""
     output: str = ""
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def prepare_workdir(folder: Path) -> None:
@@ -180,9 +179,12 @@ def _run_bash(code: str, cwd: Path, timeout: float) -> str:
 
 def run_plan(items: list[dict], workroot: Path, timeout: float = 300.0) -> list[Result]:
     """Execute planned blocks page by page (one namespace and one working directory per page)."""
-    import matplotlib
+    try:  # pages that plot must not open windows
+        import matplotlib
 
-    matplotlib.use("Agg")
+        matplotlib.use("Agg")
+    except ImportError:
+        pass
     results: list[Result] = []
     pages: dict[str, list[dict]] = {}
     for item in items:
