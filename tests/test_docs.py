@@ -62,6 +62,8 @@ PUBLIC_MODULES = [
     "unils.viz.preview",
     "unils.viz.video",
 ]
+# torch.nn.Module methods that subclasses override with torch's meaning (documented by torch).
+TORCH_HOOKS = {"extra_repr"}
 # Modules that are not API, and why. A new module must be added to one of the two lists.
 INTERNAL_MODULES = {
     "unils.__main__": "runs the CLI",
@@ -209,6 +211,22 @@ def test_every_public_symbol_has_a_docstring_and_is_rendered(site):
             unrendered.append(f"{module_name}.{name}")
     assert not undocumented, "public names without a docstring:\n" + "\n".join(undocumented)
     assert not unrendered, "public names that no `::: ...` directive renders (docs/api.md):\n" + "\n".join(unrendered)
+
+
+def test_public_methods_have_docstrings():
+    """mkdocstrings leaves out members without a docstring: every public method must have one."""
+    missing, seen = [], set()
+    for _, _, cls in _public_symbols():
+        if not inspect.isclass(cls) or id(cls) in seen or not cls.__module__.startswith("unils"):
+            continue
+        seen.add(id(cls))
+        for attr, value in vars(cls).items():
+            if attr.startswith("_") or attr in TORCH_HOOKS:
+                continue
+            func = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+            if (inspect.isfunction(func) or isinstance(value, property)) and not (func.__doc__ or "").strip():
+                missing.append(f"{cls.__module__}.{cls.__qualname__}.{attr}")
+    assert not missing, "public methods without a docstring:\n" + "\n".join(missing)
 
 
 # ---------------------------------------------------------------------------------------------------- code

@@ -54,6 +54,7 @@ class CodecConfig:
         return self.scales[-1]
 
     def validate(self) -> None:
+        """Check the fields; raise :class:`ConfigError` naming the first bad one."""
         for name in ("motion_dim", "hidden_dim", "depth", "num_heads", "code_dim"):
             _check(getattr(self, name) > 0, f"codec.{name} must be positive")
         _check(self.hidden_dim % self.num_heads == 0, "codec.hidden_dim must be divisible by codec.num_heads")
@@ -75,6 +76,7 @@ class GeneratorConfig:
     ffn_ratio: float = 4.0
 
     def validate(self) -> None:
+        """Check the fields; raise :class:`ConfigError` naming the first bad one."""
         for name in ("embed_dim", "depth", "num_heads", "rope_max_len"):
             _check(getattr(self, name) > 0, f"generator.{name} must be positive")
         _check(self.ffn_ratio > 0, "generator.ffn_ratio must be positive")
@@ -99,6 +101,7 @@ class Wav2Vec2Config:
     layer_norm_eps: float = 1e-5
 
     def validate(self) -> None:
+        """Check the fields; raise :class:`ConfigError` naming the first bad one."""
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                      "num_conv_pos_embeddings", "num_conv_pos_embedding_groups"):
             _check(getattr(self, name) > 0, f"audio_encoder.wav2vec2.{name} must be positive")
@@ -124,6 +127,7 @@ class MelConfig:
     out_dim: int = 256
 
     def validate(self) -> None:
+        """Check the fields; raise :class:`ConfigError` naming the first bad one."""
         for name in ("n_fft", "hop_length", "n_mels", "channels", "num_layers", "out_dim"):
             _check(getattr(self, name) > 0, f"audio_encoder.mel.{name} must be positive")
 
@@ -142,6 +146,7 @@ class AudioEncoderConfig:
         return self.wav2vec2.hidden_size if self.type == "wav2vec2" else self.mel.out_dim
 
     def validate(self) -> None:
+        """Check the fields; raise :class:`ConfigError` naming the first bad one."""
         _check(self.type in ("wav2vec2", "mel"), f"audio_encoder.type must be 'wav2vec2' or 'mel', got {self.type!r}")
         self.wav2vec2.validate()
         self.mel.validate()
@@ -244,10 +249,12 @@ class UniLSConfig:
         return _from_dict(cls, data, "config").validate()
 
     def to_json(self) -> str:
+        """The config as indented JSON text (what ``config.json`` holds)."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> "UniLSConfig":
+        """Parse and validate ``config.json`` text; bad JSON or fields raise :class:`ConfigError`."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

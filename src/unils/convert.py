@@ -92,6 +92,7 @@ class ConversionReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
+        """A readable report of the conversion (what ``unils convert`` prints)."""
         lines = [
             f"converted {self.source} -> {self.output} in {self.seconds:.1f} s",
             f"  sha256 {self.sha256}",

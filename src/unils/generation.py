@@ -43,6 +43,7 @@ class GenerationOptions:
 
     @property
     def guided(self) -> bool:
+        """Whether classifier-free guidance runs (``cfg_scale > 1``)."""
         return self.cfg_scale > 1.0
 
 
@@ -65,6 +66,7 @@ class ChunkState:
 
     @property
     def batch(self) -> int:
+        """Number of rows (people)."""
         return self.prev_motion.shape[0]
 
 

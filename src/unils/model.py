@@ -180,10 +180,12 @@ class UniLS(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """Device of the weights."""
         return self.codec.motion_mean.device
 
     @property
     def fps(self) -> int:
+        """Motion frames per second (25 for the official models)."""
         return self.config.fps
 
     # ------------------------------------------------------------------ audio features

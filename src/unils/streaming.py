@@ -163,6 +163,7 @@ class StreamSession:
 
     @property
     def frames_emitted(self) -> int:
+        """Frames returned so far by :meth:`push` and :meth:`flush`."""
         return self._emitted
 
     def stats(self) -> LatencyStats:

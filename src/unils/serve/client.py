@@ -186,6 +186,7 @@ class StreamClient:
 
     @property
     def frames_received(self) -> int:
+        """Frames received so far."""
         return self._inbox.received
 
     def send(self, audio: Any, partner_audio: Any = None) -> None:
@@ -316,15 +317,18 @@ class AsyncStreamClient:
 
     @property
     def ready(self) -> dict[str, Any]:
+        """The server's ``ready`` message (available once connected)."""
         assert self._inbox.ready is not None
         return self._inbox.ready
 
     @property
     def stats(self) -> dict[str, Any] | None:
+        """The latest ``stats`` message from the server (None before the first)."""
         return self._inbox.stats
 
     @property
     def frames_received(self) -> int:
+        """Frames received so far."""
         return self._inbox.received
 
     async def send(self, audio: Any, partner_audio: Any = None) -> None:
@@ -345,6 +349,7 @@ class AsyncStreamClient:
         return self._inbox.take()
 
     async def push(self, audio: Any, partner_audio: Any = None) -> "Motion | tuple[Motion, Motion]":
+        """Send a block, then return the frames that have arrived so far (without waiting)."""
         await self.send(audio, partner_audio)
         return self.receive()
 

@@ -112,10 +112,12 @@ class Hello:
 
     @property
     def bytes_per_sample(self) -> int:
+        """Bytes per audio sample of the chosen encoding."""
         return _ENCODINGS[self.encoding].itemsize
 
     @property
     def people(self) -> int:
+        """People whose motion the session returns (2 with ``both``)."""
         return 2 if self.both else 1
 
     def to_message(self) -> str:

@@ -498,10 +498,12 @@ class ServerThread:
 
     @property
     def url(self) -> str:
+        """The demo page, ``http://host:port/``."""
         return self.server.url
 
     @property
     def ws_url(self) -> str:
+        """The WebSocket endpoint, ``ws://host:port/ws``."""
         return self.server.ws_url
 
     def __enter__(self) -> "ServerThread":

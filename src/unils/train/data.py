@@ -112,6 +112,7 @@ class Conversation:
 
     @property
     def frames(self) -> int:
+        """Motion frames of the conversation."""
         return self.motion.shape[1]
 
 

@@ -182,9 +182,11 @@ class CodecStage(_Stage):
         _load_subset(self, tensors, (), str(folder))
 
     def draw(self, sampler: ClipSampler, batch_size: int) -> dict[str, Tensor]:
+        """One training batch from ``sampler``, on the stage's device."""
         return {"motion": _tensor(sampler.motion_batch(batch_size).motion, self.device)}
 
     def forward(self, motion: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The loss of a batch and its terms (floats, for the log)."""
         feats = self.codec.encode_features(motion)
         quantized, _ = self.codec.quantizer.quantize(feats)
         pred = self.codec.decode_features(quantized)
@@ -196,6 +198,7 @@ class CodecStage(_Stage):
         return loss, logs
 
     def export(self, folder: Path) -> Path:
+        """Write the stage's result (``config.json`` + weights) into ``folder``; return it."""
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save(folder / CONFIG_NAME)
         save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
@@ -216,6 +219,7 @@ class PriorStage(_Stage):
                                    with_audio=False, drop_path=self._drop_path())
 
     def train(self, mode: bool = True) -> "PriorStage":
+        """Set training mode; the frozen codec stays in eval mode."""
         super().train(mode)
         self.codec.eval()  # frozen: never in training mode
         return self
@@ -227,11 +231,13 @@ class PriorStage(_Stage):
         _load_subset(self, tensors, allowed, str(folder))
 
     def draw(self, sampler: ClipSampler, batch_size: int) -> dict[str, Tensor]:
+        """One training batch from ``sampler``, on the stage's device."""
         b = sampler.motion_batch(batch_size)
         d = self.device
         return {"motion": _tensor(b.motion, d), "prev": _tensor(b.prev, d), "style": _tensor(b.style, d)}
 
     def forward(self, motion: Tensor, prev: Tensor, style: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The loss of a batch and its terms (floats, for the log)."""
         style_f, prev_f = self._conditions(self.codec, style, prev)
         bits, next_inputs = self._flip_targets(self.codec, motion)
         g = self.generator
@@ -241,6 +247,7 @@ class PriorStage(_Stage):
         return loss, {"ce": float(loss.detach()), "bit_acc": bit_accuracy(logits, bits)}
 
     def export(self, folder: Path) -> Path:
+        """Write the stage's result (``config.json`` + weights) into ``folder``; return it."""
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save(folder / CONFIG_NAME)
         save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
@@ -282,6 +289,7 @@ class AudioStage(_Stage):
         self.model.audio_encoder.requires_grad_(self.train_audio_encoder)
 
     def train(self, mode: bool = True) -> "AudioStage":
+        """Set training mode; the frozen codec (and a frozen audio encoder) stay in eval mode."""
         super().train(mode)
         self.model.codec.eval()
         if not self.train_audio_encoder:
@@ -319,6 +327,7 @@ class AudioStage(_Stage):
         return [k for k in missing if ".lora_" not in k]
 
     def draw(self, sampler: ClipSampler, batch_size: int) -> dict[str, Tensor]:
+        """One training batch from ``sampler``, on the stage's device."""
         b = sampler.pair_batch(batch_size)
         d = self.device
         return {"motion": _tensor(b.motion, d), "prev": _tensor(b.prev, d), "style": _tensor(b.style, d),
@@ -335,6 +344,7 @@ class AudioStage(_Stage):
         return feats.view(audio.shape[0], audio.shape[1], *feats.shape[1:]).float()
 
     def forward(self, motion: Tensor, prev: Tensor, style: Tensor, audio: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The loss of a batch and its terms (floats, for the log)."""
         feats = self._features(audio)  # [B, 2, La, A]
         # Both people of each conversation become rows: person 0 then person 1, each with the
         # other's voice as the partner stream.
@@ -353,11 +363,13 @@ class AudioStage(_Stage):
         return loss, {"ce": float(loss.detach()), "bit_acc": bit_accuracy(logits, bits)}
 
     def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimiser updates (LoRA adapters, cross-attention, ...)."""
         params = [p for p in self.parameters() if p.requires_grad]
         assert all(p.requires_grad for p in lora_parameters(self.model.generator))
         return params
 
     def export(self, folder: Path) -> Path:
+        """Write the stage's result (``config.json`` + merged weights) into ``folder``; return it."""
         model = copy.deepcopy(self.model).cpu().float()
         merge_lora_modules(model.generator)
         for blk in model.generator.blocks:

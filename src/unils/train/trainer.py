@@ -71,6 +71,7 @@ class TrainOptions:
     stop_at: int | None = None
 
     def validate(self) -> None:
+        """Check the options; raise ValueError naming the bad one."""
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -117,6 +118,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
+        """Move the average towards ``module``'s current weights."""
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for k, v in module.state_dict().items():
@@ -127,6 +129,7 @@ class EMA:
                 s.copy_(v)
 
     def copy_to(self, module: nn.Module) -> None:
+        """Load the averaged weights into ``module``."""
         module.load_state_dict(self.shadow)
 
 
