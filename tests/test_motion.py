@@ -288,3 +288,19 @@ def test_frames_iterator(motion):
     assert f["jaw"] == [float(motion.jaw[2, 0])]
     json.dumps(f)  # JSON-ready
     assert list(Motion.zeros(0).frames()) == []
+
+
+def test_read_write_by_suffix(tmp_path):
+    from unils.errors import FormatError
+
+    rng = np.random.default_rng(0)
+    m = Motion.from_array(rng.standard_normal((12, 108)).astype(np.float32))
+    for suffix in (".npz", ".json", ".csv"):
+        path = m.write(tmp_path / "sub" / f"m{suffix}")
+        assert Motion.read(path).allclose(m, atol=1e-6)
+    with pytest.raises(FormatError, match="expected .npz"):
+        Motion.read(tmp_path / "m.txt")
+    with pytest.raises(FormatError, match="written as"):
+        m.write(tmp_path / "m.txt")
+    with pytest.raises(FileNotFoundError):
+        Motion.read(tmp_path / "missing.npz")

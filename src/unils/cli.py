@@ -51,13 +51,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _write_motion(motion, path: Path) -> None:  # noqa: ANN001
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        motion.to_json(path)
-    elif suffix == ".csv":
-        motion.to_csv(path)
-    else:
-        motion.save(path)
+    motion.write(path)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -82,7 +82,7 @@ METRIC_UNITS: Mapping[str, str] = {
     "JDD": "rad x100",
 }
 
-_MOTION_SUFFIXES = (".npz", ".npy", ".json", ".csv")
+_MOTION_SUFFIXES = Motion.SUFFIXES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,17 +445,7 @@ def load_motion_file(path: str | os.PathLike[str]) -> Motion:
         FileNotFoundError: no such file.
         MotionError: the file is not a valid motion file.
     """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".json":
-        if not p.is_file():
-            raise FileNotFoundError(f"no motion file at {p}")
-        return Motion.from_json(p)
-    if suffix == ".csv":
-        if not p.is_file():
-            raise FileNotFoundError(f"no motion file at {p}")
-        return Motion.from_csv(p)
-    return Motion.load(p)
+    return Motion.read(path)
 
 
 def load_ground_truth(path: str | os.PathLike[str]) -> GroundTruth:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .config import MOTION_DIM
-from .errors import MotionError
+from .errors import FormatError, MotionError
 
 __all__ = ["Motion", "PARTS", "COLUMNS", "MOTION_DIM", "MOTION_FORMAT_VERSION"]
 
@@ -322,6 +322,62 @@ class Motion:
 
     def __repr__(self) -> str:
         return f"Motion(frames={len(self)}, duration={self.duration:.2f}s, fps={self.fps:g})"
+
+    # ------------------------------------------------------------------ any format, by suffix
+    #: File suffixes :meth:`read` and :meth:`write` understand.
+    SUFFIXES = (".npz", ".npy", ".json", ".csv")
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> "Motion":
+        """Read a motion file of any format unils writes, chosen by suffix.
+
+        Args:
+            path: ``.npz`` / ``.npy`` (:meth:`load`), ``.json`` (:meth:`from_json`) or ``.csv`` (:meth:`from_csv`).
+
+        Returns:
+            The validated Motion.
+
+        Raises:
+            FileNotFoundError: no such file.
+            FormatError: another suffix.
+            MotionError: the content is not a valid motion.
+        """
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix not in cls.SUFFIXES:
+            raise FormatError(f"{p.name}: not a motion file (expected {', '.join(cls.SUFFIXES)})")
+        if not p.is_file():
+            raise FileNotFoundError(f"no motion file at {p}")
+        if suffix == ".json":
+            return cls.from_json(p)
+        if suffix == ".csv":
+            return cls.from_csv(p)
+        return cls.load(p)
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write this motion in the format its suffix names (``.npz``, ``.json`` or ``.csv``).
+
+        Args:
+            path: destination file; parent folders are created.
+
+        Returns:
+            The path written.
+
+        Raises:
+            FormatError: another suffix.
+        """
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix not in (".npz", ".json", ".csv"):
+            raise FormatError(f"{p.name}: motion is written as .npz, .json or .csv")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".json":
+            self.to_json(p)
+        elif suffix == ".csv":
+            self.to_csv(p)
+        else:
+            self.save(p)
+        return p
 
     # ------------------------------------------------------------------ .npz files
     def save(self, path: str | os.PathLike[str]) -> None:

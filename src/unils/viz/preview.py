@@ -37,7 +37,7 @@ __all__ = [
 logger = logging.getLogger("unils.viz")
 
 #: Suffixes read as motion files (written by :meth:`Motion.save`, :meth:`Motion.to_json`, :meth:`Motion.to_csv`).
-MOTION_SUFFIXES = (".npz", ".npy", ".json", ".csv")
+MOTION_SUFFIXES = Motion.SUFFIXES
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 
 
@@ -56,17 +56,7 @@ def load_motion_file(path: str | os.PathLike[str]) -> Motion:
         FormatError: another suffix.
         MotionError: the file's content is not a valid motion.
     """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in MOTION_SUFFIXES:
-        raise FormatError(f"{p.name}: not a motion file (expected {', '.join(MOTION_SUFFIXES)})")
-    if not p.is_file():
-        raise FileNotFoundError(f"no motion file at {p}")
-    if suffix == ".json":
-        return Motion.from_json(p)
-    if suffix == ".csv":
-        return Motion.from_csv(p)
-    return Motion.load(p)
+    return Motion.read(path)
 
 
 def _kind(path: str | os.PathLike[str]) -> str:
