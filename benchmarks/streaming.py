@@ -18,20 +18,12 @@ import time
 import numpy as np
 import torch
 
-from unils import UniLS, UniLSConfig
-from unils.bench import conversation_audio
-from unils.config import AudioEncoderConfig, CodecConfig, GeneratorConfig
+from unils import UniLS
+from unils.bench import conversation_audio, random_model, small_random_config
 
 
 def small_random_model() -> UniLS:
-    cfg = UniLSConfig(
-        codec=CodecConfig(hidden_dim=256, depth=4, num_heads=4),
-        generator=GeneratorConfig(embed_dim=256, depth=4, num_heads=4),
-        audio_encoder=AudioEncoderConfig(type="mel"),
-        name="bench-small-random",
-    )
-    torch.manual_seed(0)
-    return UniLS(cfg).eval()
+    return random_model(small_random_config())
 
 
 def load(path: str | None) -> UniLS:

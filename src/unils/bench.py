@@ -25,7 +25,7 @@ from .config import UniLSConfig
 from .generation import plan_windows
 from .model import cpu_has_native
 
-__all__ = ["BenchResult", "run_benchmark", "random_model", "conversation_audio"]
+__all__ = ["BenchResult", "run_benchmark", "random_model", "small_random_config", "conversation_audio"]
 
 logger = logging.getLogger("unils")
 
@@ -54,6 +54,18 @@ def random_model(config: UniLSConfig | None = None, seed: int = 0) -> "Any":
 
     torch.manual_seed(seed)
     return UniLS(config or UniLSConfig.large()).eval()
+
+
+def small_random_config() -> UniLSConfig:
+    """The small benchmark size: mel front end, codec and generator 256 wide and 4 deep."""
+    from .config import AudioEncoderConfig, CodecConfig, GeneratorConfig
+
+    return UniLSConfig(
+        codec=CodecConfig(hidden_dim=256, depth=4, num_heads=4),
+        generator=GeneratorConfig(embed_dim=256, depth=4, num_heads=4),
+        audio_encoder=AudioEncoderConfig(type="mel"),
+        name="bench-small-random",
+    )
 
 
 def conversation_audio(seconds: float, seed: int = 0, sr: int = 16000) -> tuple[np.ndarray, np.ndarray]:
