@@ -44,6 +44,7 @@ PUBLIC_MODULES = [
     "unils.streaming",
     "unils.flame",
     "unils.flame.indices",
+    "unils.flame.io",
     "unils.flame.model",
     "unils.flame.render",
     "unils.serve",
