@@ -39,6 +39,7 @@ PUBLIC_MODULES = [
     "unils.metrics.scores",
     "unils.model",
     "unils.motion",
+    "unils.resample",
     "unils.sampling",
     "unils.smoothing",
     "unils.streaming",
