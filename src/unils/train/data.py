@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 
 from ..config import FPS, MOTION_DIM, SAMPLE_RATE
-from ..errors import UniLSError
+from ..errors import DatasetError
 
 __all__ = [
     "DATASET_FORMAT",
@@ -59,10 +59,6 @@ DATASET_FORMAT = "unils-dataset"
 DATASET_VERSION = 1
 CLIP = 100
 STRIDE = 50
-
-
-class DatasetError(UniLSError, ValueError):
-    """The training data folder is missing, malformed or holds nothing to train on."""
 
 
 @dataclass
