@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from conftest import speech_like, tiny_config
+from helpers import speech_like, tiny_config
 from unils import Motion
 from unils.audio import save_audio
 from unils.bench import run_benchmark

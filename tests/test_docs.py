@@ -1,6 +1,6 @@
 """The documentation: the site builds strictly, documents every public symbol, and its code runs.
 
-Conventions for code blocks in docs/*.md and README.md: see tests/docs_snippets.py.
+Conventions for code blocks in docs/*.md and README.md: see tests/helpers/docs_snippets.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import docs_snippets as ds
+from helpers import docs_snippets as ds
 import pytest
 
 ROOT = ds.ROOT

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import speech_like
+from helpers import speech_like
 from unils import Motion
 from unils.audio import save_audio
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from flame_synth import EYE1, EYE2, synthetic_flame_arrays, write_flame_pickle
+from helpers.flame_synth import EYE1, EYE2, synthetic_flame_arrays, write_flame_pickle
 from unils import Motion
 from unils.errors import FlameError, MotionError
 from unils.flame import (

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from flame_synth import synthetic_flame_arrays
+from helpers.flame_synth import synthetic_flame_arrays
 from unils import Motion
 from unils.cli import main
 from unils.errors import EvaluationError, MotionError

@@ -3,10 +3,11 @@
 import json
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import speech_like
+from helpers import speech_like
 
 from unils import Motion, MotionError
 from unils.audio import save_audio
@@ -24,7 +25,6 @@ from unils.viz import (
     speech_activity,
     write_video,
 )
-from unils.viz._deps import require
 from unils.viz.avatar import _SPEAK, check_participants
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
@@ -263,7 +263,7 @@ def test_gif_and_png(pair, voices, tmp_path):
                                                         labels=["A", "B"]))
 
 
-def test_writer_errors(pair, tmp_path):
+def test_writer_errors(pair, tmp_path, monkeypatch):
     frames = [np.zeros((4, 4, 3), np.uint8)] * 2
     with pytest.raises(FormatError, match="cannot write a video"):
         write_video(frames, tmp_path / "x.avi", 25)
@@ -277,8 +277,10 @@ def test_writer_errors(pair, tmp_path):
         write_video([np.zeros((5, 4, 3), np.uint8)], tmp_path / "x.mp4", 25)
     with pytest.raises(AudioError, match="one audio"):
         render_preview(list(pair), tmp_path / "x.mp4", audio=[None, None, None])
-    with pytest.raises(MissingDependencyError, match=r"unils\[viz\]"):
-        require("unils_no_such_module")
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
+        with pytest.raises(MissingDependencyError, match=r"unils\[viz\]"):
+            plot_motion(pair[0], tmp_path / "x.png")
 
 
 def test_mix_audio_pans_and_fits():
