@@ -6,7 +6,6 @@ import os
 
 import pytest
 import torch
-
 from helpers import randomize_, tiny_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

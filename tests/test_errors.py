@@ -25,7 +25,8 @@ def test_errors_subclass_unils_error_and_a_builtin():
         if cls is unils.UniLSError:
             continue
         assert issubclass(cls, unils.UniLSError), cls
-        builtin = [b for b in cls.__mro__[1:] if b.__module__ == "builtins" and b not in (Exception, BaseException, object)]
+        generic = (Exception, BaseException, object)
+        builtin = [b for b in cls.__mro__[1:] if b.__module__ == "builtins" and b not in generic]
         assert builtin, f"{cls.__name__} should also subclass a builtin (ValueError, FileNotFoundError...)"
 
 
