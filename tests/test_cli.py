@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from conftest import speech_like, tiny_config
+from helpers import speech_like, tiny_config
 from unils import Motion
 from unils.audio import save_audio
 from unils.bench import run_benchmark
@@ -20,7 +20,7 @@ def test_generate_command(tiny_model, tmp_path, capsys):
     assert motion == tiny_model.generate(tmp_path / "a.wav", tmp_path / "b.wav", seed=3)
     assert main(["-q", "generate", str(tmp_path / "a.wav"), "-p", str(tmp_path / "b.wav"), "--both", "-m",
                  str(tmp_path / "ckpt"), "-o", str(tmp_path / "pair.csv")]) == 0
-    assert len(Motion.from_csv(tmp_path / "pair.csv")) == len(Motion.from_csv(tmp_path / "pair_partner.csv")) == 50
+    assert len(Motion.load(tmp_path / "pair.csv")) == len(Motion.load(tmp_path / "pair_partner.csv")) == 50
 
 
 def test_generate_command_errors(tmp_path, capsys):

@@ -10,7 +10,7 @@ import logging
 
 import pytest
 import torch
-from conftest import randomize_, speech_like, tiny_config
+from helpers import randomize_, speech_like, tiny_config
 from safetensors.torch import load_file, save_file
 from torch import nn
 

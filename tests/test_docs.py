@@ -1,6 +1,6 @@
 """The documentation: the site builds strictly, documents every public symbol, and its code runs.
 
-Conventions for code blocks in docs/*.md and README.md: see tests/docs_snippets.py.
+Conventions for code blocks in docs/*.md and README.md: see tests/helpers/docs_snippets.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import docs_snippets as ds
+from helpers import docs_snippets as ds
 import pytest
 
 ROOT = ds.ROOT
@@ -34,14 +34,19 @@ PUBLIC_MODULES = [
     "unils.generation",
     "unils.hub",
     "unils.metrics",
+    "unils.metrics.folder",
+    "unils.metrics.ground_truth",
+    "unils.metrics.scores",
     "unils.model",
     "unils.motion",
     "unils.precision",
+    "unils.resample",
     "unils.sampling",
     "unils.smoothing",
     "unils.streaming",
     "unils.flame",
     "unils.flame.indices",
+    "unils.flame.io",
     "unils.flame.model",
     "unils.flame.render",
     "unils.serve",
@@ -50,6 +55,11 @@ PUBLIC_MODULES = [
     "unils.serve.server",
     "unils.train.compact",
     "unils.train.corpus",
+    "unils.train.corpus.channels",
+    "unils.train.corpus.generate",
+    "unils.train.corpus.motion_rules",
+    "unils.train.corpus.planning",
+    "unils.train.corpus.writing",
     "unils.train.data",
     "unils.train.losses",
     "unils.train.mesh",

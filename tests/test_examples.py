@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import speech_like
+from helpers import speech_like
 from unils import Motion
 from unils.audio import save_audio
 
@@ -64,7 +64,7 @@ def test_export_and_preview(setup, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "55 frames (2.20 s at 25 fps), 2 participants, with sound" in out and "speaks in" in out
     me = Motion.load(setup / "p" / "me.npz")
-    assert len(me) == 55 and Motion.from_csv(setup / "p" / "me.csv") == me
+    assert len(me) == 55 and Motion.load(setup / "p" / "me.csv") == me
     lines = (setup / "p" / "you.jsonl").read_text().splitlines()
     assert len(lines) == 55 and Motion.from_frames(map(json.loads, lines)) == Motion.load(setup / "p" / "you.npz")
     for name in ("preview.mp4", "preview.gif", "still.png", "curves.png"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import speech_like
+from helpers import speech_like
 from unils import MotionError
 from unils.generation import (
     ChunkState,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import tiny_config
+from helpers import tiny_config
 from unils import CheckpointError, CheckpointNotFoundError, ConfigError, UniLS
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import speech_like
+from helpers import speech_like
 from unils import AudioError, AudioFileError, ConfigError, UniLS, UniLSConfig
 from unils.audio import save_audio
 from unils.motion import Motion

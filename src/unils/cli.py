@@ -51,7 +51,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _write_motion(motion, path: Path) -> None:  # noqa: ANN001
-    motion.write(path)
+    motion.save(path)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ __all__ = [
     "EvaluationError",
     "FormatError",
     "MissingDependencyError",
+    "DatasetError",
 ]
 
 
@@ -80,3 +81,7 @@ class FormatError(UniLSError, ValueError):
 
 class MissingDependencyError(UniLSError, ImportError):
     """An optional dependency is not installed; the message names the extra to install (``unils[viz]``)."""
+
+
+class DatasetError(UniLSError, ValueError):
+    """The training data folder is missing, malformed or holds nothing to train on."""

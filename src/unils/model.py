@@ -30,7 +30,7 @@ from .generation import (
     plan_windows,
 )
 from .hub import load_state_dict_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
-from .motion import Motion
+from .motion import Motion, MotionLike
 from .nn.codec import MotionCodec
 from .nn.generator import Generator
 from .precision import cpu_has_native
@@ -41,7 +41,6 @@ __all__ = ["UniLS", "build_audio_encoder", "cpu_has_native"]
 
 logger = logging.getLogger("unils")
 
-MotionLike = Motion | np.ndarray | Tensor
 
 
 def build_audio_encoder(config: UniLSConfig) -> nn.Module:

@@ -1,7 +1,7 @@
 """A small z-buffer rasterizer for FLAME meshes: orthographic camera, flat or smooth Lambert shading.
 
 Pure torch (CPU or GPU), no extra needed to get frames: :func:`render_motion` returns
-``uint8 [T, H, W, 3]`` arrays. Writing a video (:func:`write_video`) needs ``unils[viz]``
+``uint8 [T, H, W, 3]`` arrays. Writing them as a video (:func:`write_rendered_video`) needs ``unils[viz]``
 (imageio + imageio-ffmpeg).
 
 Conventions: vertices in metres with FLAME's axes (x to the subject's left = image right, y up,
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,7 +23,7 @@ import torch
 
 from ..errors import MissingDependencyError, MotionError
 
-__all__ = ["Camera", "fit_camera", "rasterize", "render_vertices", "render_motion", "write_video", "FlameFrameRenderer"]
+__all__ = ["Camera", "fit_camera", "rasterize", "render_vertices", "render_motion", "write_rendered_video", "write_video", "FlameFrameRenderer"]
 
 logger = logging.getLogger("unils.flame.render")
 
@@ -285,15 +286,16 @@ def render_motion(
     return render_vertices(verts, flame.faces, camera=camera, **kwargs)
 
 
-def write_video(
+def write_rendered_video(
     frames: np.ndarray,
     path: str | os.PathLike[str],
     fps: float = 25.0,
     audio: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Write uint8 [T, H, W, 3] frames to a video file (H.264 ``.mp4`` by default), optionally with audio.
+    """Write the uint8 [T, H, W, 3] array of :func:`render_motion` as H.264 video, with an audio file's sound.
 
-    Needs ``pip install "unils[viz]"`` (imageio + imageio-ffmpeg).
+    Unlike :func:`unils.viz.write_video` (any iterable of frames, audio as samples, format by suffix,
+    GIF too), this takes one frame array and muxes an audio *file* in with ffmpeg. Needs ``pip install "unils[viz]"`` (imageio + imageio-ffmpeg).
 
     Args:
         frames: uint8 [T, H, W, 3] frames (even H and W for H.264).
@@ -323,6 +325,22 @@ def write_video(
             writer.send(np.ascontiguousarray(frame))
     finally:
         writer.close()
+
+
+def write_video(
+    frames: np.ndarray,
+    path: str | os.PathLike[str],
+    fps: float = 25.0,
+    audio: str | os.PathLike[str] | None = None,
+) -> None:
+    """Deprecated name of :func:`write_rendered_video` (``unils.viz.write_video`` is another function)."""
+    warnings.warn(
+        "unils.flame.write_video is deprecated and will be removed in a future release; use "
+        "unils.flame.write_rendered_video (unils.viz.write_video is a different function)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    write_rendered_video(frames, path, fps, audio)
 
 
 def _output_frame_indices(num_frames: int, motion_fps: float, fps: float | None) -> np.ndarray:

@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 
 from ..config import FPS, MOTION_DIM, SAMPLE_RATE
-from ..errors import UniLSError
+from ..errors import DatasetError
 
 __all__ = [
     "DATASET_FORMAT",
@@ -59,10 +59,6 @@ DATASET_FORMAT = "unils-dataset"
 DATASET_VERSION = 1
 CLIP = 100
 STRIDE = 50
-
-
-class DatasetError(UniLSError, ValueError):
-    """The training data folder is missing, malformed or holds nothing to train on."""
 
 
 @dataclass
@@ -311,7 +307,15 @@ class PairBatch:
 
 
 class ClipSampler:
-    """Draws training clips with the official sampling rules; seeded, so runs are reproducible."""
+    """Draws training clips with the official sampling rules; seeded, so runs are reproducible.
+
+    Attributes:
+        motion_index: ``(sequence, start)`` of every stage 1/2 clip window: starts ``0, stride, ...``
+            below ``T - clip`` of each person's motion; a batch picks windows uniformly, then a start
+            in ``[start, start + stride]``.
+        pair_index: ``(conversation, start)`` of every stage 3 window, by the same rule.
+        rng: the generator every draw comes from.
+    """
 
     def __init__(self, data: TrainingData, seed: int = 0, clip: int = CLIP, stride: int = STRIDE) -> None:
         self.data = data
@@ -319,8 +323,8 @@ class ClipSampler:
         self.stride = stride
         self.rng = np.random.default_rng(seed)
         self.sequences = data.motion_sequences()
-        self._motion_index = [(i, s) for i, seq in enumerate(self.sequences) for s in self._starts(len(seq.motion))]
-        self._pair_index = [
+        self.motion_index = [(i, s) for i, seq in enumerate(self.sequences) for s in self._starts(len(seq.motion))]
+        self.pair_index = [
             (i, s) for i, c in enumerate(data.conversations) for s in self._starts(c.frames)
         ]
 
@@ -330,8 +334,12 @@ class ClipSampler:
     def _start(self, s: int, length: int) -> int:
         return min(int(self.rng.integers(s, s + self.stride + 1)), length - self.clip)
 
-    def _clips(self, motion: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(current, prev, style) of a [..., T, 108] array along its time axis."""
+    def clips(self, motion: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The official (current, previous, style) clips of a [..., T, 108] array at ``start``.
+
+        Current: frames ``start .. start + clip``; previous: the ``clip`` frames before it, zero-padded
+        on the left; style: a ``clip``-frame window at a start drawn uniformly from ``0 .. T - clip``.
+        """
         t = motion.shape[-2]
         cur = motion[..., start : start + self.clip, :]
         prev = motion[..., max(start - self.clip, 0) : start, :]
@@ -343,28 +351,28 @@ class ClipSampler:
 
     def motion_batch(self, batch_size: int) -> MotionBatch:
         """B clips from every person's motion (stages 1 and 2)."""
-        if not self._motion_index:
+        if not self.motion_index:
             raise DatasetError("no motion sequence is long enough to sample a clip")
-        picks = self.rng.integers(0, len(self._motion_index), batch_size)
+        picks = self.rng.integers(0, len(self.motion_index), batch_size)
         out = []
         for p in picks:
-            i, s = self._motion_index[int(p)]
+            i, s = self.motion_index[int(p)]
             m = self.sequences[i].motion
-            out.append(self._clips(m, self._start(s, len(m))))
+            out.append(self.clips(m, self._start(s, len(m))))
         return MotionBatch(*(np.stack(x) for x in zip(*out)))
 
     def pair_batch(self, batch_size: int) -> PairBatch:
         """B conversations with both people's clips and audio windows (stage 3)."""
-        if not self._pair_index:
+        if not self.pair_index:
             raise DatasetError("no conversation is long enough to sample a clip")
-        picks = self.rng.integers(0, len(self._pair_index), batch_size)
+        picks = self.rng.integers(0, len(self.pair_index), batch_size)
         spf = SAMPLE_RATE // FPS
         out, audio = [], []
         for p in picks:
-            i, s = self._pair_index[int(p)]
+            i, s = self.pair_index[int(p)]
             conv = self.data.conversations[i]
             start = self._start(s, conv.frames)
-            out.append(self._clips(conv.motion, start))
+            out.append(self.clips(conv.motion, start))
             audio.append(np.stack([_read_window(path, start * spf, self.clip * spf, conv.frames * spf)
                                    for path in conv.audio_paths]))
         return PairBatch(*(np.stack(x) for x in zip(*out)), audio=np.stack(audio))

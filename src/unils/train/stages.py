@@ -388,7 +388,7 @@ STAGES = {"codec": CodecStage, "prior": PriorStage, "audio": AudioStage}
 
 def check_dataset_for(stage: str, sampler: ClipSampler) -> None:
     """Refuse a dataset that cannot feed ``stage``."""
-    if stage == "audio" and not sampler._pair_index:
+    if stage == "audio" and not sampler.pair_index:
         raise DatasetError("stage 3 needs conversations longer than 101 frames with audio")
-    if stage != "audio" and not sampler._motion_index:
+    if stage != "audio" and not sampler.motion_index:
         raise DatasetError("no motion sequence is longer than 101 frames")

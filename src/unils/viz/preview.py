@@ -20,7 +20,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, AudioInput, load_audio
 from ..errors import AudioError, FormatError, MotionError
-from ..motion import Motion
+from ..motion import Motion, load_motion_file
 from .activity import speech_activity
 from .avatar import FrameRenderer, SchematicRenderer, check_participants, output_frame_indices
 from .video import GIF_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, mix_audio, write_png, write_video
@@ -36,27 +36,9 @@ __all__ = [
 
 logger = logging.getLogger("unils.viz")
 
-#: Suffixes read as motion files (written by :meth:`Motion.save`, :meth:`Motion.to_json`, :meth:`Motion.to_csv`).
+#: Suffixes read as motion files (written by :meth:`Motion.save`, read by :meth:`Motion.load`).
 MOTION_SUFFIXES = Motion.SUFFIXES
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
-
-
-def load_motion_file(path: str | os.PathLike[str]) -> Motion:
-    """Read a motion file of any format unils writes, chosen by suffix.
-
-    Args:
-        path: ``.npz`` / ``.npy`` (:meth:`Motion.load`), ``.json`` (:meth:`Motion.from_json`) or
-            ``.csv`` (:meth:`Motion.from_csv`).
-
-    Returns:
-        The Motion.
-
-    Raises:
-        FileNotFoundError: no such file.
-        FormatError: another suffix.
-        MotionError: the file's content is not a valid motion.
-    """
-    return Motion.read(path)
 
 
 def _kind(path: str | os.PathLike[str]) -> str:
@@ -238,7 +220,7 @@ def _gather(
     if len(kinds) > 1:
         raise FormatError("give motion files or audio files, not one of each")
     if kinds == {"motion"}:
-        motions = [load_motion_file(p) for p in inputs]
+        motions = [Motion.load(p) for p in inputs]
         if len(motions) == 2:
             return motions, [audio, partner_audio], None, _labels_from(inputs)
         return motions, [audio], partner_audio, _labels_from(inputs)
@@ -349,7 +331,7 @@ def plot_from_files(
     for p in inputs:
         if _kind(p) != "motion":
             raise FormatError(f"{Path(p).name}: unils plot takes motion files ({', '.join(MOTION_SUFFIXES)})")
-    motions = [load_motion_file(p) for p in inputs]
+    motions = [Motion.load(p) for p in inputs]
     motions, _, names = check_participants(motions, None, labels or _labels_from(inputs))
     T, motion_fps = len(motions[0]), motions[0].fps
     voices = [audio, partner_audio][: len(motions)]
