@@ -55,7 +55,7 @@ def add_generation_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--prev-motion", default=None, metavar="MOTION_FILE",
                    help="motion that precedes the audio (its last window is used)")
     g.add_argument("--no-cache", action="store_true",
-                   help="recompute every scale in full, as the official code does (slower; same result)")
+                   help="recompute every scale in full, as the official code does (slower; equal within float rounding)")
 
 
 def read_motion(path: str | os.PathLike[str] | None) -> Motion | None:
