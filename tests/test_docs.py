@@ -68,7 +68,7 @@ TORCH_HOOKS = {"extra_repr"}
 # Modules that are not API, and why. A new module must be added to one of the two lists.
 INTERNAL_MODULES = {
     "unils.__main__": "runs the CLI",
-    "unils.cli": "the command line (a module per command), documented on docs/cli.md",
+    "unils.cli": "the command line, documented on docs/cli.md",
     "unils.nn": "network building blocks, reached through UniLS; names follow the checkpoint layout",
     "unils.train": "a namespace; its modules are listed one by one",
     "unils.viz._deps": "private",
