@@ -1,8 +1,8 @@
 import json
 
 import numpy as np
-
 from conftest import speech_like, tiny_config
+
 from unils import Motion
 from unils.audio import save_audio
 from unils.bench import run_benchmark

@@ -16,8 +16,8 @@ from unils.cli import main
 DIALOGUE = Path(__file__).resolve().parents[1] / "examples" / "dialogue"
 
 # What the model receives when no generation flag is given.
-DEFAULTS = dict(seed=0, temperature=None, top_p=None, cfg_scale=None, smooth=True, style=None, prev_motion=None,
-                use_cache=True)
+DEFAULTS = {"seed": 0, "temperature": None, "top_p": None, "cfg_scale": None, "smooth": True, "style": None,
+            "prev_motion": None, "use_cache": True}
 
 
 class Recorder:
@@ -62,9 +62,9 @@ def files(tmp_path):
     # The values as they come back from the files (JSON and CSV round floats).
     flags = ["--seed", "7", "--temperature", "0.8", "--top-p", "0.9", "--cfg-scale", "2.5", "--no-smooth",
              "--style", str(tmp_path / "style.json"), "--prev-motion", str(tmp_path / "prev.csv"), "--no-cache"]
-    expected = dict(seed=7, temperature=0.8, top_p=0.9, cfg_scale=2.5, smooth=False,
-                    style=Motion.read(tmp_path / "style.json"), prev_motion=Motion.read(tmp_path / "prev.csv"),
-                    use_cache=False)
+    expected = {"seed": 7, "temperature": 0.8, "top_p": 0.9, "cfg_scale": 2.5, "smooth": False,
+                "style": Motion.read(tmp_path / "style.json"), "prev_motion": Motion.read(tmp_path / "prev.csv"),
+                "use_cache": False}
     assert expected["style"].allclose(style, atol=1e-6)
     return tmp_path, flags, expected
 

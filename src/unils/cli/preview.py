@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.save_motion)
         motion.write(out if index == 0 else out.with_name(f"{out.stem}_partner{out.suffix}"))
 
-    renderer = None
+    renderer: Any = None
     if args.flame:
         from ..flame import FlameFrameRenderer, FlameModel
 

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.partner is not None:
         channels = pad_to_same_length(a, load_audio(args.partner, target_rate=rate, name="partner"))
     block = max(1, int(args.block_ms * rate / 1000))
-    frames = []
+    frames: list[Any] = []
     session = model.stream(partner=args.partner is not None, sample_rate=rate, hop_frames=args.hop_frames, **kw)
     t_start = time.perf_counter()
     with session:

@@ -18,13 +18,13 @@ __all__ = ["register", "run_corpus", "run_stage", "run_validate"]
 
 _STAGE_HELP = {
     "codec": ("stage 1: the motion codec and its normalisation statistics",
-              "Stage 1: train the motion codec (encoder, multi-scale BSQ, decoder) from scratch (--config picks "
-              "the size) or fine-tune one (--init a codec export)."),
+              ("Stage 1: train the motion codec (encoder, multi-scale BSQ, decoder) from scratch (--config picks "
+               "the size) or fine-tune one (--init a codec export).")),
     "prior": ("stage 2: the audio-free prior over the frozen codec (--init a codec export)",
               "Stage 2: train the audio-free next-scale prior over the frozen codec of --init (a codec export)."),
     "audio": ("stage 3: dual-audio cross-attention and LoRA (--init a prior export)",
-              "Stage 3: train the self- and partner-audio cross-attention and LoRA adapters on the prior of "
-              "--init (a prior export); the export is a plain checkpoint for UniLS.from_pretrained."),
+              ("Stage 3: train the self- and partner-audio cross-attention and LoRA adapters on the prior of "
+               "--init (a prior export); the export is a plain checkpoint for UniLS.from_pretrained.")),
 }
 
 
