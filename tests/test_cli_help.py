@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import re
+import shlex
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +70,26 @@ def test_train_flags_of_another_stage_are_refused(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "codec", "--data", "d", "--out", "o", "--lora-r", "4"])
     assert exit_info.value.code == 2 and "--lora-r" in capsys.readouterr().err
+
+
+def _documented_train_commands() -> list[str]:
+    root = Path(__file__).resolve().parents[1]
+    pages = [root / "README.md", root / "src" / "unils" / "assets" / "demo" / "README.md", *(root / "docs").glob("*.md"),
+             *(root / "benchmarks").glob("*.md")]
+    found = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8").replace("\\\n", " ")
+        for match in re.finditer(r"(?:^|`|-m )unils train ([^`\n#]*)", text, flags=re.MULTILINE):
+            line = match.group(1).strip()
+            if "--data" in line and not re.search(r"[\[|]|\b[A-Z]{3,}\b", line):  # commands, not synopses
+                found.append(line)
+    return found
+
+
+def test_documented_train_command_lines_parse():
+    commands = _documented_train_commands()
+    assert len(commands) >= 8  # docs/training.md and the demo model card
+    parser = build_parser()
+    for line in commands:
+        args = parser.parse_args(["train", *shlex.split(line)])
+        assert args.stage in TRAIN_SUBCOMMANDS and callable(args.func), line
