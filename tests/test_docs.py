@@ -95,7 +95,7 @@ def _all_modules() -> list[str]:
 
 
 def _internal(name: str) -> bool:
-    return name in INTERNAL_MODULES or name.startswith("unils.nn.")
+    return name in INTERNAL_MODULES or name.startswith(("unils.nn.", "unils.cli."))
 
 
 # ---------------------------------------------------------------------------------------------------- build

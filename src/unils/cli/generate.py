@@ -1,0 +1,56 @@
+"""``unils generate``: audio file(s) -> motion file."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import UniLSError
+from . import options
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``generate`` parser to ``sub`` (the ``unils`` subparsers)."""
+    p = sub.add_parser("generate", help="audio file(s) -> motion file (.npz, .json or .csv)",
+                       description="Generate the motion of the person speaking in AUDIO (listening to --partner).")
+    p.add_argument("audio", help="the person's voice (WAV, FLAC, MP3 ...)")
+    p.add_argument("--partner", "-p", default=None, help="the other person's audio")
+    p.add_argument("--both", action="store_true",
+                   help="also write the partner's motion (seeded SEED + 1; --style / --prev-motion apply to both)")
+    p.add_argument("-o", "--output", default="motion.npz",
+                   help="motion file (.npz, .json, .csv), or with --both a folder (self.npz, partner.npz)")
+    options.add_model_flags(p)
+    options.add_generation_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``unils generate``."""
+    if args.both and args.partner is None:
+        raise UniLSError("--both needs --partner")
+    kw = options.generation_options(args)
+    model = options.load_model(args)
+    t0 = time.perf_counter()
+    out = Path(args.output)
+    if args.both:
+        first, second = model.generate_both(args.audio, args.partner, progress=not args.quiet, **kw)
+        if out.suffix:
+            a_path, b_path = out, out.with_name(out.stem + "_partner" + out.suffix)
+        else:
+            a_path, b_path = out / "self.npz", out / "partner.npz"
+        a_path.parent.mkdir(parents=True, exist_ok=True)
+        first.save(a_path)
+        second.save(b_path)
+        written, frames = f"{a_path}, {b_path}", len(first)
+    else:
+        motion = model.generate(args.audio, args.partner, progress=not args.quiet, **kw)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        motion.save(out)
+        written, frames = str(out), len(motion)
+    dt = time.perf_counter() - t0
+    print(f"wrote {written}: {frames} frames ({frames / model.fps:.2f} s) in {dt:.2f} s")
+    return 0
