@@ -20,6 +20,7 @@ __all__ = [
     "EvaluationError",
     "FormatError",
     "MissingDependencyError",
+    "AmbiguousCheckpointError",
 ]
 
 
@@ -80,3 +81,15 @@ class FormatError(UniLSError, ValueError):
 
 class MissingDependencyError(UniLSError, ImportError):
     """An optional dependency is not installed; the message names the extra to install (``unils[viz]``)."""
+
+
+class AmbiguousCheckpointError(CheckpointError):
+    """Several official checkpoints could be the model; ``candidates`` and ``calls`` list them.
+
+    ``calls`` holds, for each candidate, the exact ``UniLS.from_pretrained(...)`` call that picks it.
+    """
+
+    def __init__(self, message: str, candidates: list[str], calls: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+        self.calls = calls
