@@ -302,6 +302,49 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- info / cache (self-contained: handlers + _add_info_cache_parsers)
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .hub import describe_model
+
+    desc = describe_model(
+        args.model, filename=args.filename, subfolder=args.subfolder, audio_encoder=args.audio_encoder,
+        revision=args.revision, local_files_only=args.offline,
+    )
+    print("\n".join(desc.lines()))
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from .convert import clear_converted, converted_cache_root, list_converted
+
+    if args.action == "list":
+        copies = list_converted()
+        print(f"{converted_cache_root()}: {len(copies)} converted checkpoint(s)")
+        for c in copies:
+            print(f"  {c.sha256[:16]}  {c.size / 1e6:8.1f} MB  {c.path}\n      from {c.source}\n      audio encoder {c.audio_encoder}")
+        return 0
+    removed = clear_converted(sha256=args.sha256)
+    print(f"removed {len(removed)} converted checkpoint(s), {sum(c.size for c in removed) / 1e6:.1f} MB")
+    return 0
+
+
+def _add_info_cache_parsers(sub: argparse._SubParsersAction) -> None:
+    i = sub.add_parser("info", help="what a model name resolves to: files, stage, sizes, precision, cache",
+                       description="Resolve MODEL as UniLS.from_pretrained does (an official checkpoint is "
+                       "downloaded and converted once) and describe it without generating anything.")
+    i.add_argument("model", help="checkpoint folder, Hub repo id or bundled name")
+    i.add_argument("--filename", default=None, help="official checkpoint file to use (relative path)")
+    i.add_argument("--subfolder", default=None, help="look only inside this folder of the repo")
+    i.add_argument("--audio-encoder", default=None, help="wav2vec2 folder or Hub repo for an official checkpoint")
+    i.add_argument("--revision", default=None, help="Hub branch, tag or commit")
+    i.add_argument("--offline", action="store_true", help="use the local Hub cache only")
+    i.set_defaults(func=_cmd_info)
+    ca = sub.add_parser("cache", help="list or clear the converted copies of official checkpoints")
+    ca.add_argument("action", choices=["list", "clear"])
+    ca.add_argument("--sha256", default=None, help="clear only the copy whose source sha256 starts with this")
+    ca.set_defaults(func=_cmd_cache)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unils", description="Audio-driven avatars that listen and speak (UniLS).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -345,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--revision", default=None, help="Hub revision of --audio-encoder")
     c.add_argument("--offline", action="store_true", help="use the local Hub cache only")
     c.set_defaults(func=_cmd_convert)
+    _add_info_cache_parsers(sub)
 
     b = sub.add_parser("bench", help="speed benchmark at full model size (random weights)")
     b.add_argument("--seconds", type=float, nargs="+", default=[10.0, 60.0])
