@@ -37,8 +37,19 @@ def hub_offline(local_files_only: bool = False) -> bool:
         return True
     from huggingface_hub import constants
 
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-    return env or bool(constants.HF_HUB_OFFLINE)
+    env = os.environ.get("HF_HUB_OFFLINE")
+    if env is not None:
+        return env.strip().upper() in ("1", "ON", "YES", "TRUE")
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    try:  # huggingface_hub >= 1.0 talks HTTP through httpx
+        import httpx
+
+        return (httpx.HTTPError,)
+    except ImportError:
+        return ()
 
 
 def format_size(n: int | None) -> str:
@@ -165,6 +176,7 @@ def fetch_file(
         CheckpointNotFoundError: the file cannot be fetched (offline and not cached, network error).
     """
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
     from huggingface_hub.utils import are_progress_bars_disabled
 
     size = listing.sizes.get(path)
@@ -185,5 +197,5 @@ def fetch_file(
                 token=token,
             )
         )
-    except Exception as exc:  # Hub, HTTP and OS errors all mean "not available here"
+    except (*_network_errors(), HfHubHTTPError, EntryNotFoundError, LocalEntryNotFoundError, OSError, ValueError) as exc:
         raise CheckpointNotFoundError(f"could not fetch {path} from {listing.pinned}: {exc}") from exc
