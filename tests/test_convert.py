@@ -483,3 +483,20 @@ def test_from_pretrained_converts_an_official_folder_once(
         UniLS.from_pretrained(folder)
     assert "using the converted copy" in caplog.text
     assert_same_weights(m, tiny_model)
+
+
+def test_module_tree_matches_unils(tiny_model):
+    """The converter builds models from unils.nn.build: same names, shapes and dtypes as UniLS."""
+    from unils.config import AudioEncoderConfig
+    from unils.nn.build import UniLSModules, build_audio_encoder
+    from unils.nn.mel import MelEncoder
+
+    for cfg in (tiny_config(), tiny_config((1, 25, 50, 100))):
+        ours, theirs = UniLSModules(cfg).state_dict(), UniLS(cfg).state_dict()
+        assert {k: (v.shape, v.dtype) for k, v in ours.items()} == {k: (v.shape, v.dtype) for k, v in theirs.items()}
+    mel = tiny_config()
+    mel.audio_encoder = AudioEncoderConfig(type="mel")
+    assert isinstance(build_audio_encoder(mel), MelEncoder)
+    tree = UniLSModules(tiny_config()).set_precision("bfloat16")
+    assert tree.generator.sos_embed.dtype == torch.bfloat16 and tree.codec.motion_std.dtype == torch.float32
+    tree.load_state_dict(tiny_model.state_dict())  # strict by default
