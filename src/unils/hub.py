@@ -148,7 +148,7 @@ def _resolve_folder(
     root = path / subfolder if subfolder else path
     if filename is None and is_checkpoint_folder(root):
         return Resolved(root, "folder", label)
-    files = {p.relative_to(path).as_posix(): p.stat().st_size for p in path.rglob("*") if p.is_file()}
+    files: dict[str, int | None] = {p.relative_to(path).as_posix(): p.stat().st_size for p in path.rglob("*") if p.is_file()}
     official = find_official_checkpoint(path, filename=filename, subfolder=subfolder)
     if official is None:
         require_checkpoint_files(root, label)

@@ -207,7 +207,7 @@ def convert_official(
         logger.warning("lora_scale=%g overrides alpha/r = %g recorded in meta_cfg", lora_scale, meta_scale)
     ours, audio, merged, dropped, saved = convert_state_dict(official, lora_scale)
     audio_from_argument = audio_encoder is not None
-    if audio_from_argument:
+    if audio_encoder is not None:
         audio_sd, w2v_cfg, audio_src = load_wav2vec2(audio_encoder, revision, cache_dir, local_files_only, token)
         dropped.update({f"audio_encoder.{k}": "replaced by the audio_encoder argument" for k in audio})
     elif audio:

@@ -179,6 +179,9 @@ def fetch_file(
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
     from huggingface_hub.utils import are_progress_bars_disabled
 
+    errors: tuple[type[BaseException], ...] = (
+        *_network_errors(), HfHubHTTPError, EntryNotFoundError, LocalEntryNotFoundError, OSError, ValueError
+    )
     size = listing.sizes.get(path)
     if listing.local_path(path) is None:
         large = size is not None and size >= LARGE_DOWNLOAD and not are_progress_bars_disabled()
@@ -197,5 +200,5 @@ def fetch_file(
                 token=token,
             )
         )
-    except (*_network_errors(), HfHubHTTPError, EntryNotFoundError, LocalEntryNotFoundError, OSError, ValueError) as exc:
+    except errors as exc:
         raise CheckpointNotFoundError(f"could not fetch {path} from {listing.pinned}: {exc}") from exc

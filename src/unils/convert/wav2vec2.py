@@ -49,10 +49,10 @@ def load_wav2vec2(
     if path.is_file():
         folder, weights, label = path.parent, path, str(path)
     elif path.is_dir():
-        weights = next((path / n for n in WAV2VEC2_WEIGHTS if (path / n).is_file()), None)
-        if weights is None:
+        found = next((path / n for n in WAV2VEC2_WEIGHTS if (path / n).is_file()), None)
+        if found is None:
             raise CheckpointNotFoundError(f"{source} has no {' or '.join(WAV2VEC2_WEIGHTS)}")
-        folder, label = path, str(weights)
+        folder, weights, label = path, found, str(found)
     else:
         if not is_repo_id(str(source)):
             raise CheckpointNotFoundError(f"audio encoder {source!r}: no such file or folder, and not a Hub repo id")
