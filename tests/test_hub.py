@@ -284,7 +284,8 @@ def spy(monkeypatch):
     read, peek, download = official_mod.read_official, select_mod.peek_stage, huggingface_hub.hf_hub_download
 
     def read_spy(path):
-        calls["read"].append(Path(path).name if Path(path).parent.name != "unils_loragen_s" else f"unils_loragen_s/{Path(path).name}")
+        rel = Path(path).as_posix().split(f"{COMMIT}/")[-1]  # repo-relative for Hub snapshots
+        calls["read"].append(rel if COMMIT in Path(path).as_posix() else Path(path).name)
         return read(path)
 
     def peek_spy(path):

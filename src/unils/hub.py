@@ -125,7 +125,7 @@ def resolve(
         return Resolved(bundled, "bundled", str(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return _resolve_folder(path, str(name_or_path), filename, subfolder, audio_encoder, revision,
+        return _resolve_folder(path, str(name_or_path), filename, subfolder, audio_encoder,
                                cache_dir, local_files_only, token)
     if path.is_file():
         raise CheckpointNotFoundError(
@@ -143,8 +143,10 @@ def resolve(
 
 def _resolve_folder(
     path: Path, label: str, filename: str | None, subfolder: str | None, audio_encoder: object,
-    revision: str | None, cache_dir: object, local_files_only: bool, token: str | bool | None,
+    cache_dir: object, local_files_only: bool, token: str | bool | None,
 ) -> Resolved:
+    # ``revision`` names a revision of a Hub repo: a local folder has none, and it must not leak into
+    # the default wav2vec2 repo (cache_dir, local_files_only and token do apply to that download)
     root = path / subfolder if subfolder else path
     if filename is None and is_checkpoint_folder(root):
         return Resolved(root, "folder", label)
@@ -159,7 +161,7 @@ def _resolve_folder(
         )
     sha = file_sha256(official)
     folder = cached_conversion(
-        official, audio_encoder=audio_encoder, sha256=sha, revision=revision,  # type: ignore[arg-type]
+        official, audio_encoder=audio_encoder, sha256=sha,  # type: ignore[arg-type]
         cache_dir=cache_dir, local_files_only=local_files_only, token=token,  # type: ignore[arg-type]
     )
     return Resolved(folder, "folder", label, files, official.relative_to(path).as_posix(), sha)
