@@ -37,6 +37,7 @@ PUBLIC_MODULES = [
     "unils.metrics",
     "unils.model",
     "unils.motion",
+    "unils.precision",
     "unils.sampling",
     "unils.smoothing",
     "unils.streaming",

@@ -138,10 +138,10 @@ def test_dtype_and_device_at_load(tiny_model, tmp_path):
 
 
 # ------------------------------------------------------------------------------- import order
-# errors/config -> audio, motion, smoothing, sampling -> nn -> checkpoint -> convert -> hub ->
+# errors/config (+ precision, device probes) -> audio, motion, smoothing, sampling -> nn -> checkpoint -> convert -> hub ->
 # generation -> streaming -> model; everything else (cli, serve, viz, metrics, ...) ranks last.
 RANKS = {
-    "unils._version": 0, "unils.errors": 0, "unils.config": 0,
+    "unils._version": 0, "unils.errors": 0, "unils.config": 0, "unils.precision": 0,
     "unils.audio": 1, "unils.motion": 1, "unils.smoothing": 1, "unils.sampling": 1,
     "unils.nn": 2, "unils.checkpoint": 3, "unils.convert": 4, "unils.hub": 5,
     "unils.generation": 6, "unils.streaming": 7, "unils.model": 8,

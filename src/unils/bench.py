@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from .config import UniLSConfig
-from .generation import plan_windows
-from .model import cpu_has_native
+from .generation import WindowEvent, frame_count
+from .precision import cpu_has_native
 
 __all__ = ["BenchResult", "run_benchmark", "random_model", "small_random_config", "conversation_audio"]
 
@@ -89,33 +89,28 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def _timed_pipeline(model: Any, channels: list[np.ndarray], rows: list[tuple[int, int]], seeds: list[int], use_cache: bool, cfg_scale: float) -> dict[str, float]:
-    """Run generation with per-stage timers; mirrors UniLS._generate_rows stage by stage."""
-    from .generation import GenerationOptions
-
-    device = model.device
-    options = GenerationOptions(cfg_scale=cfg_scale, use_cache=use_cache)
-    frames, windows = plan_windows(channels[0].shape[0], model.config.samples_per_frame, model.config.window_frames)
+def _timed_pipeline(
+    model: Any, channels: list[np.ndarray], rows: list[tuple[int, int]], seeds: list[int], use_cache: bool, cfg_scale: float
+) -> dict[str, float]:
+    """Time the engine's real loop (:meth:`~unils.generation.WindowEngine.run`) stage by stage."""
+    engine = model.engine
+    options = engine.options(cfg_scale=cfg_scale, use_cache=use_cache)
+    frames = frame_count(max(ch.shape[0] for ch in channels), model.config.samples_per_frame)
+    events: list[WindowEvent] = []
+    state = engine.start(seeds)
     t0 = time.perf_counter()
-    feats = [model.encode_windows(model._window_audio(ch, windows)) for ch in channels]
-    _sync(device)
-    t_enc = time.perf_counter() - t0
-    self_f = torch.stack([feats[s] for s, _ in rows])
-    other_f = torch.stack([feats[o] for _, o in rows])
-    state = model.initial_state(seeds)
-    t_gen = t_dec = 0.0
-    for k in range(windows):
-        t1 = time.perf_counter()
-        motion, state = model.step(state, self_f[:, k], other_f[:, k], options)
-        _sync(device)
-        t_gen += time.perf_counter() - t1
+    engine.run(channels, rows, state, options, on_window=events.append)
+    _sync(model.device)
+    total = time.perf_counter() - t0
+    t_enc = sum(e.encode_s for e in events)
+    t_step = sum(e.step_s for e in events)
     # The step decodes inside; time one more decode of the last window's motion to apportion it.
+    last = events[-1].motion.float()
     t2 = time.perf_counter()
-    model.codec.decode(model.codec.encode(motion.float()))
-    _sync(device)
-    one_dec = time.perf_counter() - t2
-    t_dec = one_dec * windows
-    return {"frames": frames, "enc": t_enc, "gen": t_gen - t_dec, "dec": t_dec, "total": t_enc + t_gen}
+    model.codec.decode(model.codec.encode(last))
+    _sync(model.device)
+    t_dec = (time.perf_counter() - t2) * len(events)
+    return {"frames": frames, "enc": t_enc, "gen": t_step - t_dec, "dec": t_dec, "total": total}
 
 
 def run_benchmark(
@@ -145,7 +140,7 @@ def run_benchmark(
         torch.set_num_threads(threads)
     model = random_model(config).to(device)
     if audio_autocast:
-        model.audio_autocast = {"bfloat16": torch.bfloat16, "float16": torch.float16}[audio_autocast]
+        model.set_audio_autocast(audio_autocast)
     # Warm-up: first calls pay for allocator growth and kernel selection; keep them out of the figures.
     warm = conversation_audio(4.0, seed=99)
     _timed_pipeline(model, list(warm), [(0, 1), (1, 0)], [0, 1], True, cfg_scale)

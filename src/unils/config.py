@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ __all__ = [
     "MelConfig",
     "AudioEncoderConfig",
     "UniLSConfig",
+    "SAMPLING_DEFAULTS",
+    "SAMPLING_RANGES",
+    "check_sampling",
 ]
 
 #: Bumped when the meaning of a saved field changes; older files are migrated or refused.
@@ -33,6 +37,33 @@ SAMPLE_RATE = 16000
 FPS = 25
 #: Numbers per motion frame: 100 expression, 3 head pose, 1 jaw, 4 eye rotations.
 MOTION_DIM = 108
+
+#: Default sampling knobs (the official inference scripts' values); a config may override them.
+SAMPLING_DEFAULTS: dict[str, float] = {"temperature": 1.0, "top_p": 0.97, "cfg_scale": 1.5}
+#: Accepted range (inclusive) of each sampling knob. The bounds keep every logit finite: a temperature
+#: near 0 or a huge guidance scale would overflow float32 and fail inside the sampler instead.
+SAMPLING_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (1e-3, 100.0),
+    "top_p": (0.0, 1.0),
+    "cfg_scale": (0.0, 100.0),
+}
+
+
+def check_sampling(**knobs: object) -> None:
+    """Check sampling knobs against :data:`SAMPLING_RANGES`; the one validation of them in unils.
+
+    Raises:
+        ConfigError: a knob that is unknown, not a finite real number, or out of its range (the message
+            names the knob, the value and the range).
+    """
+    for name, value in knobs.items():
+        if name not in SAMPLING_RANGES:
+            raise ConfigError(f"unknown sampling option {name!r} (known: {', '.join(SAMPLING_RANGES)})")
+        lo, hi = SAMPLING_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}")
 
 
 @dataclass
@@ -164,10 +195,10 @@ class UniLSConfig:
     audio_encoder: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
     sample_rate: int = SAMPLE_RATE
     fps: int = FPS
-    #: Default sampling knobs of :meth:`unils.UniLS.generate` (the official inference scripts' values).
-    temperature: float = 1.0
-    top_p: float = 0.97
-    cfg_scale: float = 1.5
+    #: Default sampling knobs of :meth:`unils.UniLS.generate` (:data:`SAMPLING_DEFAULTS`).
+    temperature: float = SAMPLING_DEFAULTS["temperature"]
+    top_p: float = SAMPLING_DEFAULTS["top_p"]
+    cfg_scale: float = SAMPLING_DEFAULTS["cfg_scale"]
     #: Free text shown in logs and model cards.
     name: str = "unils"
     format_version: int = CONFIG_FORMAT_VERSION
@@ -232,9 +263,7 @@ class UniLSConfig:
         self.audio_encoder.validate()
         _check(self.sample_rate == SAMPLE_RATE, "sample_rate must be 16000 (models are trained at 16 kHz)")
         _check(self.fps > 0 and self.sample_rate % self.fps == 0, "fps must divide sample_rate")
-        _check(self.temperature > 0, "temperature must be > 0")
-        _check(0.0 <= self.top_p <= 1.0, "top_p must be in [0, 1]")
-        _check(self.cfg_scale >= 0, "cfg_scale must be >= 0")
+        check_sampling(temperature=self.temperature, top_p=self.top_p, cfg_scale=self.cfg_scale)
         return self
 
     def to_dict(self) -> dict[str, Any]:
