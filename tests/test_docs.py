@@ -28,6 +28,7 @@ PUBLIC_MODULES = [
     "unils",
     "unils.audio",
     "unils.bench",
+    "unils.checkpoint",
     "unils.config",
     "unils.convert",
     "unils.errors",
@@ -82,6 +83,14 @@ INTERNAL_MODULES = {
     "unils.nn": "network building blocks, reached through UniLS; names follow the checkpoint layout",
     "unils.train": "a namespace; its modules are listed one by one",
     "unils.viz._deps": "private",
+    "unils._version": "holds __version__, exported by unils",
+    "unils.convert.cache": "part of unils.convert, whose __all__ is the API",
+    "unils.convert.keys": "part of unils.convert, whose __all__ is the API",
+    "unils.convert.meta": "part of unils.convert, whose __all__ is the API",
+    "unils.convert.official": "part of unils.convert, whose __all__ is the API",
+    "unils.convert.remote": "Hub listing/download helpers of unils.convert and unils.hub",
+    "unils.convert.select": "part of unils.convert, whose __all__ is the API",
+    "unils.convert.wav2vec2": "part of unils.convert, whose __all__ is the API",
 }
 
 

@@ -26,7 +26,7 @@ from .errors import (
     UniLSError,
 )
 
-__version__ = "0.1.0.dev0"
+from ._version import __version__  # noqa: F401
 
 logging.getLogger("unils").addHandler(logging.NullHandler())
 

@@ -21,6 +21,7 @@ __all__ = [
     "FormatError",
     "MissingDependencyError",
     "DatasetError",
+    "AmbiguousCheckpointError",
 ]
 
 
@@ -85,3 +86,15 @@ class MissingDependencyError(UniLSError, ImportError):
 
 class DatasetError(UniLSError, ValueError):
     """The training data folder is missing, malformed or holds nothing to train on."""
+
+
+class AmbiguousCheckpointError(CheckpointError):
+    """Several official checkpoints could be the model; ``candidates`` and ``calls`` list them.
+
+    ``calls`` holds, for each candidate, the exact ``UniLS.from_pretrained(...)`` call that picks it.
+    """
+
+    def __init__(self, message: str, candidates: list[str], calls: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+        self.calls = calls

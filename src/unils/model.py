@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .audio import AudioInput, load_audio, pad_to_same_length
+from .checkpoint import load_state_dict_strict, read_checkpoint, save_checkpoint
 from .config import UniLSConfig
 from .errors import ConfigError
 from .generation import (
@@ -29,8 +30,9 @@ from .generation import (
     per_person,
     plan_windows,
 )
-from .hub import load_state_dict_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
+from .hub import resolve_checkpoint
 from .motion import Motion, MotionLike
+from .nn.build import build_audio_encoder
 from .nn.codec import MotionCodec
 from .nn.generator import Generator
 from .precision import cpu_has_native
@@ -41,18 +43,6 @@ __all__ = ["UniLS", "build_audio_encoder", "cpu_has_native"]
 
 logger = logging.getLogger("unils")
 
-
-
-def build_audio_encoder(config: UniLSConfig) -> nn.Module:
-    """The audio front end named by ``config.audio_encoder.type``."""
-    enc = config.audio_encoder
-    if enc.type == "wav2vec2":
-        from .nn.wav2vec2 import Wav2Vec2Encoder
-
-        return Wav2Vec2Encoder(enc.wav2vec2)
-    from .nn.mel import MelEncoder
-
-    return MelEncoder(enc.mel, sample_rate=config.sample_rate, window_samples=config.window_samples)
 
 
 class UniLS(nn.Module):
@@ -84,6 +74,9 @@ class UniLS(nn.Module):
         cls,
         name_or_path: str | os.PathLike[str],
         *,
+        filename: str | None = None,
+        subfolder: str | None = None,
+        audio_encoder: str | os.PathLike[str] | None = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
@@ -93,9 +86,20 @@ class UniLS(nn.Module):
     ) -> "UniLS":
         """Load a checkpoint folder, a Hub repo id (cached or downloaded) or a bundled name.
 
+        A folder or repo holding official ``.pt`` checkpoints instead of ``config.json`` is converted
+        once into the converted cache (``unils cache list``); only the files of the chosen model are
+        downloaded. Stage-1/2 checkpoints are skipped; when several stage-3 candidates remain, the
+        error lists each with the exact call that chooses it.
+
         Args:
-            name_or_path: local folder with ``config.json`` + ``model.safetensors``, Hub repo id, or
-                a bundled name.
+            name_or_path: local folder with ``config.json`` + ``model.safetensors``, a folder of
+                official ``.pt`` files, a Hub repo id, or a bundled name.
+            filename: the official checkpoint to use, relative to the repo/folder (and ``subfolder``),
+                e.g. ``"unils_loragen_s/iter_400000.pt"``.
+            subfolder: look only inside this folder of the repo/folder.
+            audio_encoder: wav2vec2 weights for an official checkpoint (folder, weights file or Hub
+                repo id); default: a ``wav2vec2/`` folder beside the checkpoint, else
+                ``facebook/wav2vec2-xls-r-300m``.
             revision: Hub branch, tag or commit.
             cache_dir: Hub cache folder.
             local_files_only: use the local cache only (``HF_HUB_OFFLINE=1`` does the same).
@@ -105,12 +109,21 @@ class UniLS(nn.Module):
                 ``torch.bfloat16`` / ``torch.float16`` for speed); the small motion codec stays float32.
 
         Raises:
-            CheckpointNotFoundError: nothing found at ``name_or_path``.
+            CheckpointNotFoundError: nothing found at ``name_or_path`` (or not in the cache offline).
+            AmbiguousCheckpointError: several official checkpoints fit; the message shows each call.
             CheckpointError: the weights do not match the config (names the tensors).
             ConfigError: config.json is malformed.
+
+        Example:
+            ```python
+            from unils import UniLS
+
+            model = UniLS.from_pretrained("xg-chu/UniLS", filename="unils_loragen.pt")
+            ```
         """
         folder = resolve_checkpoint(
-            name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+            name_or_path, filename=filename, subfolder=subfolder, audio_encoder=audio_encoder,
+            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
         )
         config, tensors = read_checkpoint(folder)
         model = cls(config)

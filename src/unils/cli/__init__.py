@@ -24,6 +24,8 @@ COMMANDS: tuple[str, ...] = (
     "generate",
     "stream",
     "convert",
+    "info",
+    "cache",
     "bench",
     "serve",
     "preview",

@@ -45,7 +45,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
 class MelEncoder(nn.Module):
     """Per-window normalised waveform -> log-mel (10 ms hop) -> 1-D convolutions (stride 2) -> features."""
 
-    def __init__(self, config: MelConfig, sample_rate: int = 16000, window_samples: int = 64000) -> None:
+    def __init__(self, config: MelConfig, sample_rate: int = 16000) -> None:
         super().__init__()
         self.config = config
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
