@@ -20,6 +20,7 @@ __all__ = [
     "EvaluationError",
     "FormatError",
     "MissingDependencyError",
+    "ArkitError",
 ]
 
 
@@ -80,3 +81,8 @@ class FormatError(UniLSError, ValueError):
 
 class MissingDependencyError(UniLSError, ImportError):
     """An optional dependency is not installed; the message names the extra to install (``unils[viz]``)."""
+
+
+class ArkitError(UniLSError, ValueError):
+    """ARKit / Live Link input that cannot be used: a misshapen expression map, an unknown blendshape name,
+    a bad Live Link host or port, or a packet Unreal would reject."""
