@@ -244,3 +244,18 @@ def test_livelink_csv_layout(tmp_path):
     assert row[0] == "00:00:01:00.000" and row[1] == "61"
     assert float(row[2 + arkit_index("JawOpen")]) == pytest.approx(0.5, abs=1e-6)
     assert float(row[2 + arkit_index("HeadYaw")]) == pytest.approx(0.3 / math.pi, abs=1e-6)
+
+
+def test_plot_arkit(tmp_path):
+    pytest.importorskip("matplotlib")
+    from unils.viz import plot_arkit
+
+    rng = np.random.default_rng(7)
+    basis = ExpressionMap.from_array(rng.normal(0, 1, (52, 100)))
+    anims = [to_arkit(Motion.from_array(rng.normal(0, 0.1, (50, 108)).astype(np.float32)), expression_map=basis)
+             for _ in range(2)]
+    fig = plot_arkit(anims, tmp_path / "c.png", labels=["me", "you"], activity=[np.arange(50) < 20, None])
+    assert len(fig.axes) == 10 and (tmp_path / "c.png").stat().st_size > 5000
+    assert len(plot_arkit(anims[0]).axes) == 5
+    with pytest.raises(ArkitError):
+        plot_arkit([anims[0], to_arkit(Motion.zeros(5, fps=30))])

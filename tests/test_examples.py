@@ -89,3 +89,18 @@ def test_examples_default_to_the_bundled_demo(tmp_path, monkeypatch, capsys):
                                           "-o", tmp_path / "m.npz"], monkeypatch)
     assert len(Motion.load(tmp_path / "m.npz")) == 400  # 16 s at 25 fps
     assert "jaw opening" in capsys.readouterr().out
+
+
+def test_arkit_dialogue(setup, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    from unils.arkit import ARKIT_NAMES, ArkitAnimation
+
+    run_example("arkit_dialogue.py", ["--model", setup / "ckpt", "--a", setup / "a.wav", "--b", setup / "b.wav",
+                                      "--out-dir", setup / "ark"], monkeypatch)
+    from_csv = ArkitAnimation.load(setup / "ark" / "person_a.csv")
+    from_json = ArkitAnimation.load(setup / "ark" / "person_a.json")
+    assert len(from_json) == 55 and from_csv.allclose(from_json, atol=1e-6)
+    data = json.loads((setup / "ark" / "person_b.json").read_text())
+    assert list(data["frames"][0]["blendshapes"]) == list(ARKIT_NAMES)
+    assert (setup / "ark" / "arkit_curves.png").stat().st_size > 10_000
+    assert "wrote" in capsys.readouterr().out
