@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ArkitError
 from .names import ARKIT_NAMES, LIVELINK_NAMES, NUM_BLENDSHAPES, arkit_index, mirror_index
 
-__all__ = ["ArkitAnimation", "ARKIT_FORMAT_VERSION", "livelink_values", "from_livelink_values"]
+__all__ = ["ARKIT_FORMAT_VERSION", "ArkitAnimation", "from_livelink_values", "livelink_values"]
 
 #: Version written into ``.npz`` / JSON files; newer files are refused rather than misread.
 ARKIT_FORMAT_VERSION = 1
@@ -164,10 +164,10 @@ class ArkitAnimation:
         """Timestamp in seconds of every frame, float64 [T]."""
         return np.arange(len(self)) / self.fps
 
-    def _with(self, key: Any) -> "ArkitAnimation":
+    def _with(self, key: Any) -> ArkitAnimation:
         return ArkitAnimation(self.weights[key], self.head[key], self.eyes[key], self.fps, self.expression_mapped)
 
-    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> "ArkitAnimation":
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> ArkitAnimation:
         """Select frames: an int (1-frame animation), a slice, an integer index array or a boolean mask."""
         if isinstance(index, tuple):
             raise TypeError("ArkitAnimation indexing selects frames only")
@@ -189,17 +189,17 @@ class ArkitAnimation:
             raise TypeError(f"frame indices must be integers or booleans, got dtype {key.dtype}")
         return self._with(key)
 
-    def slice_time(self, start: float, end: float | None = None) -> "ArkitAnimation":
+    def slice_time(self, start: float, end: float | None = None) -> ArkitAnimation:
         """Frames whose index is in ``[round(start * fps), round(end * fps))``, clipped to the animation."""
         if not math.isfinite(start) or (end is not None and not math.isfinite(end)):
             raise ArkitError(f"slice_time bounds must be finite, got start={start!r}, end={end!r}")
         n = len(self)
-        a = min(max(int(round(float(start) * self.fps)), 0), n)
-        b = n if end is None else min(max(int(round(float(end) * self.fps)), 0), n)
+        a = min(max(round(float(start) * self.fps), 0), n)
+        b = n if end is None else min(max(round(float(end) * self.fps), 0), n)
         return self[a : max(a, b)]
 
     @staticmethod
-    def concatenate(parts: Sequence["ArkitAnimation"]) -> "ArkitAnimation":
+    def concatenate(parts: Sequence[ArkitAnimation]) -> ArkitAnimation:
         """Join animations of the same fps in time (``expression_mapped`` if all of them are)."""
         parts = list(parts)
         if not parts:
@@ -223,7 +223,7 @@ class ArkitAnimation:
             and all(np.array_equal(getattr(self, n), getattr(other, n)) for n in ("weights", "head", "eyes"))
         )
 
-    def allclose(self, other: "ArkitAnimation", atol: float = 1e-6) -> bool:
+    def allclose(self, other: ArkitAnimation, atol: float = 1e-6) -> bool:
         """Same length and fps, and every weight and angle within ``atol``."""
         return (
             len(self) == len(other)
@@ -274,7 +274,7 @@ class ArkitAnimation:
         return p
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, fps: float | None = None, mirror: bool = False) -> "ArkitAnimation":
+    def load(cls, path: str | os.PathLike[str], *, fps: float | None = None, mirror: bool = False) -> ArkitAnimation:
         """Read a file written by :meth:`save`, by suffix (``.csv`` also reads Live Link Face recordings).
 
         Args:
@@ -338,7 +338,7 @@ class ArkitAnimation:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ArkitAnimation":
+    def from_dict(cls, data: Any) -> ArkitAnimation:
         """Inverse of :meth:`to_dict`; blendshape keys are matched ignoring case, missing ones are 0."""
         if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
             raise ArkitError("ARKit JSON must be an object with a 'frames' list (as ArkitAnimation.to_dict writes)")
@@ -377,7 +377,7 @@ class ArkitAnimation:
                 writer.writerow([_timecode(start_frame + i, self.fps), len(LIVELINK_NAMES), *(repr(float(v)) for v in row)])
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike[str], *, fps: float | None = None, mirror: bool = False) -> "ArkitAnimation":
+    def from_csv(cls, path: str | os.PathLike[str], *, fps: float | None = None, mirror: bool = False) -> ArkitAnimation:
         """Read a Live Link Face CSV (columns by name, any case; absent channels are 0).
 
         Args:
@@ -415,7 +415,7 @@ class ArkitAnimation:
 
 
 def _timecode(frame: int, fps: float) -> str:
-    per_second = max(1, int(round(fps)))
+    per_second = max(1, round(fps))
     seconds, ff = divmod(frame, per_second)
     minutes, ss = divmod(seconds, 60)
     hh, mm = divmod(minutes, 60)

@@ -21,7 +21,7 @@ from .expression_map import ExpressionMap, load_expression_map, solve_bounded_le
 from .names import NUM_BLENDSHAPES, arkit_index, mirror_index
 from .rotations import axis_angle_to_euler, eye_axis_angle_to_gaze
 
-__all__ = ["to_arkit", "ArkitConverter", "DEFAULT_JAW_FULL_OPEN", "DEFAULT_EYE_FULL_ANGLE"]
+__all__ = ["DEFAULT_EYE_FULL_ANGLE", "DEFAULT_JAW_FULL_OPEN", "ArkitConverter", "to_arkit"]
 
 #: Jaw rotation (radians, motion column 103) that maps to ``jawOpen = 1`` (about 20 degrees).
 DEFAULT_JAW_FULL_OPEN = 0.35

@@ -70,7 +70,7 @@ class ExpressionMap:
         jaw: bool | None = None,
         bias: Any = None,
         names: Sequence[str] | None = None,
-    ) -> "ExpressionMap":
+    ) -> ExpressionMap:
         """Validate a matrix and its direction.
 
         Args:
@@ -199,7 +199,7 @@ def load_expression_map(
             from safetensors import safe_open
 
             with safe_open(str(p), framework="np") as fh:
-                arrays = {k: fh.get_tensor(k) for k in fh.keys()}
+                arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
                 meta = dict(fh.metadata() or {})
         else:
             raise ArkitError(f"{p.name}: expression maps are read from .npy, .npz or .safetensors")

@@ -42,13 +42,13 @@ from .animation import ArkitAnimation, livelink_values
 from .names import NUM_BLENDSHAPES, NUM_LIVELINK_VALUES
 
 __all__ = [
-    "PACKET_VERSION",
     "DEFAULT_PORT",
     "MAX_PACKET_SIZE",
+    "PACKET_VERSION",
     "LiveLinkPacket",
-    "encode_packet",
-    "decode_packet",
     "LiveLinkSender",
+    "decode_packet",
+    "encode_packet",
     "parse_address",
 ]
 
@@ -308,7 +308,8 @@ class LiveLinkSender:
             infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise ArkitError(f"cannot resolve Live Link host {self.host!r}: {exc}") from exc
-        family, _, _, _, self.address = infos[0]
+        family, _, _, _, address = infos[0]
+        self.address: tuple[Any, ...] = tuple(address)
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             # A connected UDP socket reports ICMP "port unreachable" on a later send, which is how a
@@ -379,10 +380,10 @@ class LiveLinkSender:
         """Close the socket."""
         self._sock.close()
 
-    def __enter__(self) -> "LiveLinkSender":
+    def __enter__(self) -> "LiveLinkSender":  # noqa: PYI034
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

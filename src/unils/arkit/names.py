@@ -15,9 +15,9 @@ from ..errors import ArkitError
 
 __all__ = [
     "ARKIT_NAMES",
-    "NUM_BLENDSHAPES",
     "LIVELINK_NAMES",
     "LIVELINK_ROTATION_NAMES",
+    "NUM_BLENDSHAPES",
     "NUM_LIVELINK_VALUES",
     "arkit_index",
     "mirror_index",

@@ -16,12 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "axis_angle_to_matrix",
-    "matrix_to_euler",
     "axis_angle_to_euler",
+    "axis_angle_to_matrix",
     "euler_to_axis_angle",
     "eye_axis_angle_to_gaze",
     "gaze_to_eye_axis_angle",
+    "matrix_to_euler",
 ]
 
 
