@@ -380,7 +380,7 @@ class LiveLinkSender:
         """Close the socket."""
         self._sock.close()
 
-    def __enter__(self) -> "LiveLinkSender":  # noqa: PYI034
+    def __enter__(self) -> LiveLinkSender:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
