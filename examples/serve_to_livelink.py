@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--map", default=None, help="expression map file (see docs/arkit.md)")
     ap.add_argument("--mirror", action="store_true")
     ap.add_argument("--block-ms", type=float, default=40.0)
+    ap.add_argument("--fast", action="store_true", help="send audio as fast as possible (tests), not at its real pace")
     args = ap.parse_args()
 
     host, port = parse_address(args.livelink)
@@ -40,7 +41,8 @@ def main() -> None:
         start = time.perf_counter()
         for i in range(0, len(tracks[0]), block):
             # Send audio at the pace it would be recorded, so frames reach Unreal as a live session's would.
-            time.sleep(max(0.0, start + i / 16000 - time.perf_counter()))
+            if not args.fast:
+                time.sleep(max(0.0, start + i / 16000 - time.perf_counter()))
             motion = client.push(*(t[i : i + block] for t in tracks))
             sender.send(converter.push(motion))
         sender.send(converter.push(client.end()))

@@ -5,6 +5,7 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import speech_like
@@ -104,3 +105,24 @@ def test_arkit_dialogue(setup, monkeypatch, capsys):
     assert list(data["frames"][0]["blendshapes"]) == list(ARKIT_NAMES)
     assert (setup / "ark" / "arkit_curves.png").stat().st_size > 10_000
     assert "wrote" in capsys.readouterr().out
+
+
+def test_serve_to_livelink(tiny_model, setup, monkeypatch, capsys):
+    import socket
+
+    pytest.importorskip("websockets")
+    from unils.arkit import decode_packet, to_arkit
+    from unils.serve import ServeConfig, ServerThread
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2.0)
+    with receiver, ServerThread(tiny_model, ServeConfig(port=0)) as srv:
+        run_example("serve_to_livelink.py", [setup / "a.wav", "--partner", setup / "b.wav", "--url", srv.ws_url,
+                                             "--livelink", f"127.0.0.1:{receiver.getsockname()[1]}", "--subject",
+                                             "bridge", "--fast"], monkeypatch)
+        packets = [decode_packet(receiver.recv(4096)) for _ in range(55)]
+    assert "sent 55 frames" in capsys.readouterr().out
+    offline = to_arkit(tiny_model.generate(setup / "a.wav", setup / "b.wav", seed=0))
+    assert {p.subject for p in packets} == {"bridge"}
+    np.testing.assert_allclose(np.stack([p.values for p in packets]), offline.livelink_values(), atol=1e-4)
