@@ -26,6 +26,13 @@ DEMO_DIR = ROOT / "src" / "unils" / "assets" / "demo"
 # rendered by a `::: ...` directive of the site (docs/api.md).
 PUBLIC_MODULES = [
     "unils",
+    "unils.arkit",
+    "unils.arkit.animation",
+    "unils.arkit.convert",
+    "unils.arkit.expression_map",
+    "unils.arkit.livelink",
+    "unils.arkit.names",
+    "unils.arkit.rotations",
     "unils.audio",
     "unils.bench",
     "unils.checkpoint",
@@ -69,6 +76,7 @@ PUBLIC_MODULES = [
     "unils.train.tts",
     "unils.viz",
     "unils.viz.activity",
+    "unils.viz.arkit_plot",
     "unils.viz.avatar",
     "unils.viz.plot",
     "unils.viz.preview",

@@ -10,6 +10,8 @@ from .model import UniLS
 from .motion import Motion
 from .streaming import LatencyStats, StreamSession
 from .errors import (
+    AmbiguousCheckpointError,
+    ArkitError,
     AudioError,
     AudioFileError,
     CheckpointError,
@@ -51,5 +53,7 @@ __all__ = [
     "FormatError",
     "MissingDependencyError",
     "DatasetError",
+    "AmbiguousCheckpointError",
+    "ArkitError",
     "__version__",
 ]

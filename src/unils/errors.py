@@ -22,6 +22,7 @@ __all__ = [
     "MissingDependencyError",
     "DatasetError",
     "AmbiguousCheckpointError",
+    "ArkitError",
 ]
 
 
@@ -98,3 +99,8 @@ class AmbiguousCheckpointError(CheckpointError):
         super().__init__(message)
         self.candidates = candidates
         self.calls = calls
+
+
+class ArkitError(UniLSError, ValueError):
+    """ARKit / Live Link input that cannot be used: a misshapen expression map, an unknown blendshape name,
+    a bad Live Link host or port, or a packet Unreal would reject."""
