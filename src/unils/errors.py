@@ -20,6 +20,7 @@ __all__ = [
     "EvaluationError",
     "FormatError",
     "MissingDependencyError",
+    "ManifestError", "ManifestFilesNotFoundError",
 ]
 
 
@@ -80,3 +81,22 @@ class FormatError(UniLSError, ValueError):
 
 class MissingDependencyError(UniLSError, ImportError):
     """An optional dependency is not installed; the message names the extra to install (``unils[viz]``)."""
+
+
+class ManifestError(UniLSError, ValueError):
+    """A batch manifest (``unils generate --batch``) is malformed: columns, values or duplicate outputs.
+
+    ``problems`` lists every problem found (the message shows them too), so all can be fixed at once.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class ManifestFilesNotFoundError(UniLSError, FileNotFoundError):
+    """Files named by a batch manifest do not exist; ``missing`` lists every one (row, column, path)."""
+
+    def __init__(self, message: str, missing: list[tuple[int, str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])
