@@ -15,8 +15,8 @@ from .summary import BatchSummary
 __all__ = [
     "COLUMNS",
     "BatchDefaults",
-    "BatchRow",
     "BatchGroup",
+    "BatchRow",
     "BatchSummary",
     "DistContext",
     "RankResult",

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args.batch = args.manifest
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    def load():  # noqa: ANN202
+    def load():
         from ..model import UniLS
 
         return UniLS.from_pretrained(args.model, device=args.device, dtype=args.dtype)

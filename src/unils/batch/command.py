@@ -23,7 +23,7 @@ from .summary import BatchSummary, ProgressFiles
 if TYPE_CHECKING:
     from ..model import UniLS
 
-__all__ = ["add_batch_arguments", "run_batch_command", "SUMMARY_NAME"]
+__all__ = ["SUMMARY_NAME", "add_batch_arguments", "run_batch_command"]
 
 #: Default file name of the JSON summary, in the output folder.
 SUMMARY_NAME = "unils_batch_summary.json"
@@ -101,7 +101,7 @@ class _Progress:
             self.bar.close()
 
 
-def run_batch_command(args: argparse.Namespace, load_model: Callable[[], "UniLS"]) -> int:
+def run_batch_command(args: argparse.Namespace, load_model: Callable[[], UniLS]) -> int:
     """Run ``unils generate --batch`` (on every torchrun rank); rank 0 prints the summary.
 
     Args:
@@ -133,7 +133,7 @@ def run_batch_command(args: argparse.Namespace, load_model: Callable[[], "UniLS"
     if device.type == "cuda":
         torch.cuda.set_device(device)
 
-    def load() -> "UniLS":
+    def load() -> UniLS:
         model = load_model()
         return model if model.device == device else model.to(device)
 

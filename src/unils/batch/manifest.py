@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from typing import Any
 from ..errors import ManifestError, ManifestFilesNotFoundError
 from ..motion import Motion
 
-__all__ = ["COLUMNS", "BatchDefaults", "BatchRow", "read_manifest", "check_files", "partner_output"]
+__all__ = ["COLUMNS", "BatchDefaults", "BatchRow", "check_files", "partner_output", "read_manifest"]
 
 #: Every column a manifest may have.
 COLUMNS = (
@@ -183,26 +184,26 @@ def _as_bool(value: Any) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise ValueError("expected true/false (or 1/0, yes/no)")
+    raise TypeError("expected true/false (or 1/0, yes/no)")
 
 
 def _as_int(value: Any) -> int:
     if isinstance(value, bool):
-        raise ValueError("expected an integer")
+        raise TypeError("expected an integer")
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, int):
         return value
     if isinstance(value, str):
         return int(value.strip())
-    raise ValueError("expected an integer")
+    raise TypeError("expected an integer")
 
 
 def _as_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError("expected a number")
+        raise TypeError("expected a number")
     out = float(value)
-    if out != out or out in (float("inf"), float("-inf")):
+    if not math.isfinite(out):
         raise ValueError("expected a finite number")
     return out
 
@@ -236,17 +237,17 @@ def _row(number: int, index: int, rec: Mapping[str, Any], base: Path, out_dir: P
     for col in _FLOATS:
         try:
             floats[col] = _as_float(rec[col]) if col in rec else getattr(d, col)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"{col}: {rec[col]!r}: {exc}") from None
     flags: dict[str, bool] = {}
     for col in _BOOLS:
         try:
             flags[col] = _as_bool(rec[col]) if col in rec else getattr(d, col)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"{col}: {rec[col]!r}: {exc}") from None
     try:
         seed = _as_int(rec["seed"]) if "seed" in rec else d.seed
-    except ValueError:
+    except (TypeError, ValueError):
         raise ValueError(f"seed: {rec['seed']!r}: expected an integer") from None
     if flags["both"] and paths["partner"] is None:
         if "both" in rec:

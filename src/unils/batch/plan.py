@@ -18,7 +18,7 @@ from ..errors import AudioFileError
 from .manifest import BatchRow
 from .shard import balanced_assignment
 
-__all__ = ["FPS", "BatchGroup", "audio_frames", "expected_frames", "make_groups", "assign_groups", "output_is_valid"]
+__all__ = ["FPS", "BatchGroup", "assign_groups", "audio_frames", "expected_frames", "make_groups", "output_is_valid"]
 
 #: Motion frame rate of every UniLS model (the frame count of an output is checked against it).
 FPS = 25

@@ -25,7 +25,7 @@ from .shard import DistContext
 if TYPE_CHECKING:
     from ..model import UniLS
 
-__all__ = ["RowResult", "RankResult", "run_rows", "write_motion_atomic"]
+__all__ = ["RankResult", "RowResult", "run_rows", "write_motion_atomic"]
 
 logger = logging.getLogger("unils")
 
@@ -92,6 +92,10 @@ def write_motion_atomic(motion: Motion, path: Path) -> None:
         raise
 
 
+def _result(row: BatchRow, status: str, frames: int, reason: str = "") -> RowResult:
+    return RowResult(row.index, row.line, str(row.audio), [str(p) for p in row.outputs], status, frames, reason)
+
+
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
@@ -125,11 +129,11 @@ def _load(row: BatchRow) -> _Inputs:
 
 
 def _options(row: BatchRow) -> dict[str, Any]:
-    return dict(temperature=row.temperature, top_p=row.top_p, cfg_scale=row.cfg_scale, smooth=row.smooth,
-                use_cache=row.use_cache)
+    return {"temperature": row.temperature, "top_p": row.top_p, "cfg_scale": row.cfg_scale, "smooth": row.smooth,
+                "use_cache": row.use_cache}
 
 
-def _generate(model: "UniLS", rows: Sequence[BatchRow], inputs: Sequence[_Inputs]) -> list[list[Motion]]:
+def _generate(model: UniLS, rows: Sequence[BatchRow], inputs: Sequence[_Inputs]) -> list[list[Motion]]:
     """Motions of each row (one, or two for ``both``), from one model call."""
     first = rows[0]
     if first.both:
@@ -143,13 +147,12 @@ def _generate(model: "UniLS", rows: Sequence[BatchRow], inputs: Sequence[_Inputs
     return [[m] for m in motions]
 
 
-def _run_group(model: "UniLS", rows: Sequence[BatchRow], pending: set[int], frames: dict[int, int]) -> list[RowResult]:
+def _run_group(model: UniLS, rows: Sequence[BatchRow], pending: set[int], frames: dict[int, int]) -> list[RowResult]:
     results: list[RowResult] = []
     ready: list[tuple[BatchRow, _Inputs]] = []
 
     def result(row: BatchRow, status: str, reason: str = "") -> RowResult:
-        return RowResult(row.index, row.line, str(row.audio), [str(p) for p in row.outputs], status,
-                         frames.get(row.index, 0), reason)
+        return _result(row, status, frames.get(row.index, 0), reason)
 
     for row in rows:
         try:
@@ -188,7 +191,7 @@ def _run_group(model: "UniLS", rows: Sequence[BatchRow], pending: set[int], fram
 
 def run_rows(
     rows: Sequence[BatchRow],
-    load_model: Callable[[], "UniLS"],
+    load_model: Callable[[], UniLS],
     *,
     context: DistContext | None = None,
     batch_size: int = 8,
@@ -225,10 +228,8 @@ def run_rows(
     frames = {i: f for i, (f, _, _) in probed.items()}
     out = RankResult(ctx.rank)
     for i in sorted(mine):  # rows that cannot even be planned, reported by the rank that probed them
-        f, reason, done = mine[i]
-        row = by_index[i]
-        if reason:
-            out.results.append(RowResult(i, row.line, str(row.audio), [str(p) for p in row.outputs], "failed", 0, reason))
+        if mine[i][1]:
+            out.results.append(_result(by_index[i], "failed", 0, mine[i][1]))
     plannable = [row for row in rows if not probed[row.index][1]]
     pending = {row.index for row in plannable if not probed[row.index][2]}
     groups = make_groups(plannable, frames, batch_size)
@@ -236,13 +237,9 @@ def run_rows(
     done_groups = [g for g in groups if not pending.intersection(g.rows)]
     for g in done_groups:  # whole batches done earlier: rank 0 accounts for them
         if ctx.is_main:
-            out.results.extend(
-                RowResult(i, by_index[i].line, str(by_index[i].audio), [str(p) for p in by_index[i].outputs],
-                          "skipped", frames[i]) for i in g.rows
-            )
+            out.results.extend(_result(by_index[i], "skipped", frames[i]) for i in g.rows)
     if on_plan is not None:
-        done = sum(1 for f, reason, ok in probed.values() if ok)
-        on_plan(len(rows), done, sum(frames[i] for i in pending))
+        on_plan(len(rows), sum(1 for _, _, ok in probed.values() if ok), sum(frames[i] for i in pending))
     share: list[BatchGroup] = assign_groups(todo, ctx.world_size)[ctx.rank]
     if ctx.is_main and out.results and on_results is not None:
         on_results(list(out.results))

@@ -67,7 +67,7 @@ class BatchSummary:
     @classmethod
     def from_ranks(
         cls, parts: Sequence[RankResult], *, manifest: str, out_dir: str, rows: int, wall_s: float
-    ) -> "BatchSummary":
+    ) -> BatchSummary:
         """Merge the :class:`~unils.batch.runner.RankResult` of every rank."""
         results: list[RowResult] = sorted((r for p in parts for r in p.results), key=lambda r: r.index)
         made = [r for r in results if r.status == "generated"]
@@ -121,10 +121,10 @@ class BatchSummary:
     def lines(self) -> list[str]:
         """Human-readable report: totals, then one line per failed row."""
         out = [
-            f"{self.rows} row(s): {self.generated} generated, {self.skipped} skipped (already done), "
-            f"{self.failed} failed; {self.world_size} process(es)",
-            f"{self.audio_hours:.4f} h of audio ({self.frames} frames) in {self.wall_s:.1f} s: RTF {self.rtf:.4f}, "
-            f"{self.rows_per_s:.2f} rows/s",
+            (f"{self.rows} row(s): {self.generated} generated, {self.skipped} skipped (already done), "
+            f"{self.failed} failed; {self.world_size} process(es)"),
+            (f"{self.audio_hours:.4f} h of audio ({self.frames} frames) in {self.wall_s:.1f} s: RTF {self.rtf:.4f}, "
+            f"{self.rows_per_s:.2f} rows/s"),
         ]
         out += [f"failed: line {f['line']} {f['audio']}: {f['reason']}" for f in self.failures]
         return out
