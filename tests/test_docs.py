@@ -27,6 +27,13 @@ DEMO_DIR = ROOT / "src" / "unils" / "assets" / "demo"
 PUBLIC_MODULES = [
     "unils",
     "unils.audio",
+    "unils.batch",
+    "unils.batch.command",
+    "unils.batch.manifest",
+    "unils.batch.plan",
+    "unils.batch.runner",
+    "unils.batch.shard",
+    "unils.batch.summary",
     "unils.bench",
     "unils.config",
     "unils.convert",
@@ -68,6 +75,7 @@ TORCH_HOOKS = {"extra_repr"}
 # Modules that are not API, and why. A new module must be added to one of the two lists.
 INTERNAL_MODULES = {
     "unils.__main__": "runs the CLI",
+    "unils.batch.__main__": "temporary `python -m unils.batch` entry, until `unils generate --batch`",
     "unils.cli": "the command line, documented on docs/cli.md",
     "unils.nn": "network building blocks, reached through UniLS; names follow the checkpoint layout",
     "unils.train": "a namespace; its modules are listed one by one",
