@@ -130,7 +130,7 @@ def _load(row: BatchRow) -> _Inputs:
 
 def _options(row: BatchRow) -> dict[str, Any]:
     return {"temperature": row.temperature, "top_p": row.top_p, "cfg_scale": row.cfg_scale, "smooth": row.smooth,
-                "use_cache": row.use_cache}
+            "use_cache": row.use_cache}
 
 
 def _generate(model: UniLS, rows: Sequence[BatchRow], inputs: Sequence[_Inputs]) -> list[list[Motion]]:
