@@ -97,13 +97,13 @@ def reference(data, tmp_path_factory) -> Path:
 
 def test_manifest_rows_names_and_defaults(data, tmp_path):
     rows = read_manifest(data / "m.csv", tmp_path, BatchDefaults(suffix=".npz", seed=9, cfg_scale=2.0))
-    assert [r.output.relative_to(tmp_path.resolve()).as_posix() for r in rows] == [
+    assert [r.output.relative_to(tmp_path).as_posix() for r in rows] == [
         "c0.npz", "c1.npz", "c2.npz", "pair.npz", "c4.npz", "c5.npz", "sub/other.npz", "named.json"]
     pair = rows[3]
-    assert pair.both and pair.partner_output == tmp_path.resolve() / "pair_partner.npz"
+    assert pair.both and pair.partner_output == tmp_path / "pair_partner.npz"
     assert [r.seed for r in rows] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert rows[4].temperature == 0.8 and rows[0].temperature is None and rows[0].cfg_scale == 2.0
-    assert rows[2].style == (data / "style.npz").resolve() and rows[1].partner == (data / "c2.wav").resolve()
+    assert rows[2].style == data / "style.npz" and rows[1].partner == data / "c2.wav"
     check_files(rows)  # everything exists
     (tmp_path / "m.jsonl").write_text(
         json.dumps({"audio": str(data / "c0.wav"), "seed": 3, "smooth": False}) + "\n\n"

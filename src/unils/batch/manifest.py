@@ -232,7 +232,8 @@ def _row(number: int, index: int, rec: Mapping[str, Any], base: Path, out_dir: P
         value = rec.get(col)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{col}: expected a path, got {value!r}")
-        paths[col] = None if value is None else (base / os.path.expanduser(value)).resolve()
+        # normpath, not resolve: a symlinked audio keeps its place in the tree (and its output name)
+        paths[col] = None if value is None else Path(os.path.normpath(base / os.path.expanduser(value)))
     floats: dict[str, float | None] = {}
     for col in _FLOATS:
         try:
@@ -255,7 +256,7 @@ def _row(number: int, index: int, rec: Mapping[str, Any], base: Path, out_dir: P
         flags["both"] = False  # the command-wide --both only applies to rows with a partner
     audio = paths["audio"]
     assert audio is not None
-    output = _output_path(rec, audio, base, out_dir, d.suffix).resolve()
+    output = Path(os.path.normpath(_output_path(rec, audio, base, out_dir, d.suffix)))
     return BatchRow(
         index=index, line=number, audio=audio, partner=paths["partner"], output=output,
         partner_output=partner_output(output) if flags["both"] else None, seed=seed,
@@ -299,8 +300,8 @@ def read_manifest(
     d = defaults or BatchDefaults()
     if d.suffix not in (".npz", ".json", ".csv"):
         raise ManifestError(f"output format {d.suffix!r}: choose .npz, .json or .csv")
-    mpath = Path(path).resolve()
-    base, out = mpath.parent, Path(out_dir).resolve()
+    mpath = Path(os.path.abspath(path))
+    base, out = mpath.parent, Path(os.path.abspath(out_dir))
     records = _read_records(mpath)
     if not records:
         raise ManifestError(f"{mpath}: no rows; add one line per output (column 'audio' at least)")
