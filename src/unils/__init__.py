@@ -21,6 +21,8 @@ from .errors import (
     EvaluationError,
     FlameError,
     FormatError,
+    ManifestError,
+    ManifestFilesNotFoundError,
     MissingDependencyError,
     MotionError,
     ProtocolError,
@@ -55,5 +57,7 @@ __all__ = [
     "DatasetError",
     "AmbiguousCheckpointError",
     "ArkitError",
+    "ManifestError",
+    "ManifestFilesNotFoundError",
     "__version__",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "DatasetError",
     "AmbiguousCheckpointError",
     "ArkitError",
+    "ManifestError", "ManifestFilesNotFoundError",
 ]
 
 
@@ -104,3 +105,22 @@ class AmbiguousCheckpointError(CheckpointError):
 class ArkitError(UniLSError, ValueError):
     """ARKit / Live Link input that cannot be used: a misshapen expression map, an unknown blendshape name,
     a bad Live Link host or port, or a packet Unreal would reject."""
+
+
+class ManifestError(UniLSError, ValueError):
+    """A batch manifest (``unils generate --batch``) is malformed: columns, values or duplicate outputs.
+
+    ``problems`` lists every problem found (the message shows them too), so all can be fixed at once.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class ManifestFilesNotFoundError(UniLSError, FileNotFoundError):
+    """Files named by a batch manifest do not exist; ``missing`` lists every one (row, column, path)."""
+
+    def __init__(self, message: str, missing: list[tuple[int, str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..batch.command import add_batch_arguments, run_batch_command
 from ..errors import UniLSError
 from . import options
 
@@ -17,7 +18,7 @@ def register(sub: Any) -> None:
     """Add the ``generate`` parser to ``sub`` (the ``unils`` subparsers)."""
     p = sub.add_parser("generate", help="audio file(s) -> motion file (.npz, .json or .csv)",
                        description="Generate the motion of the person speaking in AUDIO (listening to --partner).")
-    p.add_argument("audio", help="the person's voice (WAV, FLAC, MP3 ...)")
+    p.add_argument("audio", nargs="?", default=None, help="the person's voice (WAV, FLAC, MP3 ...); omit with --batch")
     p.add_argument("--partner", "-p", default=None, help="the other person's audio")
     p.add_argument("--both", action="store_true",
                    help="also write the partner's motion (seeded SEED + 1; --style / --prev-motion apply to both)")
@@ -25,11 +26,18 @@ def register(sub: Any) -> None:
                    help="motion file (.npz, .json, .csv), or with --both a folder (self.npz, partner.npz)")
     options.add_model_flags(p)
     options.add_generation_flags(p)
+    add_batch_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``unils generate``."""
+    if args.batch is not None:
+        if args.audio is not None or args.partner is not None:
+            raise UniLSError("--batch reads the audio from the manifest: drop AUDIO and --partner")
+        return run_batch_command(args, lambda: options.load_model(args))
+    if args.audio is None:
+        raise UniLSError("give an AUDIO file, or --batch MANIFEST --out-dir DIR for many")
     if args.both and args.partner is None:
         raise UniLSError("--both needs --partner")
     kw = options.generation_options(args)
