@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from ._version import __version__
 from .config import UniLSConfig
-from .generation import GenerationOptions
-from .model import UniLS
-from .motion import Motion
-from .streaming import LatencyStats, StreamSession
 from .errors import (
     AmbiguousCheckpointError,
     ArkitError,
@@ -29,8 +26,10 @@ from .errors import (
     StreamError,
     UniLSError,
 )
-
-from ._version import __version__  # noqa: F401
+from .generation import GenerationOptions
+from .model import UniLS
+from .motion import Motion
+from .streaming import LatencyStats, StreamSession
 
 logging.getLogger("unils").addHandler(logging.NullHandler())
 

@@ -88,7 +88,6 @@ def duration_to_frames(num_samples: int, sample_rate: int = SAMPLE_RATE, fps: in
     return -(-n * frames_per_s // rate)
 
 
-
 def to_mono_float32(audio: np.ndarray | torch.Tensor, name: str = "audio") -> np.ndarray:
     """Validate samples and return them as 1-D float32 mono.
 
@@ -175,8 +174,6 @@ def _read_file(path: Path, name: str) -> tuple[np.ndarray, int]:
         logger.debug("%s: averaged %d channels of %s to mono", name, data.shape[1], path)
         return data.mean(axis=1, dtype=np.float32), int(rate)
     return data[:, 0], int(rate)
-
-
 
 
 def load_audio(

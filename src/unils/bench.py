@@ -48,7 +48,7 @@ class BenchResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def random_model(config: UniLSConfig | None = None, seed: int = 0) -> "Any":
+def random_model(config: UniLSConfig | None = None, seed: int = 0) -> Any:
     """A model of ``config`` (default: the official large size) with random weights."""
     from .model import UniLS
 
@@ -90,7 +90,12 @@ def _sync(device: torch.device) -> None:
 
 @torch.inference_mode()
 def _timed_pipeline(
-    model: Any, channels: list[np.ndarray], rows: list[tuple[int, int]], seeds: list[int], use_cache: bool, cfg_scale: float
+    model: Any,
+    channels: list[np.ndarray],
+    rows: list[tuple[int, int]],
+    seeds: list[int],
+    use_cache: bool,
+    cfg_scale: float,
 ) -> dict[str, float]:
     """Time the engine's real loop (:meth:`~unils.generation.WindowEngine.run`) stage by stage."""
     engine = model.engine

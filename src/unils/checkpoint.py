@@ -121,7 +121,8 @@ def load_state_dict_strict(
     problems = state_dict_problems(module, tensors)
     if problems:
         raise CheckpointError(
-            f"{label} does not match the model built from its config.json: " + "; ".join(problems)
+            f"{label} does not match the model built from its config.json: "
+            + "; ".join(problems)
             + ". Was it written by another version or converted with the wrong config?"
         )
     module.load_state_dict(dict(tensors), strict=True)

@@ -133,11 +133,19 @@ class Wav2Vec2Config:
 
     def validate(self) -> None:
         """Check the fields; raise :class:`ConfigError` naming the first bad one."""
-        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "num_conv_pos_embeddings", "num_conv_pos_embedding_groups"):
+        for name in (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "num_conv_pos_embeddings",
+            "num_conv_pos_embedding_groups",
+        ):
             _check(getattr(self, name) > 0, f"audio_encoder.wav2vec2.{name} must be positive")
-        _check(all(v > 0 for v in self.conv_dim + self.conv_kernel + self.conv_stride),
-               "audio_encoder.wav2vec2 conv sizes must be positive")
+        _check(
+            all(v > 0 for v in self.conv_dim + self.conv_kernel + self.conv_stride),
+            "audio_encoder.wav2vec2 conv sizes must be positive",
+        )
         _check(
             len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride),
             "audio_encoder.wav2vec2 conv_dim, conv_kernel and conv_stride must have the same length",
@@ -178,7 +186,10 @@ class AudioEncoderConfig:
 
     def validate(self) -> None:
         """Check the fields; raise :class:`ConfigError` naming the first bad one."""
-        _check(self.type in ("wav2vec2", "mel"), f"audio_encoder.type must be 'wav2vec2' or 'mel', got {self.type!r}")
+        _check(
+            self.type in ("wav2vec2", "mel"),
+            f"audio_encoder.type must be 'wav2vec2' or 'mel', got {self.type!r}",
+        )
         self.wav2vec2.validate()
         self.mel.validate()
 
@@ -221,12 +232,12 @@ class UniLSConfig:
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def large(cls) -> "UniLSConfig":
+    def large(cls) -> UniLSConfig:
         """The official default ("L") size: codec and generator 512 wide, 8 deep, 5 scales."""
         return cls(name="unils-large")
 
     @classmethod
-    def small(cls) -> "UniLSConfig":
+    def small(cls) -> UniLSConfig:
         """The official "S" size: 384 wide, 6 deep, scales (1, 25, 50, 100)."""
         return cls(
             codec=CodecConfig(hidden_dim=384, depth=6, num_heads=6, scales=(1, 25, 50, 100)),
@@ -235,7 +246,7 @@ class UniLSConfig:
         )
 
     @classmethod
-    def demo(cls) -> "UniLSConfig":
+    def demo(cls) -> UniLSConfig:
         """The bundled demo model's size: a few million parameters and the log-mel front end.
 
         Small enough to train on a CPU and to run many times faster than real time; not a substitute
@@ -251,7 +262,7 @@ class UniLSConfig:
         )
 
     # ------------------------------------------------------------------ validation / IO
-    def validate(self) -> "UniLSConfig":
+    def validate(self) -> UniLSConfig:
         """Check internal consistency; raise :class:`ConfigError` naming the bad field."""
         _check(
             self.format_version == CONFIG_FORMAT_VERSION,
@@ -271,7 +282,7 @@ class UniLSConfig:
         return _to_jsonable(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "UniLSConfig":
+    def from_dict(cls, data: dict[str, Any]) -> UniLSConfig:
         """Build and validate a config from a dict; unknown or mistyped fields raise ConfigError."""
         if not isinstance(data, dict):
             raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
@@ -282,7 +293,7 @@ class UniLSConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "UniLSConfig":
+    def from_json(cls, text: str) -> UniLSConfig:
         """Parse and validate ``config.json`` text; bad JSON or fields raise :class:`ConfigError`."""
         try:
             data = json.loads(text)
@@ -296,7 +307,7 @@ class UniLSConfig:
             fh.write(self.to_json())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "UniLSConfig":
+    def load(cls, path: str | os.PathLike[str]) -> UniLSConfig:
         """Read a config written by :meth:`save`."""
         with open(path, encoding="utf-8") as fh:
             return cls.from_json(fh.read())
@@ -320,7 +331,9 @@ def _from_dict(cls: type, data: dict[str, Any], path: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown field(s) in {path}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise ConfigError(
+            f"unknown field(s) in {path}: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{path}.{name}")

@@ -23,7 +23,8 @@ __all__ = [
     "DatasetError",
     "AmbiguousCheckpointError",
     "ArkitError",
-    "ManifestError", "ManifestFilesNotFoundError",
+    "ManifestError",
+    "ManifestFilesNotFoundError",
 ]
 
 

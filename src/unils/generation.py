@@ -90,7 +90,7 @@ class GenerationOptions:
         top_p: float | None = None,
         cfg_scale: float | None = None,
         use_cache: bool = True,
-    ) -> "GenerationOptions":
+    ) -> GenerationOptions:
         """Options from ``config``'s defaults, overridden by every argument that is not None.
 
         Raises:
@@ -133,17 +133,19 @@ def pad_windows(samples: np.ndarray, num_windows: int, window_samples: int, firs
     """Windows ``first .. first + num_windows`` of ``samples`` as [num_windows, window_samples], zero-padded."""
     start = first * window_samples
     return torch.from_numpy(
-        np.stack([pad_window(samples[start + k * window_samples :], window_samples) for k in range(num_windows)])
+        np.stack(
+            [pad_window(samples[start + k * window_samples :], window_samples) for k in range(num_windows)]
+        )
     )
 
 
-def _as_array(motion: "MotionLike") -> np.ndarray:
+def _as_array(motion: MotionLike) -> np.ndarray:
     if isinstance(motion, Motion):
         return motion.to_array()
     return Motion.from_array(motion).to_array()
 
 
-def style_clip(motion: "MotionLike", window_frames: int) -> np.ndarray:
+def style_clip(motion: MotionLike, window_frames: int) -> np.ndarray:
     """The style clip of a motion: its first window. Raises :class:`MotionError` when it is shorter."""
     arr = _as_array(motion)
     if arr.shape[0] < window_frames:
@@ -153,7 +155,7 @@ def style_clip(motion: "MotionLike", window_frames: int) -> np.ndarray:
     return np.ascontiguousarray(arr[:window_frames])
 
 
-def prev_clip(motion: "MotionLike | np.ndarray", window_frames: int) -> np.ndarray:
+def prev_clip(motion: MotionLike | np.ndarray, window_frames: int) -> np.ndarray:
     """The previous-motion clip: the last window of ``motion``, left-padded with zeros as in training."""
     arr = motion if isinstance(motion, np.ndarray) and motion.ndim == 2 else _as_array(motion)
     arr = arr[-window_frames:]
@@ -180,7 +182,9 @@ def per_person(value: Any, n: int, name: str) -> list[Any]:
     """A per-person option: a tuple/list gives one value per person; anything else is shared by all."""
     if isinstance(value, (list, tuple)):
         if len(value) != n:
-            raise ValueError(f"{name}: {n} people but {len(value)} values: pass one per person, or one for all")
+            raise ValueError(
+                f"{name}: {n} people but {len(value)} values: pass one per person, or one for all"
+            )
         return list(value)
     return [value] * n
 
@@ -209,7 +213,7 @@ class ChunkState:
         """Number of rows (people)."""
         return self.prev_motion.shape[0]
 
-    def with_prev_motion(self, prev_motion: Tensor) -> "ChunkState":
+    def with_prev_motion(self, prev_motion: Tensor) -> ChunkState:
         """The same state conditioned on another previous window (low-latency streaming re-chains)."""
         return replace(self, prev_motion=prev_motion.to(self.prev_motion))
 
@@ -228,7 +232,9 @@ def initial_state(
     zeros = torch.zeros(b, w, d, device=device)
     # Zeros in raw motion space pushed through the codec, not zero features.
     zero_features = codec.sum_features(zeros)
-    style_features = zero_features if style is None else codec.sum_features(style.to(device=device, dtype=torch.float32))
+    style_features = (
+        zero_features if style is None else codec.sum_features(style.to(device=device, dtype=torch.float32))
+    )
     prev = zeros if prev_motion is None else prev_motion.to(device=device, dtype=torch.float32)
     return ChunkState(prev, style_features, zero_features, tuple(generators))
 
@@ -257,7 +263,9 @@ def step(
     """
     b = state.batch
     if self_features.shape[0] != b or other_features.shape[0] != b:
-        raise ValueError(f"features batch {self_features.shape[0]}/{other_features.shape[0]} != state batch {b}")
+        raise ValueError(
+            f"features batch {self_features.shape[0]}/{other_features.shape[0]} != state batch {b}"
+        )
     dtype = generator.sos_embed.dtype
     quantizer = codec.quantizer
     prev_features = codec.sum_features(state.prev_motion)
@@ -341,7 +349,9 @@ class WindowEngine:
         audio_encoder: the audio front end (wav2vec2 or log-mel).
     """
 
-    def __init__(self, config: UniLSConfig, codec: MotionCodec, generator: Generator, audio_encoder: nn.Module) -> None:
+    def __init__(
+        self, config: UniLSConfig, codec: MotionCodec, generator: Generator, audio_encoder: nn.Module
+    ) -> None:
         self.config = config
         self.codec = codec
         self.generator = generator
@@ -401,8 +411,8 @@ class WindowEngine:
     def start(
         self,
         seeds: Sequence[int | None],
-        styles: Sequence["MotionLike | None"] | None = None,
-        prev_motions: Sequence["MotionLike | None"] | None = None,
+        styles: Sequence[MotionLike | None] | None = None,
+        prev_motions: Sequence[MotionLike | None] | None = None,
         skip_draws: int = 0,
     ) -> ChunkState:
         """Fresh :class:`ChunkState` for ``len(seeds)`` people (per-person style and previous motion).
@@ -418,7 +428,9 @@ class WindowEngine:
                 return None
             if len(items) != n:
                 raise ValueError(f"{n} people but {len(items)} clips")
-            return torch.from_numpy(np.stack([np.zeros((w, d), np.float32) if m is None else clip(m, w) for m in items]))
+            return torch.from_numpy(
+                np.stack([np.zeros((w, d), np.float32) if m is None else clip(m, w) for m in items])
+            )
 
         gens = [make_generator(s, self.device) for s in seeds]
         for gen in gens:
@@ -430,7 +442,9 @@ class WindowEngine:
         self, state: ChunkState, self_features: Tensor, other_features: Tensor, options: GenerationOptions
     ) -> tuple[Tensor, ChunkState]:
         """One window for every row of ``state``; see :func:`step`. Returns ``(motion, new_state)``."""
-        motion, _bits, new_state = step(self.codec, self.generator, state, self_features, other_features, options)
+        motion, _bits, new_state = step(
+            self.codec, self.generator, state, self_features, other_features, options
+        )
         return motion, new_state
 
     # ------------------------------------------------------------------ whole runs

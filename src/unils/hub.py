@@ -87,7 +87,8 @@ def _bundled_dir(name: str) -> Path | None:
     if name == "demo":
         logger.info(
             "using the bundled demo model: a small model trained on synthetic speech and rule-based motion "
-            "(see its model card, %s); use an official checkpoint for real avatars", folder / "README.md"
+            "(see its model card, %s); use an official checkpoint for real avatars",
+            folder / "README.md",
         )
     return folder
 
@@ -125,8 +126,9 @@ def resolve(
         return Resolved(bundled, "bundled", str(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return _resolve_folder(path, str(name_or_path), filename, subfolder, audio_encoder,
-                               cache_dir, local_files_only, token)
+        return _resolve_folder(
+            path, str(name_or_path), filename, subfolder, audio_encoder, cache_dir, local_files_only, token
+        )
     if path.is_file():
         raise CheckpointNotFoundError(
             f"{name_or_path} is a file; pass the folder that holds it (with filename={path.name!r} for an "
@@ -137,20 +139,30 @@ def resolve(
         raise CheckpointNotFoundError(
             f"no folder named {name_or_path!r}, and it is not a Hub repo id of the form 'org/name'"
         )
-    listing = list_repo(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+    listing = list_repo(
+        repo_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+    )
     return _resolve_repo(listing, filename, subfolder, audio_encoder, local_files_only, token)
 
 
 def _resolve_folder(
-    path: Path, label: str, filename: str | None, subfolder: str | None, audio_encoder: object,
-    cache_dir: object, local_files_only: bool, token: str | bool | None,
+    path: Path,
+    label: str,
+    filename: str | None,
+    subfolder: str | None,
+    audio_encoder: object,
+    cache_dir: object,
+    local_files_only: bool,
+    token: str | bool | None,
 ) -> Resolved:
     # ``revision`` names a revision of a Hub repo: a local folder has none, and it must not leak into
     # the default wav2vec2 repo (cache_dir, local_files_only and token do apply to that download)
     root = path / subfolder if subfolder else path
     if filename is None and is_checkpoint_folder(root):
         return Resolved(root, "folder", label)
-    files: dict[str, int | None] = {p.relative_to(path).as_posix(): p.stat().st_size for p in path.rglob("*") if p.is_file()}
+    files: dict[str, int | None] = {
+        p.relative_to(path).as_posix(): p.stat().st_size for p in path.rglob("*") if p.is_file()
+    }
     official = find_official_checkpoint(path, filename=filename, subfolder=subfolder)
     if official is None:
         require_checkpoint_files(root, label)
@@ -161,13 +173,19 @@ def _resolve_folder(
         )
     sha = file_sha256(official)
     folder = cached_conversion(
-        official, audio_encoder=audio_encoder, sha256=sha,  # type: ignore[arg-type]
-        cache_dir=cache_dir, local_files_only=local_files_only, token=token,  # type: ignore[arg-type]
+        official,
+        audio_encoder=audio_encoder,
+        sha256=sha,  # type: ignore[arg-type]
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        token=token,  # type: ignore[arg-type]
     )
     return Resolved(folder, "folder", label, files, official.relative_to(path).as_posix(), sha)
 
 
-def _repo_audio_encoder(listing: RepoFiles, checkpoint: str, local_files_only: bool, token: str | bool | None) -> Path | None:
+def _repo_audio_encoder(
+    listing: RepoFiles, checkpoint: str, local_files_only: bool, token: str | bool | None
+) -> Path | None:
     """A wav2vec2 folder of the repo itself (beside the checkpoint or at the top): fetch its config
     and one weights file (safetensors first), or None when the repo has none."""
     for base in (posixpath.dirname(checkpoint), ""):
@@ -184,8 +202,12 @@ def _repo_audio_encoder(listing: RepoFiles, checkpoint: str, local_files_only: b
 
 
 def _resolve_repo(
-    listing: RepoFiles, filename: str | None, subfolder: str | None, audio_encoder: str | os.PathLike[str] | None,
-    local_files_only: bool, token: str | bool | None,
+    listing: RepoFiles,
+    filename: str | None,
+    subfolder: str | None,
+    audio_encoder: str | os.PathLike[str] | None,
+    local_files_only: bool,
+    token: str | bool | None,
 ) -> Resolved:
     label = listing.pinned
     prefix = subfolder.strip("/") + "/" if subfolder else ""
@@ -201,8 +223,12 @@ def _resolve_repo(
             f".pt checkpoint; a unils checkpoint needs {CONFIG_NAME} and {WEIGHTS_NAME}"
         )
     chosen = choose_official(
-        listing.sizes, label=label, call=_call(listing.repo_id, subfolder), local=listing.local_path,
-        subfolder=subfolder, filename=filename,
+        listing.sizes,
+        label=label,
+        call=_call(listing.repo_id, subfolder),
+        local=listing.local_path,
+        subfolder=subfolder,
+        filename=filename,
     )
     sha = listing.sha256.get(chosen.path)
     done = converted_copy(sha) if sha else None
@@ -221,8 +247,12 @@ def _resolve_repo(
 
     sha = sha or file_sha256(local)
     folder = cached_conversion(
-        local, audio_encoder=audio, sha256=sha, cache_dir=listing.cache_dir,
-        local_files_only=local_files_only, token=token,
+        local,
+        audio_encoder=audio,
+        sha256=sha,
+        cache_dir=listing.cache_dir,
+        local_files_only=local_files_only,
+        token=token,
     )
     return Resolved(folder, "hub", label, dict(listing.sizes), chosen.path, sha)
 
@@ -256,8 +286,14 @@ def resolve_checkpoint(
         AmbiguousCheckpointError: several official checkpoints fit; the message shows the call for each.
     """
     return resolve(
-        name_or_path, filename=filename, subfolder=subfolder, audio_encoder=audio_encoder, revision=revision,
-        cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+        name_or_path,
+        filename=filename,
+        subfolder=subfolder,
+        audio_encoder=audio_encoder,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        token=token,
     ).folder
 
 
@@ -330,15 +366,21 @@ def describe_model(
     from safetensors import safe_open
 
     r = resolve(
-        name_or_path, filename=filename, subfolder=subfolder, audio_encoder=audio_encoder, revision=revision,
-        cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+        name_or_path,
+        filename=filename,
+        subfolder=subfolder,
+        audio_encoder=audio_encoder,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        token=token,
     )
     config = UniLSConfig.load(r.folder / CONFIG_NAME)
     params: dict[str, int] = {}
     dtypes: dict[str, int] = {}
     try:
         with safe_open(str(r.folder / WEIGHTS_NAME), framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118 - safe_open is not iterable
+            for key in f.keys():
                 sl = f.get_slice(key)
                 n = 1
                 for d in sl.get_shape():

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-import warnings
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,6 @@ from .streaming import StreamSession
 __all__ = ["UniLS", "build_audio_encoder", "cpu_has_native"]
 
 logger = logging.getLogger("unils")
-
 
 
 class UniLS(nn.Module):
@@ -83,7 +82,7 @@ class UniLS(nn.Module):
         token: str | bool | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
-    ) -> "UniLS":
+    ) -> UniLS:
         """Load a checkpoint folder, a Hub repo id (cached or downloaded) or a bundled name.
 
         A folder or repo holding official ``.pt`` checkpoints instead of ``config.json`` is converted
@@ -122,8 +121,14 @@ class UniLS(nn.Module):
             ```
         """
         folder = resolve_checkpoint(
-            name_or_path, filename=filename, subfolder=subfolder, audio_encoder=audio_encoder,
-            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+            name_or_path,
+            filename=filename,
+            subfolder=subfolder,
+            audio_encoder=audio_encoder,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
         )
         config, tensors = read_checkpoint(folder)
         model = cls(config)
@@ -139,7 +144,7 @@ class UniLS(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` (loadable with :meth:`from_pretrained`)."""
         return save_checkpoint(folder, self.config, self.state_dict())
 
-    def set_precision(self, dtype: torch.dtype | str) -> "UniLS":
+    def set_precision(self, dtype: torch.dtype | str) -> UniLS:
         """Cast the generator and audio encoder to ``dtype``; the codec and its stats stay float32."""
         if isinstance(dtype, str):
             dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
@@ -148,7 +153,7 @@ class UniLS(nn.Module):
         self.engine.clear_caches()
         return self
 
-    def set_audio_autocast(self, dtype: torch.dtype | str | None) -> "UniLS":
+    def set_audio_autocast(self, dtype: torch.dtype | str | None) -> UniLS:
         """Run the audio encoder under autocast (``"bfloat16"``/``"float16"``) or exactly (None).
 
         On CPUs with native bfloat16 (AVX512-BF16/AMX) this makes wav2vec2 about 3x faster at a
@@ -160,7 +165,8 @@ class UniLS(nn.Module):
             logger.warning(
                 "this CPU has no native %s support (capability %s): autocast would be emulated and much "
                 "slower than float32; keeping it as asked",
-                dtype, torch.backends.cpu.get_cpu_capability(),
+                dtype,
+                torch.backends.cpu.get_cpu_capability(),
             )
         self.engine.audio_autocast = dtype
         self.engine.clear_caches()
@@ -171,7 +177,7 @@ class UniLS(nn.Module):
         """Autocast dtype of the audio encoder (None: it runs in its own dtype); see :meth:`set_audio_autocast`."""
         return self.engine.audio_autocast
 
-    def compile(self, **kwargs: Any) -> "UniLS":  # type: ignore[override]
+    def compile(self, **kwargs: Any) -> UniLS:  # type: ignore[override]
         """Compile the audio encoder and the generator blocks with ``torch.compile`` (in place).
 
         Optional speed-up, mostly on GPUs: the first calls pay for compilation (seconds to minutes) and
@@ -187,7 +193,9 @@ class UniLS(nn.Module):
         for blk in self.generator.blocks:
             blk.compile(**kwargs)
         self.engine.clear_caches()
-        logger.info("compiled the audio encoder and %d generator blocks (%s)", len(self.generator.blocks), kwargs)
+        logger.info(
+            "compiled the audio encoder and %d generator blocks (%s)", len(self.generator.blocks), kwargs
+        )
         return self
 
     @property
@@ -218,7 +226,9 @@ class UniLS(nn.Module):
         use_cache: bool = True,
     ) -> GenerationOptions:
         """Sampling options from this model's defaults and the given overrides (validated)."""
-        return self.engine.options(temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache)
+        return self.engine.options(
+            temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache
+        )
 
     def initial_state(
         self,
@@ -236,7 +246,9 @@ class UniLS(nn.Module):
         return self.engine.step(state, self_features, other_features, options)
 
     # ------------------------------------------------------------------ generation
-    def _load_pair(self, audio: AudioInput, partner_audio: AudioInput | None, sample_rate: int | None) -> list[np.ndarray]:
+    def _load_pair(
+        self, audio: AudioInput, partner_audio: AudioInput | None, sample_rate: int | None
+    ) -> list[np.ndarray]:
         a = load_audio(audio, sample_rate, target_rate=self.config.sample_rate, name="audio")
         if partner_audio is None:
             return [a]
@@ -325,7 +337,9 @@ class UniLS(nn.Module):
         """
         options = self.options(temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache)
         channels = self._load_pair(audio, partner_audio, sample_rate)
-        frames, windows = plan_windows(channels[0].shape[0], self.config.samples_per_frame, self.config.window_frames)
+        frames, windows = plan_windows(
+            channels[0].shape[0], self.config.samples_per_frame, self.config.window_frames
+        )
         skip = 0
         if official_rng:
             if self.config.audio_encoder.type != "wav2vec2":
@@ -337,7 +351,16 @@ class UniLS(nn.Module):
             skip = 2 * windows * self.config.audio_encoder.wav2vec2.num_hidden_layers
         rows = [(0, 1 if partner_audio is not None else None)]
         return self._run(
-            channels, rows, [frames], [seed], [style], [prev_motion], options, smooth, progress, skip_draws=skip
+            channels,
+            rows,
+            [frames],
+            [seed],
+            [style],
+            [prev_motion],
+            options,
+            smooth,
+            progress,
+            skip_draws=skip,
         )[0]
 
     def generate_both(
@@ -380,14 +403,23 @@ class UniLS(nn.Module):
             styles: deprecated name of ``style`` (a pair).
         """
         if styles is not None:
-            warnings.warn("generate_both(styles=...) is deprecated: use style=", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "generate_both(styles=...) is deprecated: use style=", DeprecationWarning, stacklevel=2
+            )
             style = tuple(styles)  # type: ignore[assignment]
         options = self.options(temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache)
         channels = self._load_pair(audio, partner_audio, sample_rate)
         frames = frame_count(channels[0].shape[0], self.config.samples_per_frame)
         first, second = self._run(
-            channels, [(0, 1), (1, 0)], [frames, frames], expand_seeds(seed, 2), per_person(style, 2, "style"),
-            per_person(prev_motion, 2, "prev_motion"), options, smooth, progress,
+            channels,
+            [(0, 1), (1, 0)],
+            [frames, frames],
+            expand_seeds(seed, 2),
+            per_person(style, 2, "style"),
+            per_person(prev_motion, 2, "prev_motion"),
+            options,
+            smooth,
+            progress,
         )
         return first, second
 
@@ -429,7 +461,9 @@ class UniLS(nn.Module):
             up to floating-point batch effects.
         """
         if seeds is not None:
-            warnings.warn("generate_batch(seeds=...) is deprecated: use seed=", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "generate_batch(seeds=...) is deprecated: use seed=", DeprecationWarning, stacklevel=2
+            )
             seed = seeds
         if not items:
             return []
@@ -447,8 +481,15 @@ class UniLS(nn.Module):
             rows.append((own, own + 1 if len(pair) == 2 else None))
             frames.append(frame_count(pair[0].shape[0], self.config.samples_per_frame))
         return self._run(
-            channels, rows, frames, seed_list, per_person(style, n, "style"), per_person(prev_motion, n, "prev_motion"),
-            options, smooth, progress,
+            channels,
+            rows,
+            frames,
+            seed_list,
+            per_person(style, n, "style"),
+            per_person(prev_motion, n, "prev_motion"),
+            options,
+            smooth,
+            progress,
         )
 
     def stream(
@@ -501,7 +542,17 @@ class UniLS(nn.Module):
             ```
         """
         return StreamSession(
-            self.engine, partner=partner, both=both, sample_rate=sample_rate, seed=seed, temperature=temperature,
-            top_p=top_p, cfg_scale=cfg_scale, smooth=smooth, hop_frames=hop_frames, style=style,
-            prev_motion=prev_motion, use_cache=use_cache,
+            self.engine,
+            partner=partner,
+            both=both,
+            sample_rate=sample_rate,
+            seed=seed,
+            temperature=temperature,
+            top_p=top_p,
+            cfg_scale=cfg_scale,
+            smooth=smooth,
+            hop_frames=hop_frames,
+            style=style,
+            prev_motion=prev_motion,
+            use_cache=use_cache,
         )

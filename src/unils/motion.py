@@ -74,10 +74,14 @@ MotionLike: TypeAlias = "Motion | np.ndarray | Tensor"
 
 
 def _deprecated(old: str, new: str) -> None:
-    warnings.warn(f"{old} is deprecated and will be removed in a future release; use {new}", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{old} is deprecated and will be removed in a future release; use {new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
-def load_motion_file(path: str | os.PathLike[str]) -> "Motion":
+def load_motion_file(path: str | os.PathLike[str]) -> Motion:
     """Deprecated: use :meth:`Motion.load`. Reads ``.npz``, ``.npy``, ``.json`` or ``.csv`` by suffix.
 
     Raises:
@@ -172,7 +176,7 @@ class Motion:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_array(cls, array: Any, fps: float = 25.0) -> "Motion":
+    def from_array(cls, array: Any, fps: float = 25.0) -> Motion:
         """Build from the official [T, 108] layout.
 
         Args:
@@ -195,7 +199,7 @@ class Motion:
         return cls(**{name: arr[:, cols] for name, cols in PARTS.items()}, fps=fps)
 
     @classmethod
-    def zeros(cls, frames: int, fps: float = 25.0) -> "Motion":
+    def zeros(cls, frames: int, fps: float = 25.0) -> Motion:
         """A neutral motion (all coefficients zero).
 
         Args:
@@ -218,7 +222,7 @@ class Motion:
         """
         return np.concatenate([getattr(self, name) for name in PARTS], axis=1)
 
-    def copy(self) -> "Motion":
+    def copy(self) -> Motion:
         """A deep copy (arrays are not shared)."""
         return Motion(**{n: getattr(self, n).copy() for n in PARTS}, fps=self.fps)
 
@@ -242,7 +246,7 @@ class Motion:
         """Timestamp in seconds of every frame (``index / fps``), float64 [T]."""
         return np.arange(len(self)) / self.fps
 
-    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> "Motion":
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Motion:
         """Select frames.
 
         Args:
@@ -277,7 +281,7 @@ class Motion:
                 raise TypeError(f"frame indices must be integers or booleans, got dtype {key.dtype}")
         return Motion(**{name: getattr(self, name)[key] for name in PARTS}, fps=self.fps)
 
-    def slice_time(self, start: float, end: float | None = None) -> "Motion":
+    def slice_time(self, start: float, end: float | None = None) -> Motion:
         """Frames whose index is in ``[round(start * fps), round(end * fps))``.
 
         Bounds are clipped to the motion, so ``slice_time(a, b)`` and ``slice_time(b, c)`` tile
@@ -298,7 +302,7 @@ class Motion:
         return self[a : max(a, b)]
 
     @staticmethod
-    def concatenate(motions: Sequence["Motion"]) -> "Motion":
+    def concatenate(motions: Sequence[Motion]) -> Motion:
         """Join motions in time.
 
         Args:
@@ -326,9 +330,11 @@ class Motion:
         """Exact equality of fps and of every value (shapes included)."""
         if not isinstance(other, Motion):
             return NotImplemented
-        return self.fps == other.fps and all(np.array_equal(getattr(self, n), getattr(other, n)) for n in PARTS)
+        return self.fps == other.fps and all(
+            np.array_equal(getattr(self, n), getattr(other, n)) for n in PARTS
+        )
 
-    def allclose(self, other: "Motion", atol: float = 1e-6, rtol: float = 0.0) -> bool:
+    def allclose(self, other: Motion, atol: float = 1e-6, rtol: float = 0.0) -> bool:
         """Same length and fps, and every value within ``atol + rtol * |other|``.
 
         Args:
@@ -383,7 +389,9 @@ class Motion:
         p = Path(path)
         suffix = p.suffix.lower()
         if suffix == ".npy" and self.fps != 25.0:
-            raise FormatError(f"{p.name}: a .npy file stores no frame rate; save this {self.fps:g} fps motion as .npz, .json or .csv")
+            raise FormatError(
+                f"{p.name}: a .npy file stores no frame rate; save this {self.fps:g} fps motion as .npz, .json or .csv"
+            )
         p.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".json":
             p.write_text(self.to_json(), encoding="utf-8")
@@ -403,7 +411,7 @@ class Motion:
         return p
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Motion":
+    def load(cls, path: str | os.PathLike[str]) -> Motion:
         """Read a motion file written by :meth:`save`, in the format its suffix names.
 
         ``.json`` and ``.csv`` are read as text (CSV columns are matched by name, in any order; the
@@ -443,7 +451,7 @@ class Motion:
             raise MotionError(f"{p} is not a readable motion .npz file: {exc}") from exc
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> "Motion":
+    def read(cls, path: str | os.PathLike[str]) -> Motion:
         """Deprecated: use :meth:`load`, which reads every suffix.
 
         Unlike :meth:`load`, refuses suffixes other than :attr:`SUFFIXES` with a ``FormatError``.
@@ -466,7 +474,7 @@ class Motion:
         return self.save(p)
 
     @classmethod
-    def _from_npz(cls, data: Any, p: Path) -> "Motion":
+    def _from_npz(cls, data: Any, p: Path) -> Motion:
         keys = set(data.files)
         if len(keys) == 1 and not keys & set(PARTS):
             return cls.from_array(data[next(iter(keys))])
@@ -493,7 +501,7 @@ class Motion:
         return {"fps": self.fps, **{n: getattr(self, n).tolist() for n in PARTS}}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Motion":
+    def from_dict(cls, data: Mapping[str, Any]) -> Motion:
         """Inverse of :meth:`to_dict` (``fps`` defaults to 25 when absent).
 
         Raises:
@@ -506,13 +514,17 @@ class Motion:
             raise MotionError(f"motion dict lacks {missing}")
         version = data.get("format_version", MOTION_FORMAT_VERSION)
         if not isinstance(version, int) or version > MOTION_FORMAT_VERSION:
-            raise MotionError(f"unsupported motion format version {version!r} (this unils reads up to {MOTION_FORMAT_VERSION})")
+            raise MotionError(
+                f"unsupported motion format version {version!r} (this unils reads up to {MOTION_FORMAT_VERSION})"
+            )
         parts = {}
         for n in PARTS:
             try:
                 arr = np.asarray(data[n], dtype=np.float64)
             except (TypeError, ValueError) as exc:
-                raise MotionError(f"motion dict: {n} must be a [frames, {_WIDTHS[n]}] list of numbers: {exc}") from exc
+                raise MotionError(
+                    f"motion dict: {n} must be a [frames, {_WIDTHS[n]}] list of numbers: {exc}"
+                ) from exc
             # An empty list carries no width; it can only mean zero frames.
             parts[n] = np.zeros((0, _WIDTHS[n]), np.float32) if arr.size == 0 else arr
         return cls(**parts, fps=data.get("fps", 25.0))
@@ -533,7 +545,7 @@ class Motion:
         return text
 
     @classmethod
-    def from_json(cls, text_or_path: str | os.PathLike[str]) -> "Motion":
+    def from_json(cls, text_or_path: str | os.PathLike[str]) -> Motion:
         """Parse JSON text written by :meth:`to_json` (files: :meth:`load`).
 
         Args:
@@ -549,7 +561,7 @@ class Motion:
         return cls._from_json_text(Path(text_or_path).read_text(encoding="utf-8"))
 
     @classmethod
-    def _from_json_text(cls, text: str) -> "Motion":
+    def _from_json_text(cls, text: str) -> Motion:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -563,7 +575,7 @@ class Motion:
         self._write_csv(Path(path))
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike[str], fps: float | None = None) -> "Motion":
+    def from_csv(cls, path: str | os.PathLike[str], fps: float | None = None) -> Motion:
         """Deprecated: use :meth:`load` (this reads CSV whatever the suffix; ``fps`` overrides the time column)."""
         _deprecated("Motion.from_csv(path)", "Motion.load(path)")
         return cls._read_csv(Path(path), fps)
@@ -577,7 +589,7 @@ class Motion:
                 writer.writerow([repr(float(t)), *(repr(float(v)) for v in row)])
 
     @classmethod
-    def _read_csv(cls, path: Path, fps: float | None) -> "Motion":
+    def _read_csv(cls, path: Path, fps: float | None) -> Motion:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
         if not rows:
@@ -589,7 +601,9 @@ class Motion:
             raise MotionError(f"{path} lacks motion CSV column(s) {shown}")
         body = [r for r in rows[1:] if r]
         try:
-            table = np.array([[float(v) for v in r] for r in body], dtype=np.float64).reshape(len(body), len(header))
+            table = np.array([[float(v) for v in r] for r in body], dtype=np.float64).reshape(
+                len(body), len(header)
+            )
         except ValueError as exc:
             raise MotionError(f"{path} has a non-numeric cell or a row of the wrong length: {exc}") from exc
         col = {name: i for i, name in enumerate(header)}
@@ -613,7 +627,7 @@ class Motion:
             }
 
     @classmethod
-    def from_frames(cls, frames: Iterable[Mapping[str, Any]], fps: float | None = None) -> "Motion":
+    def from_frames(cls, frames: Iterable[Mapping[str, Any]], fps: float | None = None) -> Motion:
         """Rebuild a Motion from per-frame dicts such as those :meth:`frames` yields.
 
         Only the four parts are read from each dict; other keys (``index``, ``time``...) are ignored

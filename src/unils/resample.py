@@ -35,7 +35,6 @@ def check_rate(sample_rate: object, name: str, what: str = "sample_rate") -> int
     return int(rate)
 
 
-
 def pcm_to_float32(arr: np.ndarray, name: str) -> np.ndarray:
     """Convert any supported sample type to float32, scaling integer PCM to [-1, 1]."""
     kind = arr.dtype.kind
@@ -59,7 +58,6 @@ def pcm_to_float32(arr: np.ndarray, name: str) -> np.ndarray:
     raise AudioError(
         f"{name}: unsupported sample type {arr.dtype}; pass float samples in [-1, 1] or int16/int32/uint8 PCM"
     )
-
 
 
 def resampled_length(num_samples: int, orig_rate: int, target_rate: int) -> int:

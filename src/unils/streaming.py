@@ -88,7 +88,7 @@ class StreamSession:
 
     def __init__(
         self,
-        engine: "WindowEngine | Any",
+        engine: WindowEngine | Any,
         *,
         partner: bool = True,
         both: bool = False,
@@ -99,8 +99,8 @@ class StreamSession:
         cfg_scale: float | None = None,
         smooth: bool = True,
         hop_frames: int | None = None,
-        style: "MotionLike | tuple[MotionLike | None, MotionLike | None] | None" = None,
-        prev_motion: "MotionLike | tuple[MotionLike | None, MotionLike | None] | None" = None,
+        style: MotionLike | tuple[MotionLike | None, MotionLike | None] | None = None,
+        prev_motion: MotionLike | tuple[MotionLike | None, MotionLike | None] | None = None,
         use_cache: bool = True,
     ) -> None:
         if not isinstance(engine, WindowEngine):
@@ -112,16 +112,22 @@ class StreamSession:
             raise ValueError("both=True needs partner audio: create the session with partner=True")
         window = cfg.window_frames
         if hop_frames is not None and not (1 <= int(hop_frames) <= window):
-            raise ValueError(f"hop_frames must be between 1 and {window} (or None for exact mode), got {hop_frames}")
+            raise ValueError(
+                f"hop_frames must be between 1 and {window} (or None for exact mode), got {hop_frames}"
+            )
         if int(sample_rate) <= 0:
-            raise ValueError(f"sample_rate must be a positive number of samples per second, got {sample_rate}")
+            raise ValueError(
+                f"sample_rate must be a positive number of samples per second, got {sample_rate}"
+            )
         self.engine = engine
         self.partner = partner
         self.both = both
         self.sample_rate = int(sample_rate)
         self.hop = window if hop_frames is None else int(hop_frames)
         self.smooth = smooth
-        self.options = engine.options(temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache)
+        self.options = engine.options(
+            temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache
+        )
         n_people = 2 if both else 1
         self._seeds = expand_seeds(seed, n_people)
         self._styles = per_person(style, n_people, "style")
@@ -141,7 +147,9 @@ class StreamSession:
         rate = self.engine.config.sample_rate
         self._state = self.engine.start(self._seeds, self._styles, self._prevs)
         channels = 2 if self.partner else 1
-        self._resamplers = [Resampler(self.sample_rate, rate) if self.sample_rate != rate else None for _ in range(channels)]
+        self._resamplers = [
+            Resampler(self.sample_rate, rate) if self.sample_rate != rate else None for _ in range(channels)
+        ]
         self._buffers = [np.zeros(0, np.float32) for _ in range(channels)]
         self._received = [0 for _ in range(channels)]  # samples (16 kHz) received per channel
         self._buffer_start = 0  # sample index of buffers[..][0]
@@ -162,7 +170,7 @@ class StreamSession:
         self._buffers = []
         self._history = np.zeros((0, 0, 0), np.float32)
 
-    def __enter__(self) -> "StreamSession":
+    def __enter__(self) -> StreamSession:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -202,7 +210,9 @@ class StreamSession:
         # Same validation as offline loading (dtype, NaN, channels); blocks may be any length.
         return to_mono_float32(block, name)
 
-    def push(self, audio: AudioInput, partner_audio: AudioInput | None = None) -> "Motion | tuple[Motion, Motion]":
+    def push(
+        self, audio: AudioInput, partner_audio: AudioInput | None = None
+    ) -> Motion | tuple[Motion, Motion]:
         """Add a block of audio (any size) and return the motion frames that became final.
 
         Args:
@@ -216,7 +226,9 @@ class StreamSession:
         with self._lock:
             self._check_open()
             if self.partner and partner_audio is None:
-                raise ValueError("this session expects partner_audio with every push (open it with partner=False otherwise)")
+                raise ValueError(
+                    "this session expects partner_audio with every push (open it with partner=False otherwise)"
+                )
             if not self.partner and partner_audio is not None:
                 raise ValueError("this session was opened with partner=False; pass only audio")
             blocks = [audio] + ([partner_audio] if self.partner else [])
@@ -232,7 +244,7 @@ class StreamSession:
                 out.append(self._run(self.hop))
             return self._emit(out, final=False)
 
-    def flush(self) -> "Motion | tuple[Motion, Motion]":
+    def flush(self) -> Motion | tuple[Motion, Motion]:
         """End of audio: generate the rest (last window zero-padded) and return all remaining frames."""
         with self._lock:
             self._check_open()
@@ -286,7 +298,7 @@ class StreamSession:
         self._step_times.append(time.perf_counter() - t0)
         return motion_np
 
-    def _emit(self, pieces: list[np.ndarray], final: bool) -> "Motion | tuple[Motion, Motion]":
+    def _emit(self, pieces: list[np.ndarray], final: bool) -> Motion | tuple[Motion, Motion]:
         n_people = 2 if self.both else 1
         d = self.engine.config.codec.motion_dim
         raw = np.concatenate(pieces, axis=1) if pieces else np.zeros((n_people, 0, d), np.float32)

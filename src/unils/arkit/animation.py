@@ -29,7 +29,9 @@ ARKIT_FORMAT_VERSION = 1
 _YAW_ROLL = np.array([1.0, 0.0, 1.0])
 
 
-def livelink_values(weights: np.ndarray, head: np.ndarray, eyes: np.ndarray, *, mirror: bool = False) -> np.ndarray:
+def livelink_values(
+    weights: np.ndarray, head: np.ndarray, eyes: np.ndarray, *, mirror: bool = False
+) -> np.ndarray:
     """The 61 Live Link Face values per frame, as Unreal's Apple ARKit source reads them.
 
     Weights are copied; rotations are divided by pi, Epic's mapping of -180..180 degrees onto -1..1
@@ -60,7 +62,9 @@ def livelink_values(weights: np.ndarray, head: np.ndarray, eyes: np.ndarray, *, 
     return values.astype(np.float32)
 
 
-def from_livelink_values(values: np.ndarray, *, mirror: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def from_livelink_values(
+    values: np.ndarray, *, mirror: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse of :func:`livelink_values`: [T, 61] -> (weights [T, 52], head [T, 3], eyes [T, 2, 2])."""
     v = np.asarray(values, np.float64).copy()
     if mirror:  # mirroring is its own inverse
@@ -80,7 +84,9 @@ def _as(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise ArkitError(f"ArkitAnimation.{name} must be a numeric array: {exc}") from exc
     if arr.dtype.kind not in "iuf" or arr.ndim != len(shape) + 1 or arr.shape[1:] != shape:
-        raise ArkitError(f"ArkitAnimation.{name} must be a real array of shape [frames, {', '.join(map(str, shape))}], got {list(arr.shape)} {arr.dtype}")
+        raise ArkitError(
+            f"ArkitAnimation.{name} must be a real array of shape [frames, {', '.join(map(str, shape))}], got {list(arr.shape)} {arr.dtype}"
+        )
     with np.errstate(over="ignore", invalid="ignore"):
         arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
@@ -165,7 +171,9 @@ class ArkitAnimation:
         return np.arange(len(self)) / self.fps
 
     def _with(self, key: Any) -> ArkitAnimation:
-        return ArkitAnimation(self.weights[key], self.head[key], self.eyes[key], self.fps, self.expression_mapped)
+        return ArkitAnimation(
+            self.weights[key], self.head[key], self.eyes[key], self.fps, self.expression_mapped
+        )
 
     def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> ArkitAnimation:
         """Select frames: an int (1-frame animation), a slice, an integer index array or a boolean mask."""
@@ -205,7 +213,9 @@ class ArkitAnimation:
         if not parts:
             raise ArkitError("nothing to concatenate (give at least one ArkitAnimation)")
         if len({p.fps for p in parts}) != 1:
-            raise ArkitError(f"cannot concatenate animations with different fps: {sorted({p.fps for p in parts})}")
+            raise ArkitError(
+                f"cannot concatenate animations with different fps: {sorted({p.fps for p in parts})}"
+            )
         return ArkitAnimation(
             np.concatenate([p.weights for p in parts]),
             np.concatenate([p.head for p in parts]),
@@ -228,12 +238,17 @@ class ArkitAnimation:
         return (
             len(self) == len(other)
             and self.fps == other.fps
-            and all(np.allclose(getattr(self, n), getattr(other, n), atol=atol, rtol=0) for n in ("weights", "head", "eyes"))
+            and all(
+                np.allclose(getattr(self, n), getattr(other, n), atol=atol, rtol=0)
+                for n in ("weights", "head", "eyes")
+            )
         )
 
     def __repr__(self) -> str:
         mapped = "expressions mapped" if self.expression_mapped else "no expression map"
-        return f"ArkitAnimation(frames={len(self)}, duration={self.duration:.2f}s, fps={self.fps:g}, {mapped})"
+        return (
+            f"ArkitAnimation(frames={len(self)}, duration={self.duration:.2f}s, fps={self.fps:g}, {mapped})"
+        )
 
     def livelink_values(self, *, mirror: bool = False) -> np.ndarray:
         """float32 [T, 61] values of Live Link Face packets / CSV rows (see :func:`livelink_values`)."""
@@ -274,7 +289,9 @@ class ArkitAnimation:
         return p
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, fps: float | None = None, mirror: bool = False) -> ArkitAnimation:
+    def load(
+        cls, path: str | os.PathLike[str], *, fps: float | None = None, mirror: bool = False
+    ) -> ArkitAnimation:
         """Read a file written by :meth:`save`, by suffix (``.csv`` also reads Live Link Face recordings).
 
         Args:
@@ -341,7 +358,9 @@ class ArkitAnimation:
     def from_dict(cls, data: Any) -> ArkitAnimation:
         """Inverse of :meth:`to_dict`; blendshape keys are matched ignoring case, missing ones are 0."""
         if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
-            raise ArkitError("ARKit JSON must be an object with a 'frames' list (as ArkitAnimation.to_dict writes)")
+            raise ArkitError(
+                "ARKit JSON must be an object with a 'frames' list (as ArkitAnimation.to_dict writes)"
+            )
         _check_version(data.get("format_version", ARKIT_FORMAT_VERSION), "ARKit JSON")
         t = len(data["frames"])
         weights = np.zeros((t, NUM_BLENDSHAPES))
@@ -374,10 +393,18 @@ class ArkitAnimation:
             writer = csv.writer(fh)
             writer.writerow(["Timecode", "BlendShapeCount", *LIVELINK_NAMES])
             for i, row in enumerate(values):
-                writer.writerow([_timecode(start_frame + i, self.fps), len(LIVELINK_NAMES), *(repr(float(v)) for v in row)])
+                writer.writerow(
+                    [
+                        _timecode(start_frame + i, self.fps),
+                        len(LIVELINK_NAMES),
+                        *(repr(float(v)) for v in row),
+                    ]
+                )
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike[str], *, fps: float | None = None, mirror: bool = False) -> ArkitAnimation:
+    def from_csv(
+        cls, path: str | os.PathLike[str], *, fps: float | None = None, mirror: bool = False
+    ) -> ArkitAnimation:
         """Read a Live Link Face CSV (columns by name, any case; absent channels are 0).
 
         Args:
@@ -409,7 +436,11 @@ class ArkitAnimation:
         except (ValueError, IndexError) as exc:
             raise ArkitError(f"{path} row {i + 2} is malformed: {exc}") from exc
         if fps is None:
-            fps = float(max(frames_in_second) + 1) if frames_in_second and frames_in_second.count(0) >= 2 else 25.0
+            fps = (
+                float(max(frames_in_second) + 1)
+                if frames_in_second and frames_in_second.count(0) >= 2
+                else 25.0
+            )
         weights, head, eyes = from_livelink_values(values, mirror=mirror)
         return cls(np.clip(weights, 0.0, 1.0), head, eyes, fps, False)
 
@@ -424,4 +455,6 @@ def _timecode(frame: int, fps: float) -> str:
 
 def _check_version(version: Any, where: Any) -> None:
     if not isinstance(version, (int, np.integer)) or int(version) > ARKIT_FORMAT_VERSION:
-        raise ArkitError(f"{where}: ARKit format version {version!r} is newer than this unils reads ({ARKIT_FORMAT_VERSION}); upgrade unils")
+        raise ArkitError(
+            f"{where}: ARKit format version {version!r} is newer than this unils reads ({ARKIT_FORMAT_VERSION}); upgrade unils"
+        )

@@ -42,16 +42,20 @@ _FREE = np.array([i for i in range(NUM_BLENDSHAPES) if i not in set(_FIXED.tolis
 
 
 def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
-        math.isfinite(float(value)) and float(value) > 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not (math.isfinite(float(value)) and float(value) > 0)
     ):
         raise ArkitError(f"{name} must be a positive angle in radians, got {value!r}")
     return float(value)
 
 
 def _non_negative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
-        math.isfinite(float(value)) and float(value) >= 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not (math.isfinite(float(value)) and float(value) >= 0)
     ):
         raise ArkitError(f"{name} must be a number >= 0, got {value!r}")
     return float(value)
@@ -156,7 +160,9 @@ class ArkitConverter:
                 assert self._hessian is not None
                 residual = targets - m.bias - weights[:, _FIXED] @ m.matrix[_FIXED]
                 linear = residual @ m.matrix[_FREE].T
-                weights[:, _FREE] = solve_bounded_least_squares(self._hessian, linear, iterations=self.iterations)
+                weights[:, _FREE] = solve_bounded_least_squares(
+                    self._hessian, linear, iterations=self.iterations
+                )
         self.frames_converted += t
         return ArkitAnimation(weights.astype(np.float32), head, eyes, motion.fps, m is not None)
 
@@ -199,5 +205,3 @@ def to_arkit(
         expression_map, jaw_full_open=jaw_full_open, eye_full_angle=eye_full_angle, symmetry=symmetry,
         small_weight=small_weight, iterations=iterations,
     ).push(motion)  # fmt: skip
-
-

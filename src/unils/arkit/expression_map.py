@@ -99,7 +99,9 @@ class ExpressionMap:
             )
         if direction is None:
             if m.shape == (NUM_BLENDSHAPES, NUM_BLENDSHAPES):
-                raise ArkitError("a [52, 52] expression map is ambiguous: pass direction='arkit_to_flame' or 'flame_to_arkit'")
+                raise ArkitError(
+                    "a [52, 52] expression map is ambiguous: pass direction='arkit_to_flame' or 'flame_to_arkit'"
+                )
             direction = "arkit_to_flame" if m.shape[0] == NUM_BLENDSHAPES else "flame_to_arkit"
         if direction not in _DIRECTIONS:
             raise ArkitError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
@@ -130,7 +132,9 @@ class ExpressionMap:
             except (TypeError, ValueError) as exc:
                 raise ArkitError(f"expression map bias must be numeric: {exc}") from exc
             if b.shape != (width,) or not np.isfinite(b).all():
-                raise ArkitError(f"expression map bias must be {width} finite numbers, got shape {list(b.shape)}")
+                raise ArkitError(
+                    f"expression map bias must be {width} finite numbers, got shape {list(b.shape)}"
+                )
             if names is not None and direction == "flame_to_arkit":
                 b = b[_name_order(names)]
         return cls(np.ascontiguousarray(m), direction, bool(jaw), b)
@@ -199,13 +203,18 @@ def load_expression_map(
             from safetensors import safe_open
 
             with safe_open(str(p), framework="np") as fh:
-                arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+                arrays = {k: fh.get_tensor(k) for k in fh.keys()}
                 meta = dict(fh.metadata() or {})
         else:
             raise ArkitError(f"{p.name}: expression maps are read from .npy, .npz or .safetensors")
     except ArkitError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, Exception) as exc:  # safetensors raises its own error type
+    except (
+        OSError,
+        ValueError,
+        zipfile.BadZipFile,
+        Exception,
+    ) as exc:  # safetensors raises its own error type
         raise ArkitError(f"{p} is not a readable expression map: {exc}") from exc
     keyed = [k for k in _DIRECTIONS if k in arrays]
     if len(keyed) > 1:
@@ -218,7 +227,9 @@ def load_expression_map(
     else:
         candidates = [k for k in arrays if k not in ("bias", "names", "jaw")]
         if len(candidates) != 1:
-            raise ArkitError(f"{p}: cannot tell which array is the map (found {sorted(arrays)}); name it arkit_to_flame or flame_to_arkit")
+            raise ArkitError(
+                f"{p}: cannot tell which array is the map (found {sorted(arrays)}); name it arkit_to_flame or flame_to_arkit"
+            )
         key = candidates[0]
     if names is None:
         if "names" in arrays:
@@ -271,4 +282,3 @@ def solve_bounded_least_squares(
         y = w_next + ((t - 1.0) / t_next) * (w_next - w)
         w, t = w_next, t_next
     return w
-

@@ -91,13 +91,17 @@ def _name_bytes(value: Any, what: str) -> bytes:
         raise ArkitError(f"the Live Link {what} must be a string, got {type(value).__name__}")
     raw = value.encode("utf-8")
     if len(raw) > _NAME_BYTES:
-        raise ArkitError(f"the Live Link {what} is {len(raw)} UTF-8 bytes; Unreal reads at most {_NAME_BYTES}")
+        raise ArkitError(
+            f"the Live Link {what} is {len(raw)} UTF-8 bytes; Unreal reads at most {_NAME_BYTES}"
+        )
     return raw
 
 
 def _rate(fps: float) -> tuple[int, int]:
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not (
-        math.isfinite(float(fps)) and float(fps) > 0
+    if (
+        isinstance(fps, bool)
+        or not isinstance(fps, (int, float, np.integer, np.floating))
+        or not (math.isfinite(float(fps)) and float(fps) > 0)
     ):
         raise ArkitError(f"fps must be a positive number, got {fps!r}")
     frac = Fraction(float(fps)).limit_denominator(1001)
@@ -177,7 +181,9 @@ def decode_packet(data: bytes, *, strict: bool = True) -> LiveLinkPacket:
 
     (version,) = struct.unpack(">B", take(1, "version"))
     if version != PACKET_VERSION:
-        raise ArkitError(f"packet version {version}, Unreal's Live Link Face source reads version {PACKET_VERSION}")
+        raise ArkitError(
+            f"packet version {version}, Unreal's Live Link Face source reads version {PACKET_VERSION}"
+        )
     names = []
     for what in ("device id", "subject name"):
         (n,) = struct.unpack(">i", take(4, f"{what} length"))
@@ -209,7 +215,11 @@ def _check_host(host: Any) -> str:
     except ValueError:
         pass
     labels = h.rstrip(".").split(".")
-    if all(lab.isdigit() for lab in labels) or not all(_HOST_LABEL.match(lab) for lab in labels) or len(h) > 253:
+    if (
+        all(lab.isdigit() for lab in labels)
+        or not all(_HOST_LABEL.match(lab) for lab in labels)
+        or len(h) > 253
+    ):
         raise ArkitError(f"{host!r} is not a valid host name or IP address")
     return h
 
@@ -325,8 +335,14 @@ class LiveLinkSender:
         Returns:
             True when the datagram was handed to the network, False after a socket error.
         """
-        packet = encode_packet(values, subject=self.subject, device_id=self.device_id, frame=self.next_frame,
-                               sub_frame=sub_frame, fps=self.fps)
+        packet = encode_packet(
+            values,
+            subject=self.subject,
+            device_id=self.device_id,
+            frame=self.next_frame,
+            sub_frame=sub_frame,
+            fps=self.fps,
+        )
         self.next_frame = (self.next_frame + 1) % (2**31)
         try:
             self._sock.send(packet)
@@ -334,12 +350,16 @@ class LiveLinkSender:
             self.errors += 1
             self.last_error = exc
             if self.errors == 1 or self.errors % 100 == 0:
-                logger.warning("Live Link send to %s:%d failed (%d so far): %s", self.host, self.port, self.errors, exc)
+                logger.warning(
+                    "Live Link send to %s:%d failed (%d so far): %s", self.host, self.port, self.errors, exc
+                )
             return False
         self.packets_sent += 1
         return True
 
-    def send_frame(self, weights: Any, head: Any = (0.0, 0.0, 0.0), eyes: Any = ((0.0, 0.0), (0.0, 0.0))) -> bool:
+    def send_frame(
+        self, weights: Any, head: Any = (0.0, 0.0, 0.0), eyes: Any = ((0.0, 0.0), (0.0, 0.0))
+    ) -> bool:
         """Send one frame.
 
         Args:
@@ -380,7 +400,7 @@ class LiveLinkSender:
         """Close the socket."""
         self._sock.close()
 
-    def __enter__(self) -> LiveLinkSender:  # noqa: PYI034
+    def __enter__(self) -> LiveLinkSender:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -78,7 +78,9 @@ def arkit_index(name: str) -> int:
     try:
         return _INDEX[str(name).strip().lower()]
     except KeyError:
-        raise ArkitError(f"{name!r} is not an ARKit blendshape or Live Link channel; see unils.arkit.LIVELINK_NAMES") from None
+        raise ArkitError(
+            f"{name!r} is not an ARKit blendshape or Live Link channel; see unils.arkit.LIVELINK_NAMES"
+        ) from None
 
 
 def _partner(name: str) -> str:
@@ -86,7 +88,7 @@ def _partner(name: str) -> str:
         if name.endswith(a):
             return name[: -len(a)] + b
         if name.startswith(a):
-            return b + name[len(a):]
+            return b + name[len(a) :]
     return name
 
 

@@ -34,13 +34,25 @@ _POLL_S = 0.5
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--batch MANIFEST``, ``--out-dir``, ``--format``, ``--batch-size``, ``--summary``, ``--overwrite``, ``--threads``."""
     g = parser.add_argument_group("dataset-scale generation (docs: Large datasets)")
-    g.add_argument("--batch", metavar="MANIFEST", default=None,
-                   help="CSV or JSON-lines manifest, one row per output (columns: audio, partner, output, seed, "
-                   "both, temperature, top_p, cfg_scale, smooth, use_cache, style, prev_motion); several "
-                   "processes with torchrun")
-    g.add_argument("--out-dir", default=None, help="folder of the outputs (relative 'output' names are inside it)")
-    g.add_argument("--format", "--suffix", dest="batch_format", choices=["npz", "json", "csv"], default="npz",
-                   help="format of outputs whose name has no suffix (default npz)")
+    g.add_argument(
+        "--batch",
+        metavar="MANIFEST",
+        default=None,
+        help="CSV or JSON-lines manifest, one row per output (columns: audio, partner, output, seed, "
+        "both, temperature, top_p, cfg_scale, smooth, use_cache, style, prev_motion); several "
+        "processes with torchrun",
+    )
+    g.add_argument(
+        "--out-dir", default=None, help="folder of the outputs (relative 'output' names are inside it)"
+    )
+    g.add_argument(
+        "--format",
+        "--suffix",
+        dest="batch_format",
+        choices=["npz", "json", "csv"],
+        default="npz",
+        help="format of outputs whose name has no suffix (default npz)",
+    )
     g.add_argument("--batch-size", type=int, default=8, help="rows per generate_batch call (default 8)")
     g.add_argument("--summary", default=None, help=f"JSON summary file (default OUT_DIR/{SUMMARY_NAME})")
     g.add_argument("--overwrite", action="store_true", help="regenerate rows whose outputs already exist")
@@ -52,8 +64,13 @@ def _defaults(args: argparse.Namespace) -> BatchDefaults:
         return getattr(args, name, default)
 
     return BatchDefaults(
-        suffix="." + get("batch_format", "npz"), seed=get("seed", 0) or 0, temperature=get("temperature"),
-        top_p=get("top_p"), cfg_scale=get("cfg_scale"), smooth=not get("no_smooth", False), both=bool(get("both", False)),
+        suffix="." + get("batch_format", "npz"),
+        seed=get("seed", 0) or 0,
+        temperature=get("temperature"),
+        top_p=get("top_p"),
+        cfg_scale=get("cfg_scale"),
+        smooth=not get("no_smooth", False),
+        both=bool(get("both", False)),
     )
 
 
@@ -140,9 +157,18 @@ def run_batch_command(args: argparse.Namespace, load_model: Callable[[], UniLS])
     ctx.init()
     try:
         run_id = ctx.broadcast(uuid.uuid4().hex[:12])
-        progress = _Progress(ProgressFiles(args.out_dir, run_id, ctx.rank), ctx, not getattr(args, "quiet", False))
-        part = run_rows(rows, load, context=ctx, batch_size=args.batch_size, overwrite=args.overwrite,
-                        on_plan=progress.plan, on_results=progress.add)
+        progress = _Progress(
+            ProgressFiles(args.out_dir, run_id, ctx.rank), ctx, not getattr(args, "quiet", False)
+        )
+        part = run_rows(
+            rows,
+            load,
+            context=ctx,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            on_plan=progress.plan,
+            on_results=progress.add,
+        )
         progress.publish(finished=True)
         while ctx.is_main and progress.publish(finished=False):  # redraw until the others are done
             time.sleep(_POLL_S)
@@ -150,9 +176,13 @@ def run_batch_command(args: argparse.Namespace, load_model: Callable[[], UniLS])
         parts = ctx.gather(part)
         status = 1
         if parts is not None:
-            summary = BatchSummary.from_ranks(parts, manifest=str(Path(args.batch).resolve()),
-                                              out_dir=str(Path(args.out_dir).resolve()), rows=len(rows),
-                                              wall_s=time.perf_counter() - t0)
+            summary = BatchSummary.from_ranks(
+                parts,
+                manifest=str(Path(args.batch).resolve()),
+                out_dir=str(Path(args.out_dir).resolve()),
+                rows=len(rows),
+                wall_s=time.perf_counter() - t0,
+            )
             path = summary.save_json(args.summary or Path(args.out_dir) / SUMMARY_NAME)
             progress.files.remove(ctx.world_size)
             for line in summary.lines():

@@ -38,8 +38,18 @@ __all__ = ["COLUMNS", "BatchDefaults", "BatchRow", "check_files", "partner_outpu
 
 #: Every column a manifest may have.
 COLUMNS = (
-    "audio", "partner", "output", "seed", "both", "temperature", "top_p", "cfg_scale", "smooth", "use_cache",
-    "style", "prev_motion",
+    "audio",
+    "partner",
+    "output",
+    "seed",
+    "both",
+    "temperature",
+    "top_p",
+    "cfg_scale",
+    "smooth",
+    "use_cache",
+    "style",
+    "prev_motion",
 )
 _FLOATS = ("temperature", "top_p", "cfg_scale")
 _BOOLS = ("both", "smooth", "use_cache")
@@ -139,18 +149,24 @@ def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(text, newline=""))
         if not reader.fieldnames:
-            raise ManifestError(f"{path}: empty CSV manifest; the first line names the columns (at least 'audio')")
+            raise ManifestError(
+                f"{path}: empty CSV manifest; the first line names the columns (at least 'audio')"
+            )
         header = [h.strip() for h in reader.fieldnames]
         _check_columns(path, header)
         records = []
         for rec in reader:
             if None in rec:
-                raise ManifestError(f"{path}, line {reader.line_num}: more cells than the {len(header)} columns")
+                raise ManifestError(
+                    f"{path}, line {reader.line_num}: more cells than the {len(header)} columns"
+                )
             cells = {h: (v.strip() if isinstance(v, str) else v) for h, v in zip(header, rec.values())}
             records.append((reader.line_num, {k: v for k, v in cells.items() if v not in ("", None)}))
         return records
     if path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
-        raise ManifestError(f"{path}: a manifest is a .csv file or JSON lines (.jsonl), not {path.suffix or 'no suffix'}")
+        raise ManifestError(
+            f"{path}: a manifest is a .csv file or JSON lines (.jsonl), not {path.suffix or 'no suffix'}"
+        )
     records = []
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -158,9 +174,13 @@ def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
         try:
             rec = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ManifestError(f"{path}, line {number}: not JSON ({exc.msg}); write one JSON object per line") from exc
+            raise ManifestError(
+                f"{path}, line {number}: not JSON ({exc.msg}); write one JSON object per line"
+            ) from exc
         if not isinstance(rec, dict):
-            raise ManifestError(f"{path}, line {number}: expected a JSON object per line, got {type(rec).__name__}")
+            raise ManifestError(
+                f"{path}, line {number}: expected a JSON object per line, got {type(rec).__name__}"
+            )
         _check_columns(path, list(rec), number)
         records.append((number, {k: v for k, v in rec.items() if v is not None and v != ""}))
     return records
@@ -174,7 +194,9 @@ def _check_columns(path: Path, names: list[str], line: int | None = None) -> Non
             f"{where}: unknown column(s) {', '.join(map(repr, unknown))}; the columns are {', '.join(COLUMNS)}"
         )
     if line is None and "audio" not in names:
-        raise ManifestError(f"{where}: no 'audio' column; the first line must name the columns, e.g. 'audio,seed'")
+        raise ManifestError(
+            f"{where}: no 'audio' column; the first line must name the columns, e.g. 'audio,seed'"
+        )
 
 
 def _as_bool(value: Any) -> bool:
@@ -220,11 +242,15 @@ def _output_path(rec: Mapping[str, Any], audio: Path, base: Path, out_dir: Path,
     if not p.suffix:
         p = p.with_name(p.name + suffix)
     elif p.suffix.lower() not in (".npz", ".json", ".csv"):
-        raise ValueError(f"output {name!r}: motion is written as .npz, .json or .csv (or leave the suffix out)")
+        raise ValueError(
+            f"output {name!r}: motion is written as .npz, .json or .csv (or leave the suffix out)"
+        )
     return p if p.is_absolute() else out_dir / p
 
 
-def _row(number: int, index: int, rec: Mapping[str, Any], base: Path, out_dir: Path, d: BatchDefaults) -> BatchRow:
+def _row(
+    number: int, index: int, rec: Mapping[str, Any], base: Path, out_dir: Path, d: BatchDefaults
+) -> BatchRow:
     if "audio" not in rec:
         raise ValueError("'audio' is empty")
     paths: dict[str, Path | None] = {}
@@ -258,16 +284,28 @@ def _row(number: int, index: int, rec: Mapping[str, Any], base: Path, out_dir: P
     assert audio is not None
     output = Path(os.path.normpath(_output_path(rec, audio, base, out_dir, d.suffix)))
     return BatchRow(
-        index=index, line=number, audio=audio, partner=paths["partner"], output=output,
-        partner_output=partner_output(output) if flags["both"] else None, seed=seed,
-        temperature=floats["temperature"], top_p=floats["top_p"], cfg_scale=floats["cfg_scale"],
-        smooth=flags["smooth"], use_cache=flags["use_cache"], style=paths["style"], prev_motion=paths["prev_motion"],
+        index=index,
+        line=number,
+        audio=audio,
+        partner=paths["partner"],
+        output=output,
+        partner_output=partner_output(output) if flags["both"] else None,
+        seed=seed,
+        temperature=floats["temperature"],
+        top_p=floats["top_p"],
+        cfg_scale=floats["cfg_scale"],
+        smooth=flags["smooth"],
+        use_cache=flags["use_cache"],
+        style=paths["style"],
+        prev_motion=paths["prev_motion"],
     )
 
 
 def _raise_problems(path: Path, problems: list[str]) -> None:
     if problems:
-        shown = "; ".join(problems[:_SHOWN]) + (f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else "")
+        shown = "; ".join(problems[:_SHOWN]) + (
+            f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+        )
         raise ManifestError(f"{path}: {len(problems)} problem(s): {shown}", problems)
 
 
@@ -343,7 +381,9 @@ def check_files(rows: list[BatchRow]) -> None:
             if not p.is_file():
                 missing.append((row.line, col, str(p)))
             elif col in ("style", "prev_motion") and p.suffix.lower() not in Motion.SUFFIXES:
-                bad.append(f"line {row.line}: {col} {p.name} is not a motion file ({', '.join(Motion.SUFFIXES)})")
+                bad.append(
+                    f"line {row.line}: {col} {p.name} is not a motion file ({', '.join(Motion.SUFFIXES)})"
+                )
     if missing:
         shown = "; ".join(f"line {ln} {col}: {p}" for ln, col, p in missing[:_SHOWN])
         more = f"; and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""

@@ -18,7 +18,15 @@ from ..errors import AudioFileError
 from .manifest import BatchRow
 from .shard import balanced_assignment
 
-__all__ = ["FPS", "BatchGroup", "assign_groups", "audio_frames", "expected_frames", "make_groups", "output_is_valid"]
+__all__ = [
+    "FPS",
+    "BatchGroup",
+    "assign_groups",
+    "audio_frames",
+    "expected_frames",
+    "make_groups",
+    "output_is_valid",
+]
 
 #: Motion frame rate of every UniLS model (the frame count of an output is checked against it).
 FPS = 25
@@ -108,6 +116,6 @@ def output_is_valid(path: Path, frames: int) -> bool:
         return False
     try:
         motion = Motion.load(path)
-    except Exception:  # noqa: BLE001 - any unreadable file (truncated, foreign) is simply redone
+    except Exception:
         return False
     return len(motion) == frames and float(motion.fps) == float(FPS)

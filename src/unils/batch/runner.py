@@ -93,7 +93,9 @@ def write_motion_atomic(motion: Motion, path: Path) -> None:
 
 
 def _result(row: BatchRow, status: str, frames: int, reason: str = "") -> RowResult:
-    return RowResult(row.index, row.line, str(row.audio), [str(p) for p in row.outputs], status, frames, reason)
+    return RowResult(
+        row.index, row.line, str(row.audio), [str(p) for p in row.outputs], status, frames, reason
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -104,7 +106,7 @@ def _probe(row: BatchRow, overwrite: bool) -> tuple[int, str, bool]:
     """(frames, failure reason, done) of a row, from headers and existing outputs only."""
     try:
         frames = expected_frames(row)
-    except Exception as exc:  # noqa: BLE001 - reported per row
+    except Exception as exc:
         return 0, _reason(exc), False
     done = not overwrite and all(output_is_valid(p, frames) for p in row.outputs)
     return frames, "", done
@@ -122,32 +124,50 @@ def _load(row: BatchRow) -> _Inputs:
     audio = load_audio(row.audio, name=f"audio {row.audio.name}")
     partner = None
     if row.partner is not None:
-        audio, partner = pad_to_same_length(audio, load_audio(row.partner, name=f"partner {row.partner.name}"))
+        audio, partner = pad_to_same_length(
+            audio, load_audio(row.partner, name=f"partner {row.partner.name}")
+        )
     style = Motion.load(row.style) if row.style is not None else None
     prev = Motion.load(row.prev_motion) if row.prev_motion is not None else None
     return _Inputs(audio, partner, style, prev)
 
 
 def _options(row: BatchRow) -> dict[str, Any]:
-    return {"temperature": row.temperature, "top_p": row.top_p, "cfg_scale": row.cfg_scale, "smooth": row.smooth,
-            "use_cache": row.use_cache}
+    return {
+        "temperature": row.temperature,
+        "top_p": row.top_p,
+        "cfg_scale": row.cfg_scale,
+        "smooth": row.smooth,
+        "use_cache": row.use_cache,
+    }
 
 
 def _generate(model: UniLS, rows: Sequence[BatchRow], inputs: Sequence[_Inputs]) -> list[list[Motion]]:
     """Motions of each row (one, or two for ``both``), from one model call."""
     first = rows[0]
     if first.both:
-        a, b = model.generate_both(inputs[0].audio, inputs[0].partner, seed=first.seed, style=inputs[0].style,
-                                   prev_motion=inputs[0].prev_motion, **_options(first))
+        a, b = model.generate_both(
+            inputs[0].audio,
+            inputs[0].partner,
+            seed=first.seed,
+            style=inputs[0].style,
+            prev_motion=inputs[0].prev_motion,
+            **_options(first),
+        )
         return [[a, b]]
     motions = model.generate_batch(
-        [(x.audio, x.partner) for x in inputs], seed=[r.seed for r in rows], style=[x.style for x in inputs],
-        prev_motion=[x.prev_motion for x in inputs], **_options(first),
+        [(x.audio, x.partner) for x in inputs],
+        seed=[r.seed for r in rows],
+        style=[x.style for x in inputs],
+        prev_motion=[x.prev_motion for x in inputs],
+        **_options(first),
     )
     return [[m] for m in motions]
 
 
-def _run_group(model: UniLS, rows: Sequence[BatchRow], pending: set[int], frames: dict[int, int]) -> list[RowResult]:
+def _run_group(
+    model: UniLS, rows: Sequence[BatchRow], pending: set[int], frames: dict[int, int]
+) -> list[RowResult]:
     results: list[RowResult] = []
     ready: list[tuple[BatchRow, _Inputs]] = []
 
@@ -157,20 +177,22 @@ def _run_group(model: UniLS, rows: Sequence[BatchRow], pending: set[int], frames
     for row in rows:
         try:
             ready.append((row, _load(row)))
-        except Exception as exc:  # noqa: BLE001 - one bad input fails its row only
+        except Exception as exc:
             results.append(result(row, "failed", _reason(exc)))
     if not ready:
         return results
     batch_rows, batch_inputs = [r for r, _ in ready], [x for _, x in ready]
     try:
         outcomes: list[list[Motion] | BaseException] = list(_generate(model, batch_rows, batch_inputs))
-    except Exception as exc:  # noqa: BLE001 - find the row(s) to blame by running each on its own
-        logger.warning("a batch of %d rows failed (%s); running its rows one by one", len(ready), _reason(exc))
+    except Exception as exc:
+        logger.warning(
+            "a batch of %d rows failed (%s); running its rows one by one", len(ready), _reason(exc)
+        )
         outcomes = []
         for r, x in ready:
             try:
                 outcomes.append(_generate(model, [r], [x])[0])
-            except Exception as one:  # noqa: BLE001
+            except Exception as one:
                 outcomes.append(one)
     for (row, _), outcome in zip(ready, outcomes):
         if isinstance(outcome, BaseException):
@@ -182,7 +204,7 @@ def _run_group(model: UniLS, rows: Sequence[BatchRow], pending: set[int], frames
         try:
             for motion, path in zip(outcome, row.outputs):
                 write_motion_atomic(motion, path)
-        except Exception as exc:  # noqa: BLE001 - e.g. a full disk or a read-only folder
+        except Exception as exc:
             results.append(result(row, "failed", _reason(exc)))
             continue
         results.append(result(row, "generated"))
@@ -256,4 +278,3 @@ def run_rows(
             on_results(got)
     out.busy_s = time.perf_counter() - t0
     return out
-

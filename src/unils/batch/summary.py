@@ -74,12 +74,23 @@ class BatchSummary:
         failures = [r for r in results if r.status == "failed"]
         frames = sum(r.frames for r in made)
         return cls(
-            manifest=manifest, out_dir=out_dir, world_size=len(parts), rows=rows, generated=len(made),
-            skipped=sum(r.status == "skipped" for r in results), failed=len(failures), frames=frames,
-            audio_seconds=frames / FPS, wall_s=wall_s,
-            failures=[{"line": r.line, "audio": r.audio, "outputs": r.outputs, "reason": r.reason} for r in failures],
-            ranks=[{"rank": p.rank, "rows": len(p.results), "groups": p.groups, "busy_s": round(p.busy_s, 3)}
-                   for p in parts],
+            manifest=manifest,
+            out_dir=out_dir,
+            world_size=len(parts),
+            rows=rows,
+            generated=len(made),
+            skipped=sum(r.status == "skipped" for r in results),
+            failed=len(failures),
+            frames=frames,
+            audio_seconds=frames / FPS,
+            wall_s=wall_s,
+            failures=[
+                {"line": r.line, "audio": r.audio, "outputs": r.outputs, "reason": r.reason} for r in failures
+            ],
+            ranks=[
+                {"rank": p.rank, "rows": len(p.results), "groups": p.groups, "busy_s": round(p.busy_s, 3)}
+                for p in parts
+            ],
         )
 
     @property
@@ -105,11 +116,22 @@ class BatchSummary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary, with the derived figures (hours, RTF, rows/s, ok)."""
         return {
-            "manifest": self.manifest, "out_dir": self.out_dir, "world_size": self.world_size, "rows": self.rows,
-            "generated": self.generated, "skipped": self.skipped, "failed": self.failed, "ok": self.ok,
-            "frames": self.frames, "audio_seconds": round(self.audio_seconds, 3),
-            "audio_hours": round(self.audio_hours, 6), "wall_s": round(self.wall_s, 3), "rtf": round(self.rtf, 5),
-            "rows_per_s": round(self.rows_per_s, 4), "failures": self.failures, "ranks": self.ranks,
+            "manifest": self.manifest,
+            "out_dir": self.out_dir,
+            "world_size": self.world_size,
+            "rows": self.rows,
+            "generated": self.generated,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "ok": self.ok,
+            "frames": self.frames,
+            "audio_seconds": round(self.audio_seconds, 3),
+            "audio_hours": round(self.audio_hours, 6),
+            "wall_s": round(self.wall_s, 3),
+            "rtf": round(self.rtf, 5),
+            "rows_per_s": round(self.rows_per_s, 4),
+            "failures": self.failures,
+            "ranks": self.ranks,
         }
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
@@ -121,10 +143,14 @@ class BatchSummary:
     def lines(self) -> list[str]:
         """Human-readable report: totals, then one line per failed row."""
         out = [
-            (f"{self.rows} row(s): {self.generated} generated, {self.skipped} skipped (already done), "
-            f"{self.failed} failed; {self.world_size} process(es)"),
-            (f"{self.audio_hours:.4f} h of audio ({self.frames} frames) in {self.wall_s:.1f} s: RTF {self.rtf:.4f}, "
-            f"{self.rows_per_s:.2f} rows/s"),
+            (
+                f"{self.rows} row(s): {self.generated} generated, {self.skipped} skipped (already done), "
+                f"{self.failed} failed; {self.world_size} process(es)"
+            ),
+            (
+                f"{self.audio_hours:.4f} h of audio ({self.frames} frames) in {self.wall_s:.1f} s: RTF {self.rtf:.4f}, "
+                f"{self.rows_per_s:.2f} rows/s"
+            ),
         ]
         out += [f"failed: line {f['line']} {f['audio']}: {f['reason']}" for f in self.failures]
         return out

@@ -37,7 +37,9 @@ COMMANDS: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``unils`` parser with every command of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(prog="unils", description="Audio-driven avatars that listen and speak (UniLS).")
+    parser = argparse.ArgumentParser(
+        prog="unils", description="Audio-driven avatars that listen and speak (UniLS)."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -50,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``unils`` command (and of ``python -m unils``); returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args))
     except (UniLSError, FileNotFoundError, ValueError) as exc:

@@ -16,14 +16,26 @@ __all__ = ["register", "run"]
 
 def register(sub: Any) -> None:
     """Add the ``generate`` parser to ``sub`` (the ``unils`` subparsers)."""
-    p = sub.add_parser("generate", help="audio file(s) -> motion file (.npz, .json or .csv)",
-                       description="Generate the motion of the person speaking in AUDIO (listening to --partner).")
-    p.add_argument("audio", nargs="?", default=None, help="the person's voice (WAV, FLAC, MP3 ...); omit with --batch")
+    p = sub.add_parser(
+        "generate",
+        help="audio file(s) -> motion file (.npz, .json or .csv)",
+        description="Generate the motion of the person speaking in AUDIO (listening to --partner).",
+    )
+    p.add_argument(
+        "audio", nargs="?", default=None, help="the person's voice (WAV, FLAC, MP3 ...); omit with --batch"
+    )
     p.add_argument("--partner", "-p", default=None, help="the other person's audio")
-    p.add_argument("--both", action="store_true",
-                   help="also write the partner's motion (seeded SEED + 1; --style / --prev-motion apply to both)")
-    p.add_argument("-o", "--output", default="motion.npz",
-                   help="motion file (.npz, .json, .csv), or with --both a folder (self.npz, partner.npz)")
+    p.add_argument(
+        "--both",
+        action="store_true",
+        help="also write the partner's motion (seeded SEED + 1; --style / --prev-motion apply to both)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="motion.npz",
+        help="motion file (.npz, .json, .csv), or with --both a folder (self.npz, partner.npz)",
+    )
     options.add_model_flags(p)
     options.add_generation_flags(p)
     add_batch_arguments(p)

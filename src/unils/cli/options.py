@@ -8,9 +8,9 @@ the model's methods with :func:`generation_options`, so one flag means the same 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,30 +33,61 @@ DEFAULT_MODEL = "demo"
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """Add ``--model/-m``, ``--device``, ``--dtype`` and ``--audio-autocast`` (read by :func:`load_model`)."""
     g = parser.add_argument_group("model")
-    g.add_argument("--model", "-m", default=DEFAULT_MODEL,
-                   help="checkpoint folder, Hub repo id or bundled name (default: the bundled synthetic demo)")
+    g.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help="checkpoint folder, Hub repo id or bundled name (default: the bundled synthetic demo)",
+    )
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
-    g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                   help="precision of the generator and audio encoder (default float32)")
-    g.add_argument("--audio-autocast", choices=["bfloat16", "float16"], default=None,
-                   help="run the audio encoder under autocast (faster on CPUs with bf16 support; small drift)")
+    g.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default=None,
+        help="precision of the generator and audio encoder (default float32)",
+    )
+    g.add_argument(
+        "--audio-autocast",
+        choices=["bfloat16", "float16"],
+        default=None,
+        help="run the audio encoder under autocast (faster on CPUs with bf16 support; small drift)",
+    )
 
 
 def add_generation_flags(parser: argparse.ArgumentParser) -> None:
     """Add the generation flags; :func:`generation_options` turns them into the model's keyword options."""
     g = parser.add_argument_group("generation")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the model's, 1.0)")
-    g.add_argument("--top-p", type=float, default=None, help="per-bit nucleus threshold (default: the model's, 0.97)")
-    g.add_argument("--cfg-scale", type=float, default=None,
-                   help="classifier-free guidance scale (default: the model's, 1.5; <= 1 disables it)")
+    g.add_argument(
+        "--temperature", type=float, default=None, help="sampling temperature (default: the model's, 1.0)"
+    )
+    g.add_argument(
+        "--top-p", type=float, default=None, help="per-bit nucleus threshold (default: the model's, 0.97)"
+    )
+    g.add_argument(
+        "--cfg-scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale (default: the model's, 1.5; <= 1 disables it)",
+    )
     g.add_argument("--no-smooth", action="store_true", help="skip the Savitzky-Golay smoothing")
-    g.add_argument("--style", default=None, metavar="MOTION_FILE",
-                   help="style clip (.npz/.npy/.json/.csv, at least 100 frames; its first window is used)")
-    g.add_argument("--prev-motion", default=None, metavar="MOTION_FILE",
-                   help="motion that precedes the audio (its last window is used)")
-    g.add_argument("--no-cache", action="store_true",
-                   help="recompute every scale in full, as the official code does (slower; equal within float rounding)")
+    g.add_argument(
+        "--style",
+        default=None,
+        metavar="MOTION_FILE",
+        help="style clip (.npz/.npy/.json/.csv, at least 100 frames; its first window is used)",
+    )
+    g.add_argument(
+        "--prev-motion",
+        default=None,
+        metavar="MOTION_FILE",
+        help="motion that precedes the audio (its last window is used)",
+    )
+    g.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="recompute every scale in full, as the official code does (slower; equal within float rounding)",
+    )
 
 
 def read_motion(path: str | os.PathLike[str] | None) -> Motion | None:

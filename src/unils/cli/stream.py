@@ -16,7 +16,8 @@ __all__ = ["register", "run"]
 def register(sub: Any) -> None:
     """Add the ``stream`` parser to ``sub`` (the ``unils`` subparsers)."""
     p = sub.add_parser(
-        "stream", help="replay audio through a streaming session; report latency and RTF",
+        "stream",
+        help="replay audio through a streaming session; report latency and RTF",
         description="Push AUDIO (and --partner) block by block through UniLS.stream, as a live call would, and "
         "report latency statistics as JSON. In exact mode (no --hop-frames) the frames equal `unils generate` "
         "with the same flags.",
@@ -24,7 +25,9 @@ def register(sub: Any) -> None:
     p.add_argument("audio", help="the person's voice")
     p.add_argument("--partner", "-p", default=None, help="the other person's audio")
     p.add_argument("--block-ms", type=float, default=20.0, help="block size pushed per call (ms, default 20)")
-    p.add_argument("--hop-frames", type=int, default=None, help="low-latency hop (frames); default exact mode")
+    p.add_argument(
+        "--hop-frames", type=int, default=None, help="low-latency hop (frames); default exact mode"
+    )
     p.add_argument("--realtime", action="store_true", help="push at real-time pace")
     p.add_argument("-o", "--output", default=None, help="also write the motion (.npz, .json, .csv)")
     options.add_model_flags(p)
@@ -46,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         channels = pad_to_same_length(a, load_audio(args.partner, target_rate=rate, name="partner"))
     block = max(1, int(args.block_ms * rate / 1000))
     frames: list[Any] = []
-    session = model.stream(partner=args.partner is not None, sample_rate=rate, hop_frames=args.hop_frames, **kw)
+    session = model.stream(
+        partner=args.partner is not None, sample_rate=rate, hop_frames=args.hop_frames, **kw
+    )
     t_start = time.perf_counter()
     with session:
         for start in range(0, channels[0].shape[0], block):
@@ -57,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
                 frames.append(out)
                 lag = (time.perf_counter() - t_start) - session.frames_emitted / model.fps
                 if not args.quiet:
-                    print(f"t={start / rate:7.2f}s  +{len(out):4d} frames  total {session.frames_emitted:6d}  "
-                          f"lag {lag:6.2f}s")
+                    print(
+                        f"t={start / rate:7.2f}s  +{len(out):4d} frames  total {session.frames_emitted:6d}  "
+                        f"lag {lag:6.2f}s"
+                    )
         frames.append(session.flush())
         stats = session.stats()
     motion = Motion.concatenate([f for f in frames if len(f)] or [Motion.zeros(0)])

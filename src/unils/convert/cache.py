@@ -111,18 +111,29 @@ def cached_conversion(
     source = audio_encoder() if callable(audio_encoder) else audio_encoder
     source = DEFAULT_AUDIO_ENCODER if source is None else source
     logger.info(
-        "%s is an official UniLS checkpoint: converting it once into %s (audio encoder: %s)", src, target, source
+        "%s is an official UniLS checkpoint: converting it once into %s (audio encoder: %s)",
+        src,
+        target,
+        source,
     )
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{target.name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
     try:
         report = convert_official(
-            src, tmp, audio_encoder=source, revision=revision, cache_dir=cache_dir,
-            local_files_only=local_files_only, token=token,
+            src,
+            tmp,
+            audio_encoder=source,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
         )
         record = {
-            "sha256": report.sha256, "source": str(src), "audio_encoder": report.audio_encoder_source,
-            "unils_version": __version__, "created": time.time(),
+            "sha256": report.sha256,
+            "source": str(src),
+            "audio_encoder": report.audio_encoder_source,
+            "unils_version": __version__,
+            "created": time.time(),
         }
         (tmp / SOURCE_NAME).write_text(json.dumps(record, indent=2), encoding="utf-8")
         try:
@@ -197,8 +208,13 @@ def maybe_convert_official(
         return None
     source = audio_encoder if audio_encoder is not None else _local_audio_folder(Path(folder), official)
     return cached_conversion(
-        official, audio_encoder=source, cache_root=cache_root, revision=revision, cache_dir=cache_dir,
-        local_files_only=local_files_only, token=token,
+        official,
+        audio_encoder=source,
+        cache_root=cache_root,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        token=token,
     )
 
 
@@ -230,7 +246,9 @@ def list_converted(cache_root: str | os.PathLike[str] | None = None) -> list[Con
     return sorted(copies, key=lambda c: c.created)
 
 
-def clear_converted(cache_root: str | os.PathLike[str] | None = None, *, sha256: str | None = None) -> list[ConvertedCopy]:
+def clear_converted(
+    cache_root: str | os.PathLike[str] | None = None, *, sha256: str | None = None
+) -> list[ConvertedCopy]:
     """Delete converted copies (all, or those whose sha256 starts with ``sha256``); return them.
 
     Raises:
@@ -238,7 +256,9 @@ def clear_converted(cache_root: str | os.PathLike[str] | None = None, *, sha256:
     """
     copies = [c for c in list_converted(cache_root) if sha256 is None or c.sha256.startswith(sha256.lower())]
     if sha256 is not None and not copies:
-        raise CheckpointNotFoundError(f"no converted copy whose sha256 starts with {sha256!r} in {_root(cache_root)}")
+        raise CheckpointNotFoundError(
+            f"no converted copy whose sha256 starts with {sha256!r} in {_root(cache_root)}"
+        )
     for c in copies:
         shutil.rmtree(c.path)
     root = _root(cache_root)

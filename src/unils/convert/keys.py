@@ -156,7 +156,6 @@ def lora_scale_from_meta(meta: Mapping[str, Any] | None) -> float | None:
     return None
 
 
-
 def convert_state_dict(
     official: Mapping[str, Tensor], lora_scale: float = 1.0
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], list[str], dict[str, str], list[str]]:
@@ -198,5 +197,3 @@ def convert_state_dict(
             "convert the stage-3 audio model (unils_loragen) checkpoint instead"
         )
     return ours, audio, merged, dropped, saved
-
-

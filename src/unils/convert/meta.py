@@ -133,5 +133,3 @@ def config_from_meta(
         return cfg.validate()
     except ValueError as exc:
         raise CheckpointError(f"the official configuration is not usable: {exc}") from exc
-
-

@@ -208,7 +208,9 @@ def convert_official(
     ours, audio, merged, dropped, saved = convert_state_dict(official, lora_scale)
     audio_from_argument = audio_encoder is not None
     if audio_encoder is not None:
-        audio_sd, w2v_cfg, audio_src = load_wav2vec2(audio_encoder, revision, cache_dir, local_files_only, token)
+        audio_sd, w2v_cfg, audio_src = load_wav2vec2(
+            audio_encoder, revision, cache_dir, local_files_only, token
+        )
         dropped.update({f"audio_encoder.{k}": "replaced by the audio_encoder argument" for k in audio})
     elif audio:
         audio_sd, w2v_cfg, audio_src = audio, infer_wav2vec2_config(audio), f"{src} (audio_encoder.* tensors)"
@@ -299,5 +301,3 @@ model = UniLS.from_pretrained("{folder}")
 ```
 """
     (folder / "README.md").write_text(text, encoding="utf-8")
-
-

@@ -150,11 +150,15 @@ def list_repo(
     try:
         info = HfApi().model_info(repo_id, revision=revision, token=token, files_metadata=True)
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise CheckpointNotFoundError(f"no Hub repo {repo_id} (revision {revision or 'main'}): {exc}") from exc
+        raise CheckpointNotFoundError(
+            f"no Hub repo {repo_id} (revision {revision or 'main'}): {exc}"
+        ) from exc
     except Exception as exc:  # network failures come as httpx/OS/Hub errors: fall back to the cache
         listing = _cache_listing(repo_id, revision, cache)
         if listing is None:
-            raise CheckpointNotFoundError(f"could not list {repo_id} on the Hub ({exc}) and it is not cached") from exc
+            raise CheckpointNotFoundError(
+                f"could not list {repo_id} on the Hub ({exc}) and it is not cached"
+            ) from exc
         logger.warning("could not reach the Hub (%s): using the cached snapshot %s", exc, listing.pinned)
         return listing
     listing = RepoFiles(repo_id, revision, info.sha, cache_dir=cache)
@@ -180,14 +184,22 @@ def fetch_file(
     from huggingface_hub.utils import are_progress_bars_disabled
 
     errors: tuple[type[BaseException], ...] = (
-        *_network_errors(), HfHubHTTPError, EntryNotFoundError, LocalEntryNotFoundError, OSError, ValueError
+        *_network_errors(),
+        HfHubHTTPError,
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        OSError,
+        ValueError,
     )
     size = listing.sizes.get(path)
     if listing.local_path(path) is None:
         large = size is not None and size >= LARGE_DOWNLOAD and not are_progress_bars_disabled()
         logger.log(
             logging.WARNING if large else logging.INFO,
-            "downloading %s from %s (%s)", path, listing.pinned, format_size(size),
+            "downloading %s from %s (%s)",
+            path,
+            listing.pinned,
+            format_size(size),
         )
     try:
         return Path(

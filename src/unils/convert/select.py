@@ -59,7 +59,9 @@ class Candidate:
     def describe(self) -> str:
         """``path (stage-3 audio model, from its metadata)``."""
         what = STAGE_NAMES.get(self.stage or 0, "stage unknown")
-        return f"{self.path} ({what}, from its {self.basis})" if self.stage else f"{self.path} (stage unknown)"
+        return (
+            f"{self.path} ({what}, from its {self.basis})" if self.stage else f"{self.path} (stage unknown)"
+        )
 
 
 def peek_stage(path: str | os.PathLike[str]) -> int | None:
@@ -69,7 +71,7 @@ def peek_stage(path: str | os.PathLike[str]) -> int | None:
     """
     try:
         obj = torch.load(Path(path), map_location="cpu", mmap=True, weights_only=True)
-    except Exception:  # noqa: BLE001 - not mappable (legacy format, not torch at all): the stage stays unknown
+    except Exception:
         return None
     if not isinstance(obj, Mapping):
         return None
@@ -77,7 +79,14 @@ def peek_stage(path: str | os.PathLike[str]) -> int | None:
     stage = stage_from_meta(meta)
     if stage is not None:
         return stage
-    state = next((obj[k] for k in ("model", "state_dict", "model_state_dict", "net") if isinstance(obj.get(k), Mapping)), obj)
+    state = next(
+        (
+            obj[k]
+            for k in ("model", "state_dict", "model_state_dict", "net")
+            if isinstance(obj.get(k), Mapping)
+        ),
+        obj,
+    )
     return stage_from_keys([strip_prefixes(str(k)) for k in state])
 
 
@@ -139,7 +148,9 @@ def choose_official(
         path = posixpath.join(subfolder.strip("/"), filename) if subfolder else filename
         if path not in files:
             listed = ", ".join(sorted(found)) or "none"
-            raise CheckpointNotFoundError(f"{where} has no file {filename!r} (official checkpoints there: {listed})")
+            raise CheckpointNotFoundError(
+                f"{where} has no file {filename!r} (official checkpoints there: {listed})"
+            )
         return Candidate(path, None, "choice", files[path])
     candidates = []
     for path, size in sorted(found.items(), key=lambda kv: _natural(kv[0])):
@@ -159,7 +170,9 @@ def choose_official(
                 f"{where} holds only training intermediates ({'; '.join(c.describe() for c in candidates)}), "
                 "no stage-3 audio model (unils_loragen) checkpoint"
             )
-        raise CheckpointNotFoundError(f"{where} holds no official checkpoint ({', '.join(OFFICIAL_SUFFIXES)} file)")
+        raise CheckpointNotFoundError(
+            f"{where} holds no official checkpoint ({', '.join(OFFICIAL_SUFFIXES)} file)"
+        )
     if len(kept) > 1:
         calls = [call(c.path) for c in kept]
         lines = "\n".join(f"  {c.describe()}:\n    {k}" for c, k in zip(kept, calls))

@@ -18,7 +18,13 @@ from ..errors import CheckpointError, CheckpointNotFoundError
 from ..nn.wav2vec2 import config_from_hf
 from .remote import fetch_file, is_repo_id, list_repo
 
-__all__ = ["DEFAULT_AUDIO_ENCODER", "WAV2VEC2_WEIGHTS", "infer_wav2vec2_config", "load_wav2vec2", "wav2vec2_drop_reason"]
+__all__ = [
+    "DEFAULT_AUDIO_ENCODER",
+    "WAV2VEC2_WEIGHTS",
+    "infer_wav2vec2_config",
+    "load_wav2vec2",
+    "wav2vec2_drop_reason",
+]
 
 logger = logging.getLogger("unils")
 
@@ -55,9 +61,15 @@ def load_wav2vec2(
         folder, weights, label = path, found, str(found)
     else:
         if not is_repo_id(str(source)):
-            raise CheckpointNotFoundError(f"audio encoder {source!r}: no such file or folder, and not a Hub repo id")
+            raise CheckpointNotFoundError(
+                f"audio encoder {source!r}: no such file or folder, and not a Hub repo id"
+            )
         listing = list_repo(
-            str(source), revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+            str(source),
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
         )
         name = next((n for n in WAV2VEC2_WEIGHTS if n in listing.sizes), None)
         if name is None:
@@ -83,7 +95,9 @@ def load_wav2vec2(
         try:
             sd = torch.load(weights, map_location="cpu", weights_only=True)
         except Exception as exc:  # unpickling errors have many types
-            raise CheckpointError(f"{weights} is not a readable torch file (weights_only=True): {exc}") from exc
+            raise CheckpointError(
+                f"{weights} is not a readable torch file (weights_only=True): {exc}"
+            ) from exc
     cfg_file = folder / "config.json"
     hf_cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
     if hf_cfg.get("add_adapter"):
@@ -143,5 +157,3 @@ def infer_wav2vec2_config(sd: Mapping[str, Tensor]) -> Wav2Vec2Config:
         num_conv_pos_embeddings=v.shape[2],
         num_conv_pos_embedding_groups=hidden // v.shape[1],
     )
-
-

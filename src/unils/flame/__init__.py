@@ -13,8 +13,24 @@ from __future__ import annotations
 
 from .indices import LIP_INDICES, LOWER_LIP_INDICES, UPPER_INDICES, UPPER_LIP_INDICES
 from .io import load_flame_arrays
-from .model import FLAME_NUM_JOINTS, FLAME_NUM_VERTICES, NUM_EXPRESSION, FlameModel, batch_rodrigues, pose_from_motion
-from .render import Camera, FlameFrameRenderer, fit_camera, rasterize, render_motion, render_vertices, write_rendered_video, write_video
+from .model import (
+    FLAME_NUM_JOINTS,
+    FLAME_NUM_VERTICES,
+    NUM_EXPRESSION,
+    FlameModel,
+    batch_rodrigues,
+    pose_from_motion,
+)
+from .render import (
+    Camera,
+    FlameFrameRenderer,
+    fit_camera,
+    rasterize,
+    render_motion,
+    render_vertices,
+    write_rendered_video,
+    write_video,
+)
 
 __all__ = [
     "FlameModel",

@@ -32,7 +32,7 @@ class _Foreign:
 
     origin: tuple[str, str] = ("", "")
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_Foreign":
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Foreign:
         obj = object.__new__(cls)
         obj.args = args
         obj.state = None
@@ -122,7 +122,9 @@ def _densify_sparse(obj: _Foreign, field: str) -> np.ndarray:
             r = np.asarray(state.get("row", state.get("coords", [None])[0]), dtype=np.int64)
             c = np.asarray(state.get("col", state.get("coords", [None, None])[1]), dtype=np.int64)
         else:
-            raise FlameError(f"FLAME field {field!r} is a scipy {name} (format {fmt!r}); only csc/csr/coo are read")
+            raise FlameError(
+                f"FLAME field {field!r} is a scipy {name} (format {fmt!r}); only csc/csr/coo are read"
+            )
         np.add.at(dense, (r, c), data)  # duplicates in an unsorted sparse matrix add up, as in scipy
     except FlameError:
         raise
@@ -160,7 +162,7 @@ def _read_pickle(path: Path) -> Mapping[str, Any]:
             data = _FlameUnpickler(fh, encoding="latin1").load()
     except FlameError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a damaged pickle can fail in many ways; all mean "not readable"
+    except Exception as exc:
         raise FlameError(f"{path} is not a readable FLAME pickle: {type(exc).__name__}: {exc}") from exc
     if not isinstance(data, Mapping):
         raise FlameError(f"{path} does not hold a FLAME model (expected a dict, got {type(data).__name__})")

@@ -110,12 +110,26 @@ def pose_from_motion(motion: Any, with_head_pose: bool = True) -> torch.Tensor:
         eye 2 ``[c106, c107, 0]``. Same dtype/device as a tensor input (float32 otherwise).
     """
     if isinstance(motion, torch.Tensor):
-        m = _as_motion_tensor(motion, motion.dtype if motion.is_floating_point() else torch.float32, motion.device)
+        m = _as_motion_tensor(
+            motion, motion.dtype if motion.is_floating_point() else torch.float32, motion.device
+        )
     else:
         m = _as_motion_tensor(motion, torch.float32, torch.device("cpu"))
     zero = torch.zeros_like(m[..., :1])
     head = m[..., 100:103] if with_head_pose else torch.zeros_like(m[..., 100:103])
-    parts = [head, zero, zero, zero, m[..., 103:104], zero, zero, m[..., 104:106], zero, m[..., 106:108], zero]
+    parts = [
+        head,
+        zero,
+        zero,
+        zero,
+        m[..., 103:104],
+        zero,
+        zero,
+        m[..., 104:106],
+        zero,
+        m[..., 106:108],
+        zero,
+    ]
     return torch.cat(parts, dim=-1)
 
 
@@ -153,9 +167,18 @@ class FlameModel(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        arr = {k: as_plain_array(v, k) for k, v in dict(
-            v_template=v_template, shapedirs=shapedirs, posedirs=posedirs, J_regressor=J_regressor,
-            weights=weights, kintree_table=kintree_table, f=faces).items()}
+        arr = {
+            k: as_plain_array(v, k)
+            for k, v in dict(
+                v_template=v_template,
+                shapedirs=shapedirs,
+                posedirs=posedirs,
+                J_regressor=J_regressor,
+                weights=weights,
+                kintree_table=kintree_table,
+                f=faces,
+            ).items()
+        }
         v_t = arr["v_template"]
         if v_t.ndim != 2 or v_t.shape[1] != 3:
             raise FlameError(f"v_template must be [V, 3], got {list(v_t.shape)}")
@@ -164,13 +187,17 @@ class FlameModel(nn.Module):
         if sd.ndim != 3 or sd.shape[:2] != (nv, 3):
             raise FlameError(f"shapedirs must be [{nv}, 3, K], got {list(sd.shape)}")
         if sd.shape[2] < num_expression:
-            raise FlameError(f"shapedirs has {sd.shape[2]} components, fewer than the {num_expression} expression ones")
+            raise FlameError(
+                f"shapedirs has {sd.shape[2]} components, fewer than the {num_expression} expression ones"
+            )
         jr = arr["J_regressor"]
         if jr.ndim != 2 or jr.shape[1] != nv:
             raise FlameError(f"J_regressor must be [J, {nv}], got {list(jr.shape)}")
         nj = jr.shape[0]
         if nj != FLAME_NUM_JOINTS:
-            raise FlameError(f"FLAME has {FLAME_NUM_JOINTS} joints (global, neck, jaw, eyes); this model has {nj}")
+            raise FlameError(
+                f"FLAME has {FLAME_NUM_JOINTS} joints (global, neck, jaw, eyes); this model has {nj}"
+            )
         w = arr["weights"]
         if w.shape != (nv, nj):
             raise FlameError(f"weights must be [{nv}, {nj}], got {list(w.shape)}")
@@ -183,7 +210,9 @@ class FlameModel(nn.Module):
         elif pd.shape == (nv * 3, npose):
             pd = pd.T
         else:
-            raise FlameError(f"posedirs must be [{nv}, 3, {npose}] (or [{npose}, {nv * 3}]), got {list(pd.shape)}")
+            raise FlameError(
+                f"posedirs must be [{nv}, 3, {npose}] (or [{npose}, {nv * 3}]), got {list(pd.shape)}"
+            )
         kt = arr["kintree_table"]
         parents = (kt[0] if kt.ndim == 2 else kt).astype(np.int64)
         if parents.shape != (nj,):
@@ -218,8 +247,11 @@ class FlameModel(nn.Module):
     # ------------------------------------------------------------------ construction / files
     @classmethod
     def from_file(
-        cls, path: str | os.PathLike[str], device: str | torch.device | None = None, dtype: torch.dtype = torch.float32
-    ) -> "FlameModel":
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> FlameModel:
         """Load a user-supplied FLAME model.
 
         Args:
@@ -237,10 +269,18 @@ class FlameModel(nn.Module):
         """
         arrays = load_flame_arrays(path)
         model = cls(
-            arrays["v_template"], arrays["shapedirs"], arrays["posedirs"], arrays["J_regressor"],
-            arrays["weights"], arrays["kintree_table"], arrays["f"], dtype=dtype,
+            arrays["v_template"],
+            arrays["shapedirs"],
+            arrays["posedirs"],
+            arrays["J_regressor"],
+            arrays["weights"],
+            arrays["kintree_table"],
+            arrays["f"],
+            dtype=dtype,
         )
-        logger.info("loaded FLAME model %s: %d vertices, %d faces", path, model.num_vertices, model.faces.shape[0])
+        logger.info(
+            "loaded FLAME model %s: %d vertices, %d faces", path, model.num_vertices, model.faces.shape[0]
+        )
         return model.to(device).eval() if device is not None else model.eval()
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -273,7 +313,11 @@ class FlameModel(nn.Module):
 
     # ------------------------------------------------------------------ LBS
     def forward(
-        self, expression: torch.Tensor, pose: torch.Tensor, shape: torch.Tensor | None = None, return_joints: bool = False
+        self,
+        expression: torch.Tensor,
+        pose: torch.Tensor,
+        shape: torch.Tensor | None = None,
+        return_joints: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Vertices from expression, full pose and (optional) shape, for any leading batch dimensions.
 
@@ -310,7 +354,9 @@ class FlameModel(nn.Module):
             elif s.shape[:-1] == lead:
                 s = s.reshape(n, -1)
             else:
-                raise MotionError(f"shape must be [S] or [..., S] with batch shape {list(lead)}, got {list(s.shape)}")
+                raise MotionError(
+                    f"shape must be [S] or [..., S] with batch shape {list(lead)}, got {list(s.shape)}"
+                )
             offsets = offsets + s @ self.shapedirs[: s.shape[1]]
         v_shaped = self.v_template + offsets.view(n, nv, 3)
         joints = torch.einsum("jv,nvc->njc", self.J_regressor, v_shaped)
@@ -362,7 +408,11 @@ class FlameModel(nn.Module):
         pose = pose_from_motion(m, with_head_pose=with_head_pose)
         expr = m[..., :NUM_EXPRESSION]
         lead = m.shape[:-1]
-        shp = None if shape is None else torch.as_tensor(np.asarray(shape) if not isinstance(shape, torch.Tensor) else shape)
+        shp = (
+            None
+            if shape is None
+            else torch.as_tensor(np.asarray(shape) if not isinstance(shape, torch.Tensor) else shape)
+        )
         if shp is not None and shp.ndim > 1:
             shp = shp.expand(*lead, shp.shape[-1]).reshape(-1, shp.shape[-1])
         flat_pose, flat_expr = pose.reshape(-1, pose.shape[-1]), expr.reshape(-1, NUM_EXPRESSION)
@@ -372,7 +422,9 @@ class FlameModel(nn.Module):
             s = None if shp is None else (shp if shp.ndim == 1 else shp[a : a + step])
             outs.append(self(flat_expr[a : a + step], flat_pose[a : a + step], shape=s))
         if not outs:
-            return torch.zeros(*lead, self.num_vertices, 3, dtype=self.v_template.dtype, device=self.v_template.device)
+            return torch.zeros(
+                *lead, self.num_vertices, 3, dtype=self.v_template.dtype, device=self.v_template.device
+            )
         return torch.cat(outs).reshape(*lead, self.num_vertices, 3)
 
     def extra_repr(self) -> str:

@@ -23,7 +23,16 @@ import torch
 
 from ..errors import MissingDependencyError, MotionError
 
-__all__ = ["Camera", "fit_camera", "rasterize", "render_vertices", "render_motion", "write_rendered_video", "write_video", "FlameFrameRenderer"]
+__all__ = [
+    "Camera",
+    "fit_camera",
+    "rasterize",
+    "render_vertices",
+    "render_motion",
+    "write_rendered_video",
+    "write_video",
+    "FlameFrameRenderer",
+]
 
 logger = logging.getLogger("unils.flame.render")
 
@@ -82,7 +91,9 @@ def fit_camera(vertices: Any, width: int = 512, height: int | None = None, margi
     return Camera((float(centre[0]), float(centre[1])), float(scale), int(width), int(height))
 
 
-def rasterize(screen: torch.Tensor, faces: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rasterize(
+    screen: torch.Tensor, faces: torch.Tensor, width: int, height: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Visible triangle and barycentric coordinates at every pixel centre (z-buffer, nearest = largest depth).
 
     A pixel ``(row, col)`` is sampled at its centre ``(col + 0.5, row + 0.5)``. Both windings are drawn
@@ -314,8 +325,12 @@ def write_rendered_video(
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {arr.dtype} {list(arr.shape)}")
     h, w = arr.shape[1:3]
-    kwargs: dict[str, Any] = {"codec": "libx264", "pix_fmt_out": "yuv420p", "macro_block_size": 1,
-                              "output_params": ["-crf", "18"]}
+    kwargs: dict[str, Any] = {
+        "codec": "libx264",
+        "pix_fmt_out": "yuv420p",
+        "macro_block_size": 1,
+        "output_params": ["-crf", "18"],
+    }
     if audio is not None:
         kwargs.update(audio_path=str(audio), audio_codec="aac", output_params=["-crf", "18", "-shortest"])
     writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=float(fps), **kwargs)
@@ -407,7 +422,9 @@ class FlameFrameRenderer:
             sel = idx[a : a + max(1, int(self.chunk))]
             panels = [self._panels(m.to_array()[sel], camera) for m in motions]
             for k, i in enumerate(sel):
-                yield self._compose([p[k] for p in panels], [None if x is None else bool(x[i]) for x in activity], labels)
+                yield self._compose(
+                    [p[k] for p in panels], [None if x is None else bool(x[i]) for x in activity], labels
+                )
 
     def still(
         self,
@@ -451,16 +468,27 @@ class FlameFrameRenderer:
     def _panels(self, motion: np.ndarray, camera: Camera) -> np.ndarray:
         with torch.no_grad():
             verts = self.flame.vertices(motion, with_head_pose=self.with_head_pose)
-        return render_vertices(verts, self.flame.faces, camera=camera, shading=self.shading, color=self.color,
-                               background=self.background, supersample=self.supersample)
+        return render_vertices(
+            verts,
+            self.flame.faces,
+            camera=camera,
+            shading=self.shading,
+            color=self.color,
+            background=self.background,
+            supersample=self.supersample,
+        )
 
-    def _compose(self, panels: list[np.ndarray], speaking: list[bool | None], labels: list[str]) -> np.ndarray:
+    def _compose(
+        self, panels: list[np.ndarray], speaking: list[bool | None], labels: list[str]
+    ) -> np.ndarray:
         panels = [p.copy() for p in panels]
         size = panels[0].shape[0]
         width = max(2, size // 80)
         for p, talk in zip(panels, speaking):
             if talk:
-                p[:width], p[-width:], p[:, :width], p[:, -width:] = (np.asarray(self.speaking_color, np.uint8),) * 4
+                p[:width], p[-width:], p[:, :width], p[:, -width:] = (
+                    np.asarray(self.speaking_color, np.uint8),
+                ) * 4
         frame = np.concatenate(panels, axis=1)
         try:
             from PIL import Image, ImageDraw

@@ -34,7 +34,9 @@ def _motion_files(folder: Path, what: str) -> dict[str, Path]:
     for f in sorted(folder.iterdir()):
         if f.is_file() and f.suffix.lower() in _MOTION_SUFFIXES:
             if f.stem in files:
-                raise EvaluationError(f"{what} folder {folder} has two files named {f.stem!r}: {files[f.stem].name}, {f.name}")
+                raise EvaluationError(
+                    f"{what} folder {folder} has two files named {f.stem!r}: {files[f.stem].name}, {f.name}"
+                )
             files[f.stem] = f
     return files
 
@@ -155,9 +157,13 @@ def evaluate_folder(
     missing = [n for n in gt_files if n not in pred_files]
     unmatched = [n for n in pred_files if n not in gt_files]
     if missing:
-        logger.warning("%d ground truth(s) have no prediction and are not scored: %s", len(missing), missing[:5])
+        logger.warning(
+            "%d ground truth(s) have no prediction and are not scored: %s", len(missing), missing[:5]
+        )
     if unmatched:
-        logger.warning("%d prediction(s) have no ground truth and are ignored: %s", len(unmatched), unmatched[:5])
+        logger.warning(
+            "%d prediction(s) have no ground truth and are ignored: %s", len(unmatched), unmatched[:5]
+        )
     per_file: dict[str, dict[str, float]] = {}
     frames: dict[str, int] = {}
     preds, gts = [], []
@@ -174,7 +180,9 @@ def evaluate_folder(
             )
         t = min(len(pred), len(gt))
         mask = None if truth.speech_mask is None else truth.speech_mask[:t]
-        per_file[name] = evaluate_sequence(pred[:t], gt[:t], speech_mask=mask, flame=flame, chunk_size=chunk_size)
+        per_file[name] = evaluate_sequence(
+            pred[:t], gt[:t], speech_mask=mask, flame=flame, chunk_size=chunk_size
+        )
         frames[name] = t
         preds.append(pred[:t])
         gts.append(gt[:t])

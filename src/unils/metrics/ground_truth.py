@@ -73,7 +73,9 @@ def save_ground_truth(
             rows.append(as_speech_mask(partner_speech_mask, frames))
         arrays["speech_mask"] = (np.stack(rows) if len(rows) == 2 else rows[0]).astype(np.uint8)
     with open(path, "wb") as fh:
-        np.savez_compressed(fh, **arrays, fps=np.float64(motion.fps), format_version=np.int64(MOTION_FORMAT_VERSION))
+        np.savez_compressed(
+            fh, **arrays, fps=np.float64(motion.fps), format_version=np.int64(MOTION_FORMAT_VERSION)
+        )
 
 
 def load_ground_truth(path: str | os.PathLike[str]) -> GroundTruth:
@@ -114,4 +116,3 @@ def load_ground_truth(path: str | os.PathLike[str]) -> GroundTruth:
             else:
                 raise EvaluationError(f"{p}: speech_mask must be [T] or [2, T], got {list(raw.shape)}")
     return GroundTruth(motion, partner, mask, partner_mask)
-

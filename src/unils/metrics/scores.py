@@ -42,6 +42,7 @@ METRIC_UNITS: Mapping[str, str] = {
     "JDD": "rad x100",
 }
 
+
 # ---------------------------------------------------------------------------------------------
 # Array helpers
 # ---------------------------------------------------------------------------------------------
@@ -69,7 +70,9 @@ def _pair(pred: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
 def _verts(pred: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
     p, g = _array(pred, "pred"), _array(gt, "gt")
     if p.shape != g.shape:
-        raise MotionError(f"pred and gt vertices must have the same shape, got {list(p.shape)} and {list(g.shape)}")
+        raise MotionError(
+            f"pred and gt vertices must have the same shape, got {list(p.shape)} and {list(g.shape)}"
+        )
     if p.ndim < 3 or p.shape[-1] != 3:
         raise MotionError(f"vertices must be [..., T, V, 3], got {list(p.shape)}")
     return p, g
@@ -248,12 +251,19 @@ def _mesh_frame_stats(pred: np.ndarray, gt: np.ndarray, flame: Any, chunk_size: 
     lip, upper = np.asarray(LIP_INDICES), np.asarray(UPPER_INDICES)
     nv = flame.num_vertices
     if lip.max() >= nv or upper.max() >= nv:
-        raise EvaluationError(f"the FLAME model has {nv} vertices; the metrics need the FLAME 2020 topology (5023)")
+        raise EvaluationError(
+            f"the FLAME model has {nv} vertices; the metrics need the FLAME 2020 topology (5023)"
+        )
     lip_max, mean_sq, up_p, up_g = [], [], [], []
     with torch.no_grad():
         for a in range(0, pred.shape[0], chunk_size):
-            vp = flame.vertices(pred[a : a + chunk_size], with_head_pose=False).double().cpu().numpy() * MM_PER_M
-            vg = flame.vertices(gt[a : a + chunk_size], with_head_pose=False).double().cpu().numpy() * MM_PER_M
+            vp = (
+                flame.vertices(pred[a : a + chunk_size], with_head_pose=False).double().cpu().numpy()
+                * MM_PER_M
+            )
+            vg = (
+                flame.vertices(gt[a : a + chunk_size], with_head_pose=False).double().cpu().numpy() * MM_PER_M
+            )
             sq = np.sum((vp - vg) ** 2, axis=-1)  # [t, V]
             lip_max.append(sq[:, lip].max(axis=1))
             mean_sq.append(sq.mean(axis=1))
@@ -274,7 +284,9 @@ def _mesh_from_stats(stats: Mapping[str, np.ndarray], sel: np.ndarray | slice) -
     return {
         "LVE": float(np.sqrt(lip_max.mean())) if n else math.nan,
         "MHD": float(np.sqrt(mean_sq.mean())) if n else math.nan,
-        "FDD": float(np.mean(np.abs(_unbiased_std(up_p, 0) - _unbiased_std(up_g, 0))) * 100.0) if n > 1 else math.nan,
+        "FDD": float(np.mean(np.abs(_unbiased_std(up_p, 0) - _unbiased_std(up_g, 0))) * 100.0)
+        if n > 1
+        else math.nan,
     }
 
 
@@ -315,7 +327,9 @@ def evaluate_sequence(
         listening = ~speaking
         s_ok, l_ok = int(speaking.sum()) > 1, int(listening.sum()) > 1
         if stats is not None:
-            s_mesh = _mesh_from_stats(stats, speaking) if s_ok else dict.fromkeys(("LVE", "MHD", "FDD"), math.nan)
+            s_mesh = (
+                _mesh_from_stats(stats, speaking) if s_ok else dict.fromkeys(("LVE", "MHD", "FDD"), math.nan)
+            )
             out.update({f"S_{k}": v for k, v in s_mesh.items()})
         out["S_PDD"] = pose_dynamics_deviation(p[speaking], g[speaking]) if s_ok else math.nan
         out["S_JDD"] = jaw_dynamics_deviation(p[speaking], g[speaking]) if s_ok else math.nan

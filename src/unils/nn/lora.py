@@ -58,8 +58,13 @@ class LoRALinear(nn.Module):
 
     def merged(self) -> nn.Linear:
         """A plain ``nn.Linear`` with the adapter folded into its weight."""
-        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
-                        device=self.base.weight.device, dtype=self.base.weight.dtype)
+        out = nn.Linear(
+            self.base.in_features,
+            self.base.out_features,
+            bias=self.base.bias is not None,
+            device=self.base.weight.device,
+            dtype=self.base.weight.dtype,
+        )
         with torch.no_grad():
             out.weight.copy_(merged_weight(self.base.weight, self.lora_A, self.lora_B, self.scale))
             if self.base.bias is not None:

@@ -138,7 +138,13 @@ def write_dataset_json(root: str | os.PathLike[str], **extra: object) -> Path:
     """Write the ``dataset.json`` marker (with any extra fields, e.g. how the data was made)."""
     Path(root).mkdir(parents=True, exist_ok=True)
     path = Path(root) / "dataset.json"
-    meta = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "fps": FPS, "sample_rate": SAMPLE_RATE, **extra}
+    meta = {
+        "format": DATASET_FORMAT,
+        "version": DATASET_VERSION,
+        "fps": FPS,
+        "sample_rate": SAMPLE_RATE,
+        **extra,
+    }
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -209,9 +215,13 @@ def _scan(root: Path, load: bool) -> tuple[DatasetReport, TrainingData]:
             report.errors.append(f"{meta_path}: not valid JSON ({exc})")
             meta = {}
         if meta and meta.get("format") != DATASET_FORMAT:
-            report.errors.append(f"{meta_path}: format is {meta.get('format')!r}, expected {DATASET_FORMAT!r}")
+            report.errors.append(
+                f"{meta_path}: format is {meta.get('format')!r}, expected {DATASET_FORMAT!r}"
+            )
         if meta and meta.get("version") != DATASET_VERSION:
-            report.errors.append(f"{meta_path}: version {meta.get('version')!r} not supported (expects {DATASET_VERSION})")
+            report.errors.append(
+                f"{meta_path}: version {meta.get('version')!r} not supported (expects {DATASET_VERSION})"
+            )
         for key, want in (("fps", FPS), ("sample_rate", SAMPLE_RATE)):
             if meta and key in meta and meta[key] != want:
                 report.errors.append(f"{meta_path}: {key} {meta[key]} (unils trains at {want})")
@@ -222,31 +232,43 @@ def _scan(root: Path, load: bool) -> tuple[DatasetReport, TrainingData]:
         if not clip.is_dir():
             report.warnings.append(f"{clip}: not a clip folder, ignored")
             continue
-        arrays = _read_motion(clip / "motion.npz", ("speaker0", "speaker1"), report) if (
-            clip / "motion.npz").is_file() else None
+        arrays = (
+            _read_motion(clip / "motion.npz", ("speaker0", "speaker1"), report)
+            if (clip / "motion.npz").is_file()
+            else None
+        )
         if arrays is None:
             if not (clip / "motion.npz").is_file():
                 report.errors.append(f"{clip / 'motion.npz'}: missing")
             continue
         m0, m1 = arrays["speaker0"], arrays["speaker1"]
         if m0.shape != m1.shape:
-            report.errors.append(f"{clip / 'motion.npz'}: speaker0 {list(m0.shape)} and speaker1 {list(m1.shape)} differ")
+            report.errors.append(
+                f"{clip / 'motion.npz'}: speaker0 {list(m0.shape)} and speaker1 {list(m1.shape)} differ"
+            )
             continue
         mask = arrays.get("speech_mask")
         if mask is not None and mask.shape != (2, m0.shape[0]):
-            report.errors.append(f"{clip / 'motion.npz'}: speech_mask must be [2, {m0.shape[0]}], got {list(mask.shape)}")
+            report.errors.append(
+                f"{clip / 'motion.npz'}: speech_mask must be [2, {m0.shape[0]}], got {list(mask.shape)}"
+            )
             continue
         paths = (clip / "speaker0.wav", clip / "speaker1.wav")
-        if not all([_check_audio(p, m0.shape[0], report) for p in paths]):
+        # A list, not a generator: both files are checked so the report names every problem.
+        if not all([_check_audio(p, m0.shape[0], report) for p in paths]):  # noqa: C419
             continue
         if m0.shape[0] <= CLIP + 1:
-            report.warnings.append(f"{clip.name}: {m0.shape[0]} frames, too short (needs > {CLIP + 1}); skipped")
+            report.warnings.append(
+                f"{clip.name}: {m0.shape[0]} frames, too short (needs > {CLIP + 1}); skipped"
+            )
             continue
         report.conversations += 1
         report.frames += m0.shape[0]
         if load:
             data.conversations.append(
-                Conversation(clip.name, np.stack([m0, m1]), paths, None if mask is None else mask.astype(bool))
+                Conversation(
+                    clip.name, np.stack([m0, m1]), paths, None if mask is None else mask.astype(bool)
+                )
             )
     for path in sorted(mo_dir.glob("*.npz")) if mo_dir.is_dir() else []:
         arrays = _read_motion(path, ("motion",), report)
@@ -254,7 +276,9 @@ def _scan(root: Path, load: bool) -> tuple[DatasetReport, TrainingData]:
             continue
         m = arrays["motion"]
         if m.shape[0] <= CLIP + 1:
-            report.warnings.append(f"{path.name}: {m.shape[0]} frames, too short (needs > {CLIP + 1}); skipped")
+            report.warnings.append(
+                f"{path.name}: {m.shape[0]} frames, too short (needs > {CLIP + 1}); skipped"
+            )
             continue
         report.motion_only += 1
         report.frames += m.shape[0]
@@ -323,10 +347,10 @@ class ClipSampler:
         self.stride = stride
         self.rng = np.random.default_rng(seed)
         self.sequences = data.motion_sequences()
-        self.motion_index = [(i, s) for i, seq in enumerate(self.sequences) for s in self._starts(len(seq.motion))]
-        self.pair_index = [
-            (i, s) for i, c in enumerate(data.conversations) for s in self._starts(c.frames)
+        self.motion_index = [
+            (i, s) for i, seq in enumerate(self.sequences) for s in self._starts(len(seq.motion))
         ]
+        self.pair_index = [(i, s) for i, c in enumerate(data.conversations) for s in self._starts(c.frames)]
 
     def _starts(self, length: int) -> range:
         return range(0, length - self.clip, self.stride)
@@ -373,8 +397,14 @@ class ClipSampler:
             conv = self.data.conversations[i]
             start = self._start(s, conv.frames)
             out.append(self.clips(conv.motion, start))
-            audio.append(np.stack([_read_window(path, start * spf, self.clip * spf, conv.frames * spf)
-                                   for path in conv.audio_paths]))
+            audio.append(
+                np.stack(
+                    [
+                        _read_window(path, start * spf, self.clip * spf, conv.frames * spf)
+                        for path in conv.audio_paths
+                    ]
+                )
+            )
         return PairBatch(*(np.stack(x) for x in zip(*out)), audio=np.stack(audio))
 
 
@@ -383,5 +413,5 @@ def _read_window(path: Path, start: int, length: int, total: int) -> np.ndarray:
     stop = min(start + length, total)
     samples, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=False)
     out = np.zeros(length, np.float32)
-    out[: samples.shape[0]] = samples[: length]
+    out[: samples.shape[0]] = samples[:length]
     return out

@@ -309,7 +309,7 @@ def synthesize(text: str, voice: Voice = Voice(), *, sample_rate: int = SAMPLE_R
                     name = ev.id.string if ev.type == _EVENT_PHONEME else b""
                     raw_events.append((ev.type, ev.audio_position, ev.text_position, ev.length, name))
                 i += 1
-        except BaseException as exc:  # noqa: BLE001 - re-raised after espeak_Synth returns
+        except BaseException as exc:
             failures.append(exc)
             return 1
         return 0

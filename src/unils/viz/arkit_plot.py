@@ -66,8 +66,14 @@ def plot_arkit(
     n = len(anims)
     width, height = 6.4 * n, 1.6 * len(rows) + 0.9
     fig = Figure(figsize=(width, height), dpi=dpi)
-    fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.3 / height,
-                        wspace=0.8 * n / width, hspace=0.22)
+    fig.subplots_adjust(
+        left=0.8 / width,
+        right=1 - 0.15 / width,
+        bottom=0.5 / height,
+        top=1 - 0.3 / height,
+        wspace=0.8 * n / width,
+        hspace=0.22,
+    )
     axes = np.array(fig.subplots(len(rows), n, sharex=True, squeeze=False))
     for j, anim in enumerate(anims):
         t = anim.times
@@ -100,7 +106,9 @@ def _row(ax: Any, row: str, anim: ArkitAnimation, expression_channels: int) -> N
     elif row == "eyeLook":
         for name in _EYE_LOOK:
             if anim.weight(name).any():
-                ax.plot(t, anim.weight(name), lw=1.0, ls="-" if name.endswith("Left") else "--", label=name[7:])
+                ax.plot(
+                    t, anim.weight(name), lw=1.0, ls="-" if name.endswith("Left") else "--", label=name[7:]
+                )
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("eyeLook*")
         if ax.get_legend_handles_labels()[0]:
@@ -113,7 +121,13 @@ def _row(ax: Any, row: str, anim: ArkitAnimation, expression_channels: int) -> N
     elif row == "gaze":
         for e, side in enumerate(("left", "right")):
             for k, comp in enumerate(("yaw", "pitch")):
-                ax.plot(t, np.degrees(anim.eyes[:, e, k]), lw=1.0, ls="-" if e == 0 else "--", label=f"{side} {comp}")
+                ax.plot(
+                    t,
+                    np.degrees(anim.eyes[:, e, k]),
+                    lw=1.0,
+                    ls="-" if e == 0 else "--",
+                    label=f"{side} {comp}",
+                )
         ax.set_ylabel("gaze (deg)")
         ax.legend(loc="upper right", fontsize=7, ncol=4)
     else:

@@ -151,12 +151,21 @@ def render_preview(
     if partner_audio is not None and n != 1:
         raise AudioError("partner_audio is for a single motion; with two motions pass audio=[a, b]")
     num_samples = round(T / motion_fps * SAMPLE_RATE)
-    tracks = [None if a is None else _load_track(a, f"audio of {labels[j]}", sample_rate) for j, a in enumerate(audio)]
-    activity = [None if x is None else speech_activity(x, SAMPLE_RATE, motion_fps, num_frames=T) for x in tracks]
+    tracks = [
+        None if a is None else _load_track(a, f"audio of {labels[j]}", sample_rate)
+        for j, a in enumerate(audio)
+    ]
+    activity = [
+        None if x is None else speech_activity(x, SAMPLE_RATE, motion_fps, num_frames=T) for x in tracks
+    ]
     for j, x in enumerate(tracks):
         if x is not None and abs(x.shape[0] - num_samples) > SAMPLE_RATE / motion_fps:
-            logger.warning("preview: %s's audio lasts %.2f s but the motion %.2f s; cut or padded to the motion",
-                           labels[j], x.shape[0] / SAMPLE_RATE, T / motion_fps)
+            logger.warning(
+                "preview: %s's audio lasts %.2f s but the motion %.2f s; cut or padded to the motion",
+                labels[j],
+                x.shape[0] / SAMPLE_RATE,
+                T / motion_fps,
+            )
     mix_tracks = list(tracks)
     if partner_audio is not None:
         partner = _load_track(partner_audio, "partner audio", sample_rate)
@@ -173,7 +182,11 @@ def render_preview(
         if hasattr(render, "still"):
             frame = render.still(motions, i, size=size, activity=activity, labels=labels)
         else:  # any FrameRenderer: take its frame i
-            frame = next(itertools.islice(render(motions, size=size, fps=None, activity=activity, labels=labels), i, None))
+            frame = next(
+                itertools.islice(
+                    render(motions, size=size, fps=None, activity=activity, labels=labels), i, None
+                )
+            )
         write_png(frame, out)
         return PreviewResult(out, 1, out_fps, motions, activity, has_audio=False)
     frames = render(motions, size=size, fps=out_fps, activity=activity, labels=labels)
@@ -201,7 +214,9 @@ def _resolve_model(model: Any) -> Any:
         return UniLS.from_pretrained(model)
     if callable(model):
         return model()
-    raise TypeError(f"model must be a UniLS, a path / repo id or a zero-argument loader, got {type(model).__name__}")
+    raise TypeError(
+        f"model must be a UniLS, a path / repo id or a zero-argument loader, got {type(model).__name__}"
+    )
 
 
 def _gather(
@@ -293,8 +308,17 @@ def preview_from_files(
     if save_motion is not None:
         for j, m in enumerate(motions):
             save_motion(j, m)
-    return render_preview(motions, output, audio=tracks, partner_audio=extra, fps=fps, size=size,
-                          labels=labels or names, renderer=renderer, at=at)
+    return render_preview(
+        motions,
+        output,
+        audio=tracks,
+        partner_audio=extra,
+        fps=fps,
+        size=size,
+        labels=labels or names,
+        renderer=renderer,
+        at=at,
+    )
 
 
 def plot_from_files(

@@ -79,7 +79,6 @@ def _articulation(symbol: str) -> tuple[float, float, float, float, bool]:
     return jaw, _ROUNDED.get(symbol, 0.0), _SPREAD.get(symbol, 0.0), 0.0, True
 
 
-
 # -- signal helpers (100 Hz) -----------------------------------------------------------------------
 def _index(t: float) -> int:
     return math.floor(t / DT + 1e-9)
