@@ -9,7 +9,7 @@ from typing import Any
 
 from ..batch.command import add_batch_arguments, run_batch_command
 from ..errors import UniLSError
-from . import options
+from . import arkit_flags, options
 
 __all__ = ["register", "run"]
 
@@ -38,6 +38,7 @@ def register(sub: Any) -> None:
     )
     options.add_model_flags(p)
     options.add_generation_flags(p)
+    arkit_flags.add_arkit_file_flag(p)
     add_batch_arguments(p)
     p.set_defaults(func=run)
 
@@ -53,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if args.both and args.partner is None:
         raise UniLSError("--both needs --partner")
     kw = options.generation_options(args)
+    # Refuse a bad --arkit path or map before the (long) generation.
+    arkit_out = arkit_flags.check_arkit_path(args.arkit)
+    conv = arkit_flags.converter(args) if arkit_out is not None else None
     model = options.load_model(args)
     t0 = time.perf_counter()
     out = Path(args.output)
@@ -62,15 +66,19 @@ def run(args: argparse.Namespace) -> int:
             a_path, b_path = out, out.with_name(out.stem + "_partner" + out.suffix)
         else:
             a_path, b_path = out / "self.npz", out / "partner.npz"
-        a_path.parent.mkdir(parents=True, exist_ok=True)
-        first.save(a_path)
-        second.save(b_path)
-        written, frames = f"{a_path}, {b_path}", len(first)
+        people = [(first, a_path), (second, b_path)]
     else:
-        motion = model.generate(args.audio, args.partner, progress=not args.quiet, **kw)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        motion.save(out)
-        written, frames = str(out), len(motion)
+        people = [(model.generate(args.audio, args.partner, progress=not args.quiet, **kw), out)]
+    written = []
+    for i, (motion, path) in enumerate(people):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written.append(str(motion.save(path)))
+        if conv is not None and arkit_out is not None:
+            target = (
+                arkit_out if i == 0 else arkit_out.with_name(f"{arkit_out.stem}_partner{arkit_out.suffix}")
+            )
+            written.append(str(conv.push(motion).save(target, mirror=getattr(args, "mirror", False))))
+    frames = len(people[0][0])
     dt = time.perf_counter() - t0
-    print(f"wrote {written}: {frames} frames ({frames / model.fps:.2f} s) in {dt:.2f} s")
+    print(f"wrote {', '.join(written)}: {frames} frames ({frames / model.fps:.2f} s) in {dt:.2f} s")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from . import arkit_flags
+
 __all__ = ["register", "run"]
 
 
@@ -27,6 +29,12 @@ def register(sub: Any) -> None:
         "--expression-coefs", type=int, default=6, help="leading expression coefficients drawn (default 6)"
     )
     p.add_argument("--dpi", type=int, default=100, help="resolution (default 100)")
+    p.add_argument(
+        "--arkit",
+        action="store_true",
+        help="plot the ARKit-52 curves (jawOpen, eyeLook*, head, gaze) instead",
+    )
+    arkit_flags.add_map_flags(p)
     p.set_defaults(func=run)
 
 
@@ -42,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         labels=args.labels,
         expression_coefs=args.expression_coefs,
         dpi=args.dpi,
+        arkit=arkit_flags.converter(args) if args.arkit else None,
     )
     print(f"wrote {out}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import options
+from . import arkit_flags, options
 
 __all__ = ["register", "run"]
 
@@ -48,6 +48,13 @@ def register(sub: Any) -> None:
         help="draw FLAME meshes with your FLAME 2020 model (generic_model.pkl or .pt) "
         "instead of the schematic face",
     )
+    p.add_argument(
+        "--arkit-plot",
+        default=None,
+        metavar="IMAGE",
+        help="also plot the people's ARKit-52 curves (jawOpen, eyeLook*, head, gaze) to IMAGE (.png/.pdf/.svg)",
+    )
+    arkit_flags.add_map_flags(p)
     options.add_model_flags(p)
     options.add_generation_flags(p)
     p.set_defaults(func=run)
@@ -61,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.save_motion)
         motion.save(out if index == 0 else out.with_name(f"{out.stem}_partner{out.suffix}"))
 
+    if args.arkit_plot:
+        arkit_flags.converter(args)  # a bad map is refused before any work
     renderer: Any = None
     if args.flame:
         from ..flame import FlameFrameRenderer, FlameModel
@@ -88,4 +97,13 @@ def run(args: argparse.Namespace) -> int:
         renderer=renderer,
     )
     print(result.summary())
+    if args.arkit_plot:
+        from ..viz.arkit_plot import plot_arkit
+
+        conv = arkit_flags.converter(args)
+        labels = args.labels or [chr(ord("A") + i) for i in range(len(result.motions))]
+        plot_arkit(
+            [conv.push(m) for m in result.motions], args.arkit_plot, labels=labels, activity=result.activity
+        )
+        print(f"wrote {args.arkit_plot}")
     return 0

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import options
+from . import arkit_flags, options
 
 __all__ = ["register", "run"]
 
@@ -30,6 +30,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--realtime", action="store_true", help="push at real-time pace")
     p.add_argument("-o", "--output", default=None, help="also write the motion (.npz, .json, .csv)")
+    arkit_flags.add_livelink_flags(p)
     options.add_model_flags(p)
     options.add_generation_flags(p)
     p.set_defaults(func=run)
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     kw = options.generation_options(args)
     model = options.load_model(args)
+    livelink = arkit_flags.sender(args, fps=float(model.fps))
+    conv = arkit_flags.converter(args) if livelink is not None else None
     rate = model.config.sample_rate
     a = load_audio(args.audio, target_rate=rate, name="audio")
     channels = [a]
@@ -60,17 +63,27 @@ def run(args: argparse.Namespace) -> int:
             out = session.push(*[c[start : start + block] for c in channels])
             if len(out):
                 frames.append(out)
+                if livelink is not None and conv is not None:
+                    livelink.send(conv.push(out))
                 lag = (time.perf_counter() - t_start) - session.frames_emitted / model.fps
                 if not args.quiet:
                     print(
                         f"t={start / rate:7.2f}s  +{len(out):4d} frames  total {session.frames_emitted:6d}  "
                         f"lag {lag:6.2f}s"
                     )
-        frames.append(session.flush())
+        rest = session.flush()
+        frames.append(rest)
+        if livelink is not None and conv is not None:
+            if len(rest):
+                livelink.send(conv.push(rest))
+            livelink.close()
         stats = session.stats()
     motion = Motion.concatenate([f for f in frames if len(f)] or [Motion.zeros(0)])
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         motion.save(args.output)
-    print(json.dumps({"frames": len(motion), **stats.__dict__}, indent=2))
+    report: dict[str, Any] = {"frames": len(motion), **stats.__dict__}
+    if livelink is not None:
+        report["livelink"] = {"packets": livelink.packets_sent, "errors": livelink.errors}
+    print(json.dumps(report, indent=2))
     return 0

@@ -330,6 +330,7 @@ def plot_from_files(
     labels: Sequence[str] | None = None,
     expression_coefs: int = 6,
     dpi: int = 100,
+    arkit: Any = None,
 ) -> Path:
     """``unils plot``: coefficient curves of one or two motion files under their speech activity.
 
@@ -339,8 +340,10 @@ def plot_from_files(
         audio: the first person's audio (for the speech shading).
         partner_audio: the second person's audio.
         labels: names (default: the files' names).
-        expression_coefs: leading expression coefficients to draw.
+        expression_coefs: leading expression coefficients to draw (with ``arkit``: mapped blendshapes).
         dpi: resolution.
+        arkit: an :class:`~unils.arkit.ArkitConverter`: plot the ARKit curves (jawOpen, eyeLook*, head
+            and gaze angles, mapped expressions) of the motions instead of their FLAME coefficients.
 
     Returns:
         The output path.
@@ -363,5 +366,13 @@ def plot_from_files(
     from .plot import plot_motion
 
     out = Path(output)
+    if arkit is not None:
+        from .arkit_plot import plot_arkit
+
+        animations = [arkit.push(m) for m in motions]
+        plot_arkit(
+            animations, out, labels=names, activity=activity, expression_channels=expression_coefs, dpi=dpi
+        )
+        return out
     plot_motion(motions, out, activity=activity, labels=names, expression_coefs=expression_coefs, dpi=dpi)
     return out
