@@ -243,8 +243,9 @@ class Generator(nn.Module):
     def num_tokens(self) -> int:
         return self.offsets[-1]
 
-    def _typed_blocks(self) -> list[GeneratorBlock]:
-        # nn.ModuleList yields plain Modules to the type checker; __init__ fills it with GeneratorBlocks.
+    def block_list(self) -> list[GeneratorBlock]:
+        """The transformer blocks in order (``blocks`` itself is an untyped ``nn.ModuleList``)."""
+        # __init__ fills ``blocks`` with GeneratorBlocks only.
         return cast("list[GeneratorBlock]", list(self.blocks))
 
     # ------------------------------------------------------------------ inputs
@@ -292,7 +293,7 @@ class Generator(nn.Module):
 
     def _null_audio_params(self) -> list[Tensor]:
         params: list[Tensor] = [self.self_pos, self.other_pos]
-        for blk in self._typed_blocks():
+        for blk in self.block_list():
             for attn in (blk.self_audio_attn, blk.other_audio_attn):
                 params += [
                     attn.k_proj.weight,
@@ -327,8 +328,8 @@ class Generator(nn.Module):
         s = self_features.to(dtype) + self.self_pos
         o = other_features.to(dtype) + self.other_pos
         return AudioContext(
-            self_kv=[blk.self_audio_attn.context_kv(s, table) for blk in self._typed_blocks()],
-            other_kv=[blk.other_audio_attn.context_kv(o, table) for blk in self._typed_blocks()],
+            self_kv=[blk.self_audio_attn.context_kv(s, table) for blk in self.block_list()],
+            other_kv=[blk.other_audio_attn.context_kv(o, table) for blk in self.block_list()],
         )
 
     # ------------------------------------------------------------------ cached path
