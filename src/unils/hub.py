@@ -150,8 +150,8 @@ def _resolve_folder(
     label: str,
     filename: str | None,
     subfolder: str | None,
-    audio_encoder: object,
-    cache_dir: object,
+    audio_encoder: str | os.PathLike[str] | None,
+    cache_dir: str | os.PathLike[str] | None,
     local_files_only: bool,
     token: str | bool | None,
 ) -> Resolved:
@@ -175,10 +175,10 @@ def _resolve_folder(
     folder = cached_conversion(
         official,
         audio_encoder=audio_encoder,
-        sha256=sha,  # type: ignore[arg-type]
+        sha256=sha,
         cache_dir=cache_dir,
         local_files_only=local_files_only,
-        token=token,  # type: ignore[arg-type]
+        token=token,
     )
     return Resolved(folder, "folder", label, files, official.relative_to(path).as_posix(), sha)
 

@@ -31,6 +31,8 @@ class _Foreign:
     """Stand-in for a chumpy or scipy.sparse object: keeps whatever state the pickle gives it."""
 
     origin: tuple[str, str] = ("", "")
+    args: tuple[Any, ...]
+    state: Any
 
     def __new__(cls, *args: Any, **kwargs: Any) -> _Foreign:
         obj = object.__new__(cls)
@@ -110,6 +112,8 @@ def _densify_sparse(obj: _Foreign, field: str) -> np.ndarray:
     name = obj.origin[1]
     fmt = state.get("format") or name[:3]
     try:
+        if shape is None:
+            raise KeyError("_shape")  # same report as any other missing sparse field
         rows, cols = (int(s) for s in shape)
         dense = np.zeros((rows, cols), dtype=np.float64)
         data = np.asarray(state["data"], dtype=np.float64)

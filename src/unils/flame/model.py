@@ -154,6 +154,16 @@ class FlameModel(nn.Module):
         FlameError: inconsistent shapes, not 5 joints, or a parent that does not precede its child.
     """
 
+    # Buffers, declared so that the type checker sees tensors instead of ``Module.__getattr__``'s union.
+    v_template: torch.Tensor
+    shapedirs: torch.Tensor
+    exprdirs: torch.Tensor
+    posedirs: torch.Tensor
+    J_regressor: torch.Tensor
+    lbs_weights: torch.Tensor
+    faces: torch.Tensor
+    parents: torch.Tensor
+
     def __init__(
         self,
         v_template: Any,

@@ -74,7 +74,10 @@ def save_ground_truth(
         arrays["speech_mask"] = (np.stack(rows) if len(rows) == 2 else rows[0]).astype(np.uint8)
     with open(path, "wb") as fh:
         np.savez_compressed(
-            fh, **arrays, fps=np.float64(motion.fps), format_version=np.int64(MOTION_FORMAT_VERSION)
+            fh,
+            **arrays,  # type: ignore[arg-type]  # numpy's stub: a **dict could set allow_pickle
+            fps=np.float64(motion.fps),
+            format_version=np.int64(MOTION_FORMAT_VERSION),
         )
 
 

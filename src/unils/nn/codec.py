@@ -85,6 +85,10 @@ class MotionCodec(nn.Module):
     Works on windows of ``config.window`` frames (100 for the official models).
     """
 
+    # Buffers, declared so that the type checker sees tensors instead of ``Module.__getattr__``'s union.
+    motion_mean: Tensor
+    motion_std: Tensor
+
     def __init__(self, config: CodecConfig) -> None:
         super().__init__()
         self.config = config

@@ -20,6 +20,7 @@ Parameter names map one-to-one to the official ``UniLSGen`` (see :mod:`unils.con
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +108,10 @@ class GeneratorBlock(nn.Module):
     exist. ``drop_path`` is the stochastic-depth rate of every residual branch during training.
     """
 
+    # Only set when the block has audio (``with_audio`` tests for them); declared for the type checker.
+    self_audio_attn: CrossAttention
+    other_audio_attn: CrossAttention
+
     def __init__(
         self,
         dim: int,
@@ -164,6 +169,10 @@ class GeneratorBlock(nn.Module):
 
 class Generator(nn.Module):
     """The UniLS token generator: embeddings, transformer blocks and the per-bit logits head."""
+
+    # Buffers, declared so that the type checker sees tensors instead of ``Module.__getattr__``'s union.
+    token_pos: Tensor
+    token_level: Tensor
 
     def __init__(
         self,
@@ -234,6 +243,11 @@ class Generator(nn.Module):
     def num_tokens(self) -> int:
         return self.offsets[-1]
 
+    def block_list(self) -> list[GeneratorBlock]:
+        """The transformer blocks in order (``blocks`` itself is an untyped ``nn.ModuleList``)."""
+        # __init__ fills ``blocks`` with GeneratorBlocks only.
+        return cast("list[GeneratorBlock]", list(self.blocks))
+
     # ------------------------------------------------------------------ inputs
     def condition_tokens(self, style_features: Tensor, prev_features: Tensor) -> Tensor:
         """Prefix tokens [B, 2W, D] from the codec sum features of the style and previous clips."""
@@ -278,8 +292,8 @@ class Generator(nn.Module):
         )
 
     def _null_audio_params(self) -> list[Tensor]:
-        params = [self.self_pos, self.other_pos]
-        for blk in self.blocks:
+        params: list[Tensor] = [self.self_pos, self.other_pos]
+        for blk in self.block_list():
             for attn in (blk.self_audio_attn, blk.other_audio_attn):
                 params += [
                     attn.k_proj.weight,
@@ -314,8 +328,8 @@ class Generator(nn.Module):
         s = self_features.to(dtype) + self.self_pos
         o = other_features.to(dtype) + self.other_pos
         return AudioContext(
-            self_kv=[blk.self_audio_attn.context_kv(s, table) for blk in self.blocks],
-            other_kv=[blk.other_audio_attn.context_kv(o, table) for blk in self.blocks],
+            self_kv=[blk.self_audio_attn.context_kv(s, table) for blk in self.block_list()],
+            other_kv=[blk.other_audio_attn.context_kv(o, table) for blk in self.block_list()],
         )
 
     # ------------------------------------------------------------------ cached path

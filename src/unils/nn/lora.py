@@ -96,10 +96,10 @@ def apply_lora(root: nn.Module, targets: list[str], r: int, alpha: float, dropou
 
 def merge_lora_modules(root: nn.Module) -> list[str]:
     """Replace every :class:`LoRALinear` inside ``root`` by its merged ``nn.Linear`` (in place)."""
-    names = [n for n, m in root.named_modules() if isinstance(m, LoRALinear)]
-    for name in names:
-        _set(root, name, root.get_submodule(name).merged())
-    return names
+    found = [(n, m) for n, m in root.named_modules() if isinstance(m, LoRALinear)]
+    for name, module in found:
+        _set(root, name, module.merged())
+    return [name for name, _ in found]
 
 
 def lora_parameters(root: nn.Module) -> list[nn.Parameter]:

@@ -47,6 +47,10 @@ def mel_filterbank(
 class MelEncoder(nn.Module):
     """Per-window normalised waveform -> log-mel (10 ms hop) -> 1-D convolutions (stride 2) -> features."""
 
+    # Buffers, declared so that the type checker sees tensors instead of ``Module.__getattr__``'s union.
+    window: Tensor
+    filters: Tensor
+
     def __init__(self, config: MelConfig, sample_rate: int = 16000) -> None:
         super().__init__()
         self.config = config

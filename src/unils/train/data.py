@@ -405,7 +405,8 @@ class ClipSampler:
                     ]
                 )
             )
-        return PairBatch(*(np.stack(x) for x in zip(*out)), audio=np.stack(audio))
+        motion, prev, style = (np.stack(x) for x in zip(*out))
+        return PairBatch(motion, prev, style, audio=np.stack(audio))
 
 
 def _read_window(path: Path, start: int, length: int, total: int) -> np.ndarray:

@@ -414,7 +414,7 @@ class AudioStage(_Stage):
         """Write the stage's result (``config.json`` + merged weights) into ``folder``; return it."""
         model = copy.deepcopy(self.model).cpu().float()
         merge_lora_modules(model.generator)
-        for blk in model.generator.blocks:
+        for blk in model.generator.block_list():
             blk.drop_path = 0.0
         model.eval()
         return save_checkpoint(folder, self.config, model.state_dict())

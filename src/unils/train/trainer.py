@@ -190,7 +190,7 @@ def _save_checkpoint(
 
 
 def _np_state(rng: np.random.Generator) -> dict[str, Any]:
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def _set_np_state(rng: np.random.Generator, state: dict[str, Any]) -> None:

@@ -818,14 +818,14 @@ def _active_runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def check_participants(
-    motions: Sequence[Motion],
+    motions: Motion | Sequence[Motion],
     activity: Sequence[np.ndarray | None] | None = None,
     labels: Sequence[str] | None = None,
 ) -> tuple[list[Motion], list[np.ndarray | None], list[str]]:
     """Validate the participants of a preview and fill in defaults.
 
     Args:
-        motions: 1 to 4 motions of one conversation.
+        motions: one Motion, or 1 to 4 motions of one conversation.
         activity: per participant, speech activity or None (None = unknown for all).
         labels: per participant, a name (default "A", "B", ...).
 

@@ -89,8 +89,9 @@ def plot_motion(
                 _speech_row(ax, activity, labels, t)
                 ax.set_title(f"{labels[j]}", loc="left", fontsize=11, fontweight="bold")
                 continue
-            if activity[j] is not None:
-                for start, stop in _active_runs(activity[j]):
+            own = activity[j]
+            if own is not None:
+                for start, stop in _active_runs(own):
                     ax.axvspan(t[start], t[min(stop, len(t) - 1)], color=colour, alpha=0.13, lw=0)
             _part_row(ax, row, motion, expression_coefs)
             if r == 0:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -143,17 +143,20 @@ def render_preview(
     suffix = out.suffix.lower()
     motions, _, labels = check_participants(motions, None, labels)
     n, T, motion_fps = len(motions), len(motions[0]), motions[0].fps
+    # Tensors are recognised by duck typing (no torch import here), which the checker cannot follow.
+    inputs: list[AudioInput | None]
     if audio is None or isinstance(audio, (str, os.PathLike, np.ndarray)) or hasattr(audio, "detach"):
-        audio = [audio] + [None] * (n - 1)  # type: ignore[list-item]
-    audio = list(audio)  # type: ignore[arg-type]
-    if len(audio) != n:
-        raise AudioError(f"give one audio (or None) per motion: {n} motion(s), {len(audio)} audio input(s)")
+        inputs = [cast("AudioInput | None", audio)] + [None] * (n - 1)
+    else:
+        inputs = list(cast("Sequence[AudioInput | None]", audio))
+    if len(inputs) != n:
+        raise AudioError(f"give one audio (or None) per motion: {n} motion(s), {len(inputs)} audio input(s)")
     if partner_audio is not None and n != 1:
         raise AudioError("partner_audio is for a single motion; with two motions pass audio=[a, b]")
     num_samples = round(T / motion_fps * SAMPLE_RATE)
     tracks = [
         None if a is None else _load_track(a, f"audio of {labels[j]}", sample_rate)
-        for j, a in enumerate(audio)
+        for j, a in enumerate(inputs)
     ]
     activity = [
         None if x is None else speech_activity(x, SAMPLE_RATE, motion_fps, num_frames=T) for x in tracks

@@ -188,13 +188,13 @@ def person_motion(
             if i1 > i0:
                 target[i0:i1] = (jaw * jitter, rnd * jitter, spr * jitter, prs)
     artic = _attack_release(target, [0.035, 0.05, 0.05, 0.02], [0.05, 0.06, 0.06, 0.04])
-    jaw = artic[:, 0]
-    x[:, JAW] = jaw
-    x[:, EXPR_MOUTH_OPEN] = 5.5 * jaw - 0.8 * artic[:, 3]
+    jaw_track = artic[:, 0]
+    x[:, JAW] = jaw_track
+    x[:, EXPR_MOUTH_OPEN] = 5.5 * jaw_track - 0.8 * artic[:, 3]
     x[:, EXPR_LIP_ROUND] = 1.4 * artic[:, 1]
     x[:, EXPR_LIP_SPREAD] = 1.0 * artic[:, 2]
     x[:, EXPR_LIP_PRESS] = 1.2 * artic[:, 3]
-    x[:, 7:15] = np.stack([5.5 * jaw, artic[:, 1], artic[:, 2], artic[:, 3]], axis=1) @ _TEXTURE
+    x[:, 7:15] = np.stack([5.5 * jaw_track, artic[:, 1], artic[:, 2], artic[:, 3]], axis=1) @ _TEXTURE
 
     # Slow background: brow, smile and the texture/noise coefficients.
     k = np.arange(7, 100)
