@@ -9,6 +9,9 @@ import torch
 from helpers import randomize_, tiny_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The suite checks exact float32 numbers on every CPU kind; the automatic precision choice is tested on
+# its own with the device probe mocked (tests/test_precision.py).
+os.environ.setdefault("UNILS_DTYPE", "float32")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 

@@ -35,13 +35,15 @@ from .motion import Motion, MotionLike
 from .nn.build import build_audio_encoder
 from .nn.codec import MotionCodec
 from .nn.generator import Generator
-from .precision import cpu_has_native
+from .precision import Precision, choose_precision, cpu_has_native, quantize_linear_int8
 from .smoothing import savgol_filter
 from .streaming import StreamSession
 
 __all__ = ["UniLS", "build_audio_encoder", "cpu_has_native"]
 
 logger = logging.getLogger("unils")
+
+_DTYPE_OF = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class UniLS(nn.Module):
@@ -65,6 +67,8 @@ class UniLS(nn.Module):
         self.generator = Generator(config.generator, config.codec, config.audio_encoder.out_dim)
         #: Runs windows for offline calls and streaming sessions alike (holds references, not copies).
         self.engine = WindowEngine(self.config, self.codec, self.generator, self.audio_encoder)
+        #: The number formats the model computes in (see :meth:`set_precision`).
+        self.precision = Precision("float32", "float32", "float32", reason="constructed")
         self.eval()
 
     # ------------------------------------------------------------------ loading / saving
@@ -81,7 +85,7 @@ class UniLS(nn.Module):
         local_files_only: bool = False,
         token: str | bool | None = None,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | str | None = None,
+        dtype: torch.dtype | str | None = "auto",
     ) -> UniLS:
         """Load a checkpoint folder, a Hub repo id (cached or downloaded) or a bundled name.
 
@@ -104,8 +108,12 @@ class UniLS(nn.Module):
             local_files_only: use the local cache only (``HF_HUB_OFFLINE=1`` does the same).
             token: Hub token for private repos.
             device: where to put the model (default CPU).
-            dtype: precision of the generator and audio encoder (``torch.float32`` default,
-                ``torch.bfloat16`` / ``torch.float16`` for speed); the small motion codec stays float32.
+            dtype: precision of the audio encoder and the generator: ``"auto"`` (default) picks the
+                fastest one this device runs natively (bfloat16 on CUDA and on CPUs with AVX512-BF16
+                or AMX, float32 elsewhere; ``$UNILS_DTYPE`` overrides it); ``"float32"`` is the exact
+                reference; ``"bfloat16"``, ``"float16"``, or ``"int8"`` (CPU: dynamic int8 linear
+                layers in the audio encoder's transformer, for AVX2-only CPUs). The motion codec stays
+                float32. See ``model.precision`` and the benchmarks page for speed and drift.
 
         Raises:
             CheckpointNotFoundError: nothing found at ``name_or_path`` (or not in the cache offline).
@@ -136,20 +144,46 @@ class UniLS(nn.Module):
         logger.info("loaded %s from %s", config.name, folder)
         if device is not None:
             model.to(device)
-        if dtype is not None:
-            model.set_precision(dtype)
+        model.set_precision(dtype)
+        logger.info("precision %s (%s)", model.precision, model.precision.reason)
         return model
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (loadable with :meth:`from_pretrained`)."""
+        """Write ``config.json`` and ``model.safetensors`` (loadable with :meth:`from_pretrained`).
+
+        Raises:
+            ConfigError: the model runs in int8 (a run-time form of the weights that cannot be saved).
+        """
+        if self.precision.name == "int8":
+            raise ConfigError(
+                "int8 is a run-time form of the weights: save a model loaded with dtype='float32'"
+            )
         return save_checkpoint(folder, self.config, self.state_dict())
 
-    def set_precision(self, dtype: torch.dtype | str) -> UniLS:
-        """Cast the generator and audio encoder to ``dtype``; the codec and its stats stay float32."""
-        if isinstance(dtype, str):
-            dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-        self.generator.to(dtype)
-        self.audio_encoder.to(dtype)
+    def set_precision(self, dtype: torch.dtype | str | None = "auto") -> UniLS:
+        """Compute the generator and audio encoder in ``dtype``; the codec and its stats stay float32.
+
+        Args:
+            dtype: ``"auto"`` (the fastest native precision of the model's device), ``"float32"``,
+                ``"bfloat16"``, ``"float16"``, ``"int8"`` or a torch dtype; see :meth:`from_pretrained`.
+
+        Raises:
+            ValueError: an unknown precision, int8 off the CPU, or leaving int8 (reload the model).
+        """
+        chosen = choose_precision(dtype, self.device)
+        if self.precision.name == "int8" and chosen.name != "int8":
+            raise ValueError("the weights were quantized to int8: reload the model for another precision")
+        self.generator.to(chosen.dtype)
+        if chosen.audio_encoder == "int8":
+            if self.precision.name != "int8":
+                self.audio_encoder.to(torch.float32)
+                # wav2vec2: its transformer only (the conv front end stays float32, as does the projection
+                # whose weight sets the input dtype).
+                layers = quantize_linear_int8(getattr(self.audio_encoder, "encoder", self.audio_encoder))
+                logger.info("int8: %d linear layers of the audio encoder quantized", layers)
+        else:
+            self.audio_encoder.to(_DTYPE_OF[chosen.audio_encoder])
+        self.precision = chosen
         self.engine.clear_caches()
         return self
 

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..precision import PRECISIONS
+
 if TYPE_CHECKING:
     from ..model import UniLS
     from ..motion import Motion
@@ -42,9 +44,10 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     g.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16", "float16"],
-        default=None,
-        help="precision of the generator and audio encoder (default float32)",
+        choices=list(PRECISIONS),
+        default="auto",
+        help="precision of the audio encoder and generator: auto (default: bfloat16 where the device runs it "
+        "natively, else float32), float32 (exact), bfloat16, float16, int8 (CPU: int8 audio encoder)",
     )
     g.add_argument(
         "--audio-autocast",
@@ -137,6 +140,7 @@ def load_model(args: argparse.Namespace) -> UniLS:
             "rule-based motion, for trying unils out); pass --model for a real checkpoint"
         )
     model = UniLS.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    logging.getLogger("unils").info("precision %s (%s)", model.precision, model.precision.reason)
     if args.audio_autocast:
         model.set_audio_autocast(args.audio_autocast)
     return model
