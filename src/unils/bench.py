@@ -181,8 +181,8 @@ def run_benchmark(
                 channels += [a, b]
                 rows += [(2 * i, 2 * i + 1), (2 * i + 1, 2 * i)]
             seeds = list(range(len(rows)))
-            timed = _timed_pipeline(fast, channels, rows, seeds, True, cfg_scale)
-            results.append(_result("default", sec, batch, timed))
+            default = _timed_pipeline(fast, channels, rows, seeds, True, cfg_scale)
+            results.append(_result("default", sec, batch, default))
             results[-1].extra["precision"] = str(fast.precision)
             if straightforward and (
                 straightforward_max_seconds is None or sec <= straightforward_max_seconds
@@ -197,7 +197,7 @@ def run_benchmark(
                 results.append(_result("straightforward", sec, batch, tot))
                 results[-1].extra["precision"] = "float32"
                 results[-1].extra["speedup_default_vs_straightforward"] = round(
-                    tot["total"] / timed["total"], 3
+                    tot["total"] / default["total"], 3
                 )
     meta = {
         "torch": torch.__version__,
@@ -211,8 +211,8 @@ def run_benchmark(
         "precision_reason": fast.precision.reason,
         "model": (config or UniLSConfig.large()).name,
     }
-    for r in results:
-        r.extra.update(meta)
+    for res in results:
+        res.extra.update(meta)
     return results
 
 

@@ -342,7 +342,7 @@ def _from_dict(cls: type, data: dict[str, Any], path: str) -> Any:
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{path} must be an object, got {type(value).__name__}")
         return _from_dict(tp, value, path)

@@ -231,11 +231,12 @@ class StreamSession:
                 )
             if not self.partner and partner_audio is not None:
                 raise ValueError("this session was opened with partner=False; pass only audio")
-            blocks = [audio] + ([partner_audio] if self.partner else [])
+            blocks: list[AudioInput] = [audio] if partner_audio is None else [audio, partner_audio]
             for i, blk in enumerate(blocks):
                 x = self._prepare(blk, "audio" if i == 0 else "partner_audio")
-                if self._resamplers[i] is not None and x.size:
-                    x = self._resamplers[i].push(x)
+                resampler = self._resamplers[i]
+                if resampler is not None and x.size:
+                    x = resampler.push(x)
                 self._buffers[i] = np.concatenate([self._buffers[i], x])
                 self._received[i] += x.shape[0]
             out = []
