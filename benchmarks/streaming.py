@@ -2,6 +2,7 @@
 
     python benchmarks/streaming.py drift  [--model PATH] [--seconds 40] [--hops 100 50 25 10]
     python benchmarks/streaming.py memory [--model PATH] [--seconds 3600] [--block-ms 20]
+    python benchmarks/streaming.py steps  [--size large] [--dtype auto] [--seconds 12] [--hops 100 25 10]
 
 Without ``--model`` a small random model is used (mel front end, 256-wide generator): memory
 flatness is a property of the session code, and drift figures of random weights only say how far the
@@ -20,6 +21,8 @@ import torch
 
 from unils import UniLS
 from unils.bench import conversation_audio, random_model, small_random_config
+from unils.config import UniLSConfig
+from unils.precision import cpu_kind
 
 
 def small_random_model() -> UniLS:
@@ -94,9 +97,42 @@ def memory(model: UniLS, seconds: float, block_ms: float) -> dict:
     return result
 
 
+def steps(config_name: str, dtype: str, seconds: float, hops: list[int]) -> list[dict]:
+    """Full-size step times per hop: one person with partner audio, random weights, precision ``dtype``."""
+    config = UniLSConfig.large() if config_name == "large" else UniLSConfig.small()
+    model = random_model(config).set_precision(dtype)
+    a, b = conversation_audio(seconds, seed=0)
+    rows = []
+    for hop in hops:
+        session = model.stream(seed=0, hop_frames=None if hop >= 100 else hop)
+        session.push(a[:64000], b[:64000])  # warm-up window, not counted below
+        session = model.stream(seed=0, hop_frames=None if hop >= 100 else hop)
+        for i in range(0, a.shape[0], 320):
+            session.push(a[i : i + 320], b[i : i + 320])
+        stats = session.stats()
+        rows.append(
+            {
+                "model": config.name,
+                "precision": str(model.precision),
+                "cpu": cpu_kind(),
+                "threads": torch.get_num_threads(),
+                "hop_frames": hop,
+                "algorithmic_latency_s": round(stats.algorithmic_latency_s, 3),
+                "steps": stats.steps,
+                "step_p50_s": round(stats.step_p50_s, 4),
+                "step_p95_s": round(stats.step_p95_s, 4),
+                "real_time_factor": round(stats.real_time_factor, 3),
+            }
+        )
+        print(json.dumps(rows[-1]))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["drift", "memory"])
+    ap.add_argument("what", choices=["drift", "memory", "steps"])
+    ap.add_argument("--size", choices=["large", "small"], default="large", help="steps: model size")
+    ap.add_argument("--dtype", default="auto", help="steps: precision (default auto)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--hops", type=int, nargs="+", default=[100, 50, 25, 10])
@@ -105,11 +141,13 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = load(args.model)
-    if args.what == "drift":
+    if args.what == "steps":
+        result: object = steps(args.size, args.dtype, args.seconds or 12.0, args.hops)
+    elif args.what == "drift":
+        model = load(args.model)
         result = drift(model, args.seconds or 40.0, args.hops)
     else:
-        result = memory(model, args.seconds or 3600.0, args.block_ms)
+        result = memory(load(args.model), args.seconds or 3600.0, args.block_ms)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)
