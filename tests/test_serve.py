@@ -320,13 +320,22 @@ def test_max_sessions(model):
 
 
 def test_idle_timeout(model):
-    with ServerThread(model, ServeConfig(port=0, idle_timeout_s=0.3)) as srv:
+    with ServerThread(model, ServeConfig(port=0, idle_timeout_s=0.3, hello_timeout_s=0.3)) as srv:
         with opened(srv.ws_url) as ws:  # silent before the hello
-            assert close_of(ws) == (P.CLOSE_IDLE, "idle timeout: no message for 0.3 s")
+            assert close_of(ws) == (P.CLOSE_IDLE, "no hello within 0.3 s")
         with opened(srv.ws_url, hello()) as ws:  # silent after it
             ready(ws)
             ws.send(np.zeros(320, np.int16).tobytes())
-            assert close_of(ws)[0] == P.CLOSE_IDLE
+            assert close_of(ws) == (P.CLOSE_IDLE, "idle timeout: no audio for 0.3 s")
+        # Empty messages are allowed but are not activity: they do not keep a session alive.
+        with opened(srv.ws_url, hello()) as ws:
+            ready(ws)
+            sent = 0
+            with pytest.raises(ConnectionClosed):
+                for sent in range(1, 200):  # noqa: B007 - counted below
+                    ws.send(b"")
+                    time.sleep(0.02)
+            assert ws.close_code == P.CLOSE_IDLE and sent < 100
         wait_until(lambda: srv.server.active_sessions == 0, "sessions to close")
 
 
@@ -421,6 +430,9 @@ def test_wire_messages(server):
         assert len(frames) == 16 + 96 * 108 * 4
         stats = json.loads(ws.recv(timeout=WAIT))
         assert stats["type"] == "stats" and stats["frames_emitted"] == 96 and stats["audio_s"] == 4.0
+        # Flow control: 4 s of 16 kHz float32 is the whole credit; acks come every quarter of it.
+        assert info["flow"] == {"credit_bytes": 256000, "ack_every_bytes": 64000, "max_queued_audio_s": 4.0}
+        assert json.loads(ws.recv(timeout=WAIT)) == {"type": "ack", "audio_bytes": 256000, "audio_s": 4.0}
         ws.send(json.dumps({"type": "end"}))
         start, rest = P.decode_frames_binary(ws.recv(timeout=WAIT))
         assert start == 96 and rest.shape == (1, 4, 108)
