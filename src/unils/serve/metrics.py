@@ -55,6 +55,7 @@ class ServerMetrics:
         metric("unils_serve_sessions_total", "counter", "Sessions started (a valid hello was received).",
                [("", self.sessions_total)])
         metric("unils_serve_frames_total", "counter", "Motion frames sent to clients.", [("", self.frames_total)])
+        metric("unils_serve_steps_total", "counter", "Model steps run.", [("", self.steps_total)])
         metric("unils_serve_audio_seconds_total", "counter", "Audio consumed by sessions (seconds).",
                [("", self.audio_seconds_total)])
         metric("unils_serve_closes_total", "counter", "Connections ended, by WebSocket close code.",

@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -87,6 +88,8 @@ class ServeConfig:
         max_output_bytes: frames/stats bytes a session may have waiting to be sent; beyond it its
             model work pauses until the client reads.
         max_connections_per_address: open WebSocket connections per client IP (more: HTTP 429).
+        send_buffer_bytes: kernel send buffer of each connection (``SO_SNDBUF``). Bounded, so that
+            a client that stops reading is noticed after this much unread data, not after megabytes.
         workers: threads running model steps (default: ``min(max_sessions, CPU count)``).
         min_hop_frames: the smallest low-latency hop a client may ask for (a hop of ``h`` frames
             costs ``window / h`` times the compute of exact mode).
@@ -113,6 +116,7 @@ class ServeConfig:
     max_queued_audio_s: float = 4.0
     max_output_bytes: int = 4 << 20
     max_connections_per_address: int = 16
+    send_buffer_bytes: int = 256 * 1024
     workers: int | None = None
     min_hop_frames: int = 5
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
@@ -137,7 +141,7 @@ class ServeConfig:
         if not 0 <= int(self.port) <= 65535:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
         for name in ("max_sessions", "max_message_bytes", "idle_timeout_s", "min_hop_frames", "hello_timeout_s",
-                     "send_timeout_s", "max_queued_audio_s", "max_output_bytes", "max_connections_per_address",
+                     "send_timeout_s", "max_queued_audio_s", "max_output_bytes", "max_connections_per_address", "send_buffer_bytes",
                      "ping_timeout_s", "drain_timeout_s", "close_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -393,6 +397,9 @@ class UniLSServer:
     # ------------------------------------------------------------------ connections
     async def _handler(self, ws: ServerConnection) -> None:
         conn = Connection(self, ws, next(self._ids))
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
         address = ws.remote_address[0] if ws.remote_address else "?"
         self._per_address[address] += 1
         self._connections[conn.id] = conn
