@@ -1,11 +1,16 @@
-"""Fair scheduling of model work across sessions: one lane per session, served round-robin.
+"""Fair scheduling of model work across sessions: one lane per session, most urgent first, round-robin.
 
 Each session queues its work as small items (one audio piece of at most one hop, so about one model
-step each) on its :class:`Lane`. Worker threads take one item at a time from the lane at the head of
-a ring and put the lane back at the tail, so a session with a thousand queued steps and a session
+step each) on its :class:`Lane`. A free worker thread takes one item from the most urgent lane and
+puts the lane back at the tail of the ring, so a session with a thousand queued steps and a session
 with one take turns: the second waits for at most one item per worker, not for the first's backlog.
 A lane runs one item at a time (a session's audio must be pushed in order), so one session never
 holds more than one worker.
+
+Urgency is how far a session's consumed audio is ahead of the wall clock since its audio began: a
+client sending 10x faster than real time is far ahead and yields to a real-time client, which is at
+most at real time. Lanes more than :data:`MAX_BEHIND_S` behind count as equally urgent (so an idle
+start banks no priority), and equally urgent lanes are served in ring order: round-robin.
 
 Workers are daemon threads: a step that is still running when the server must exit (a drain past
 its deadline) does not keep the process alive.
@@ -20,7 +25,10 @@ import threading
 from collections import deque
 from typing import Any, Callable
 
-__all__ = ["Lane", "FairScheduler"]
+__all__ = ["Lane", "FairScheduler", "MAX_BEHIND_S"]
+
+#: Lanes further behind real time than this (seconds) are all equally urgent.
+MAX_BEHIND_S = 2.0
 
 logger = logging.getLogger("unils.serve")
 
@@ -31,10 +39,12 @@ Done = Callable[[Any, "BaseException | None"], None]
 class Lane:
     """One session's queue of work items (callables run in a worker thread, in order)."""
 
-    def __init__(self, scheduler: "FairScheduler", on_done: Done, can_run: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, scheduler: "FairScheduler", on_done: Done, can_run: Callable[[], bool] = lambda: True,
+                 ahead_s: Callable[[], float] = lambda: 0.0) -> None:
         self._scheduler = scheduler
         self.on_done = on_done
         self.can_run = can_run  # False while the session's output waits for a slow reader
+        self.ahead_s = ahead_s  # seconds of audio consumed ahead of the wall clock
         self.items: deque[Callable[[], Any]] = deque()
         self.running = False
         self.queued = False
@@ -79,9 +89,10 @@ class FairScheduler:
         """Items running now."""
         return self._busy
 
-    def lane(self, on_done: Done, can_run: Callable[[], bool] = lambda: True) -> Lane:
-        """A new lane for one session."""
-        return Lane(self, on_done, can_run)
+    def lane(self, on_done: Done, can_run: Callable[[], bool] = lambda: True,
+             ahead_s: Callable[[], float] = lambda: 0.0) -> Lane:
+        """A new lane for one session (``ahead_s``: how far its audio is ahead of real time)."""
+        return Lane(self, on_done, can_run, ahead_s)
 
     def wake(self, lane: Lane) -> None:
         if not lane.running and not lane.queued and lane.items and not lane.closed:
@@ -92,7 +103,9 @@ class FairScheduler:
     def _dispatch(self) -> None:
         skipped: list[Lane] = []
         while self._busy < self.workers and self._ring:
-            lane = self._ring.popleft()
+            # The most urgent lane; among equals the first in the ring (min keeps the first minimum).
+            lane = min(self._ring, key=lambda ln: max(ln.ahead_s(), -MAX_BEHIND_S))
+            self._ring.remove(lane)
             lane.queued = False
             if lane.closed or not lane.items:
                 continue

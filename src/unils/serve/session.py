@@ -97,6 +97,7 @@ class Connection:
         self.frames_sent = 0
         self.messages_received = 0
         self.withholding = False
+        self.first_audio_at: float | None = None
         self.last_activity = time.monotonic()
         self.opened_at = time.monotonic()
         self.closing: tuple[int, str] | None = None
@@ -154,7 +155,8 @@ class Connection:
         self.credit_bytes = max(frame_bytes, int(cfg.max_queued_audio_s * bps) // frame_bytes * frame_bytes)
         hop_samples = -(-self.session.hop * hello.sample_rate // int(model.fps))
         self.piece_bytes = hop_samples * frame_bytes
-        self.lane = self.server.scheduler.lane(self._done_piece, lambda: self._out_bytes < self.cfg.max_output_bytes)
+        self.lane = self.server.scheduler.lane(self._done_piece, lambda: self._out_bytes < self.cfg.max_output_bytes,
+                                               self._ahead_s)
         self.server.metrics.sessions_total += 1
         access.info("open conn=%d peer=%s sample_rate=%d channels=%d both=%s hop=%s format=%s", self.id, self.peer,
                     hello.sample_rate, hello.channels, hello.both, hello.hop_frames, hello.format)
@@ -264,8 +266,16 @@ class Connection:
         except ConnectionClosed as exc:
             self.finish_closed(exc)
 
+    def _ahead_s(self) -> float:
+        # How far the consumed audio runs ahead of the wall clock since the first audio arrived.
+        if self.first_audio_at is None or self.hello is None:
+            return 0.0
+        return self.consumed_bytes / self.hello.bytes_per_second - (time.monotonic() - self.first_audio_at)
+
     def _take_audio(self, data: bytes) -> None:
         assert self.hello is not None
+        if self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
         frame = self.hello.channels * self.hello.bytes_per_sample
         if len(data) % frame:
             raise ProtocolError(
