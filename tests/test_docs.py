@@ -44,7 +44,9 @@ PUBLIC_MODULES = [
     "unils.flame.model",
     "unils.flame.render",
     "unils.serve",
+    "unils.serve.access",
     "unils.serve.client",
+    "unils.serve.hello",
     "unils.serve.protocol",
     "unils.serve.server",
     "unils.train.compact",
@@ -71,6 +73,9 @@ INTERNAL_MODULES = {
     "unils.nn": "network building blocks, reached through UniLS; names follow the checkpoint layout",
     "unils.train": "a namespace; its modules are listed one by one",
     "unils.viz._deps": "private",
+    "unils.serve.metrics": "the server's /metrics counters, documented on docs/serve.md",
+    "unils.serve.scheduler": "the server's worker scheduling, documented on docs/serve.md",
+    "unils.serve.session": "the server's per-connection handling, documented on docs/serve.md",
 }
 
 
