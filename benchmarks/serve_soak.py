@@ -92,7 +92,7 @@ class Soak:
             try:
                 client = await AsyncStreamClient.connect(
                     self.url, sample_rate=rate, partner=True, both=both, encoding="pcm16", format="binary",
-                    seed=seed, hop_frames=hop, on_frames=lambda s, n, t: arrivals.append((s + n, t)))
+                    seed=seed, hop_frames=hop, on_frames=lambda s, n, t, got=arrivals: got.append((s + n, t)))
             except Exception as exc:  # noqa: BLE001 - tallied (1013 under a storm is expected)
                 self.closes[kind][f"connect: {getattr(exc, 'code', type(exc).__name__)}"] += 1
                 await asyncio.sleep(0.5)

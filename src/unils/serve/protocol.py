@@ -7,9 +7,10 @@ One WebSocket connection is one streaming session:
 
 1. client -> server, text: a JSON hello (``{"type": "hello", "sample_rate": 48000, ...}``);
 2. server -> client, text: ``{"type": "ready", ...}`` (or a close with a reason);
-3. client -> server, binary: audio blocks (PCM16 or float32, little-endian, channels interleaved);
+3. client -> server, binary: audio blocks (PCM16 or float32, little-endian, channels interleaved),
+   at most ``ready["flow"]["credit_bytes"]`` of them not yet acknowledged;
    server -> client: frames messages (JSON text or binary, as the hello chose) as frames become
-   final, each followed by a JSON ``stats`` message;
+   final, each followed by a JSON ``stats`` message, and ``ack`` messages as audio is consumed;
 4. client -> server, text: ``{"type": "end"}``; the server sends the remaining frames, a JSON
    ``end`` message, and closes with code 1000.
 """
@@ -93,7 +94,7 @@ MAX_CONTROL_BYTES = 8192
 #: audio (e.g. PCM16 sent as float32) and would only make the encoder produce garbage.
 MAX_FLOAT_MAGNITUDE = 16.0
 
-_ENCODINGS = {"pcm16": np.dtype("<i2"), "float32": np.dtype("<f4")}
+_ENCODINGS: dict[str, np.dtype] = {"pcm16": np.dtype("<i2"), "float32": np.dtype("<f4")}
 
 
 def ack_message(audio_bytes: int, hello: Hello) -> str:

@@ -334,7 +334,8 @@ class UniLSServer:
         return self._response(status, reason, (text + "\n").encode(), "text/plain; charset=utf-8")
 
     def _supplied_token(self, request: Request, query: dict[str, list[str]]) -> str | None:
-        supplied = (query.get("token") or [None])[0]
+        tokens = query.get("token")
+        supplied = tokens[0] if tokens else None
         auth = request.headers.get("Authorization", "")
         if supplied is None and auth.lower().startswith("bearer "):
             supplied = auth[7:].strip()

@@ -22,7 +22,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -155,6 +155,7 @@ class Connection:
         self.credit_bytes = max(frame_bytes, int(cfg.max_queued_audio_s * bps) // frame_bytes * frame_bytes)
         hop_samples = -(-self.session.hop * hello.sample_rate // int(model.fps))
         self.piece_bytes = hop_samples * frame_bytes
+        assert self.server.scheduler is not None
         self.lane = self.server.scheduler.lane(self._done_piece, lambda: self._out_bytes < self.cfg.max_output_bytes,
                                                self._ahead_s)
         self.server.metrics.sessions_total += 1
@@ -385,7 +386,7 @@ class Connection:
                 await asyncio.sleep(cfg.ping_interval_s)
                 if self.withholding or self.messages_received != seen:
                     continue  # it is sending: alive (or we are the ones not reading)
-                pong = await self.ws.ping()
+                pong = cast("asyncio.Future[float]", await self.ws.ping())
                 sent = time.monotonic()
                 while not pong.done():
                     await asyncio.wait([pong], timeout=min(0.5, cfg.ping_timeout_s))
