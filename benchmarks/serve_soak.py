@@ -154,7 +154,7 @@ class Soak:
         hello = json.dumps({"type": "hello", "sample_rate": 16000, "hop_frames": 25, "format": "json"}).encode()
         while self.live():
             try:
-                reader, writer = await self.raw(rcvbuf=4096)
+                _reader, writer = await self.raw(rcvbuf=4096)
                 self.sessions["staller"] += 1
                 writer.write(self.frame(hello, 1) + self.frame(audio, 2))
                 await asyncio.sleep(15)  # never reads; the server should give up after its send deadline
@@ -231,7 +231,7 @@ class Soak:
             self.sessions["storm"] += 1
             await client.send(a, b)
             if vanish:
-                client._ws.transport.abort()  # noqa: SLF001 - a client whose machine vanished
+                client._ws.transport.abort()
                 self.closes["storm"]["vanished"] += 1
                 return
             try:

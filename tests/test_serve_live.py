@@ -24,15 +24,15 @@ import torch
 
 pytest.importorskip("websockets")
 
-from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
-from websockets.sync.client import connect  # noqa: E402
+from conftest import randomize_, speech_like, tiny_config
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
-from conftest import randomize_, speech_like, tiny_config  # noqa: E402
-from unils import Motion, UniLS  # noqa: E402
-from unils.errors import ProtocolError  # noqa: E402
-from unils.serve import ServeConfig, ServerThread, StreamClient  # noqa: E402
-from unils.serve import protocol as P  # noqa: E402
-from unils.serve.access import HostPolicy, host_name  # noqa: E402
+from unils import Motion, UniLS
+from unils.errors import ProtocolError
+from unils.serve import ServeConfig, ServerThread, StreamClient
+from unils.serve import protocol as P
+from unils.serve.access import HostPolicy, host_name
 
 WAIT = 30.0  # upper bound of any single wait, never an assertion on speed
 
@@ -77,7 +77,7 @@ class RawWebSocket:
         self.sock.connect(("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
         hdrs = {"Host": f"127.0.0.1:{port}", **(headers or {})}
-        lines = [f"GET /ws HTTP/1.1", *(f"{k}: {v}" for k, v in hdrs.items()), "Upgrade: websocket",
+        lines = ["GET /ws HTTP/1.1", *(f"{k}: {v}" for k, v in hdrs.items()), "Upgrade: websocket",
                  "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", "", ""]
         self.sock.sendall("\r\n".join(lines).encode())
         head = b""
@@ -278,8 +278,8 @@ def test_text_limits_count_bytes(model):
     assert closed.value.rcvd.code == P.CLOSE_TOO_BIG and "10002 bytes" in closed.value.rcvd.reason
 
 
-@pytest.mark.parametrize("knobs", [dict(temperature=0.01, cfg_scale=100.0, top_p=0.0),
-                                   dict(temperature=100.0, cfg_scale=0.0, top_p=1.0)])
+@pytest.mark.parametrize("knobs", [{"temperature": 0.01, "cfg_scale": 100.0, "top_p": 0.0},
+                                   {"temperature": 100.0, "cfg_scale": 0.0, "top_p": 1.0}])
 def test_knob_extremes_stay_finite(model, knobs):
     h = P.parse_hello(hello(seed=0, **knobs))
     with model.stream(partner=False, seed=0, hop_frames=25, **knobs) as s:

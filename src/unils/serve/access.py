@@ -18,7 +18,7 @@ import hmac
 import ipaddress
 from urllib.parse import urlsplit
 
-__all__ = ["is_loopback", "host_name", "HostPolicy", "token_ok"]
+__all__ = ["HostPolicy", "host_name", "is_loopback", "token_ok"]
 
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 

@@ -26,8 +26,18 @@ from ..errors import ProtocolError
 from ..motion import MOTION_DIM
 
 __all__ = [
-    "PROTOCOL_VERSION", "Hello", "Clip", "parse_hello", "load_message", "MAX_HELLO_BYTES", "MAX_JSON_DEPTH",
-    "RANGES", "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE", "CLOSE_BAD_HELLO", "CLOSE_TOO_BIG",
+    "CLOSE_BAD_HELLO",
+    "CLOSE_TOO_BIG",
+    "MAX_HELLO_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "PROTOCOL_VERSION",
+    "RANGES",
+    "Clip",
+    "Hello",
+    "load_message",
+    "parse_hello",
 ]
 
 #: Version of the message protocol: sent in the hello (a mismatch is refused) and in binary frame headers.
@@ -51,7 +61,7 @@ MAX_SEED = 2**53 - 1
 
 _ENCODINGS = ("pcm16", "float32")
 _FORMATS = ("json", "binary")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ class Clip:
         return np.frombuffer(self.data, "<f4").reshape(self.frames, MOTION_DIM).astype(np.float32)
 
     @classmethod
-    def from_array(cls, arr: Any) -> "Clip":
+    def from_array(cls, arr: Any) -> Clip:
         """Encode a ``[frames, 108]`` array (or a :class:`~unils.Motion`)."""
         a = np.asarray(arr.to_array() if hasattr(arr, "to_array") else arr, dtype="<f4")
         if a.ndim != 2 or a.shape[1] != MOTION_DIM:

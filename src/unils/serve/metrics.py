@@ -8,7 +8,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 
-__all__ = ["ServerMetrics", "STEP_BUCKETS"]
+__all__ = ["STEP_BUCKETS", "ServerMetrics"]
 
 #: Upper bounds (seconds) of the step-time histogram buckets.
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -23,9 +23,10 @@ import logging
 import queue
 import threading
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["Lane", "FairScheduler", "MAX_BEHIND_S"]
+__all__ = ["MAX_BEHIND_S", "FairScheduler", "Lane"]
 
 #: Lanes further behind real time than this (seconds) are all equally urgent.
 MAX_BEHIND_S = 2.0
@@ -39,7 +40,7 @@ Done = Callable[[Any, "BaseException | None"], None]
 class Lane:
     """One session's queue of work items (callables run in a worker thread, in order)."""
 
-    def __init__(self, scheduler: "FairScheduler", on_done: Done, can_run: Callable[[], bool] = lambda: True,
+    def __init__(self, scheduler: FairScheduler, on_done: Done, can_run: Callable[[], bool] = lambda: True,
                  ahead_s: Callable[[], float] = lambda: 0.0) -> None:
         self._scheduler = scheduler
         self.on_done = on_done

@@ -81,12 +81,12 @@ def truncate_reason(text: str) -> str:
 class Connection:
     """State and tasks of one connection (created by :class:`~unils.serve.UniLSServer`)."""
 
-    def __init__(self, server: "UniLSServer", ws: ServerConnection, cid: int) -> None:
+    def __init__(self, server: UniLSServer, ws: ServerConnection, cid: int) -> None:
         self.server = server
         self.cfg = server.config
         self.ws = ws
         self.id = cid
-        self.peer = "%s:%s" % tuple(ws.remote_address[:2]) if ws.remote_address else "?"
+        self.peer = f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
         self.hello: Hello | None = None
         self.session: StreamSession | None = None
         self.has_slot = False
@@ -131,8 +131,8 @@ class Connection:
         if code != 1006 and self.ws.close_code is None:
             try:
                 await self.ws.close(code, truncate_reason(reason))
-            except Exception:  # noqa: BLE001 - the peer is gone; nothing to tell it
-                pass
+            except Exception as exc:  # noqa: BLE001 - the peer is gone; nothing to tell it
+                logger.debug("conn %d: close failed (%s)", self.id, exc)
 
     async def _start(self) -> None:
         cfg, model = self.cfg, self.server.model
@@ -399,7 +399,7 @@ class Connection:
             self.finish_closed(exc)
 
 
-def open_session(model: Any, hello: Hello) -> "StreamSession":
+def open_session(model: Any, hello: Hello) -> StreamSession:
     """Open the model's streaming session for a hello (explicit keyword arguments, as the Python API)."""
     style = _clips(hello.style)
     if hello.prev_motion is None:
