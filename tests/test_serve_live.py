@@ -141,6 +141,7 @@ def test_fast_sender_at_the_smallest_hop_keeps_its_session(model):
                     last = json.loads(msg)
                     break
         assert Motion.from_array(np.concatenate(frames)) == want and last["frames_emitted"] == 300
+        wait_until(lambda: srv.server.closed_by_code[1000] == 2, "both sessions to close")
         assert srv.server.closed_by_code == {1000: 2}
 
 
