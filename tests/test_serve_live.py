@@ -1,8 +1,9 @@
 """`unils serve` under real clients: fast senders, stalled readers, idle sockets, hostile pages and hellos,
 a hog beside a real-time client, and shutdown during a heavy step.
 
-Each test reproduces a failure of the first server (see issue 17). Everything runs on 127.0.0.1 with
-ports chosen by the OS, tiny models and short audio; every wait is bounded.
+Each test but the equality checks (10x exact mode, clips) reproduces a failure of the first server
+(issue 17). Everything runs on 127.0.0.1 with ports chosen by the OS, tiny models and short audio;
+every wait is bounded.
 """
 
 from __future__ import annotations
