@@ -18,6 +18,7 @@ anything*, and it is never timed out while the server itself is withholding read
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -164,8 +165,6 @@ class Connection:
         await self.ws.send(self._ready())
 
     def _ready(self) -> str:
-        import json
-
         assert self.hello is not None and self.session is not None
         m, cfg, hello = self.server.model, self.cfg, self.hello
         return json.dumps({
