@@ -45,8 +45,9 @@ PROTOCOL_VERSION = 1
 CLOSE_TOO_BIG = 1009  #: a message exceeded a size limit
 CLOSE_BAD_HELLO = 4000  #: the hello is malformed or asks for something unsupported
 
-#: Accepted audio sample rates (Hz), inclusive; anything else is resampled to 16 kHz by the session.
+#: Lowest accepted audio sample rate (Hz); accepted rates other than 16 kHz are resampled by the session.
 MIN_SAMPLE_RATE = 8000
+#: Highest accepted audio sample rate (Hz).
 MAX_SAMPLE_RATE = 192000
 #: Largest hello in UTF-8 bytes: room for four clips of one 100-frame window (``style`` and
 #: ``prev_motion`` for two people, 57 600 base64 characters each) and the scalar options.

@@ -297,12 +297,14 @@ class UniLSServer:
 
     # ------------------------------------------------------------------ slots (called by session.py)
     def take_slot(self) -> bool:
+        """Take a session slot for a connection that sent a valid hello (False: all taken, or draining)."""
         if self._draining or self._active >= self.config.max_sessions:
             return False
         self._active += 1
         return True
 
     def release(self, conn: Connection) -> None:
+        """Free a connection's slot (if it held one) and count its close code; called once per connection."""
         if conn.has_slot:
             conn.has_slot = False
             self._active -= 1
@@ -310,6 +312,7 @@ class UniLSServer:
         self.metrics.closes[code] += 1
 
     def stats_message(self, session: "StreamSession", push_s: float, kind: str = "stats") -> str:
+        """The JSON ``stats`` (or final ``end``) message of a session."""
         return json.dumps({"type": kind, "frames_emitted": session.frames_emitted, "push_compute_s": push_s,
                            **session.stats().__dict__})
 
