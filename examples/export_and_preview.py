@@ -34,8 +34,8 @@ def main() -> None:
 
     for name, motion in (("me", me), ("you", you)):
         motion.save(out / f"{name}.npz")
-        motion.to_json(out / f"{name}.json")
-        motion.to_csv(out / f"{name}.csv")
+        motion.save(out / f"{name}.json")
+        motion.save(out / f"{name}.csv")
         with open(out / f"{name}.jsonl", "w", encoding="utf-8") as fh:
             for frame in motion.frames():  # {"index", "time", "expression", "head_pose", "jaw", "eyes"}
                 fh.write(json.dumps(frame) + "\n")

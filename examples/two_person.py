@@ -24,7 +24,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     a.save(out / "a.npz")
     b.save(out / "b.npz")
-    a.to_csv(out / "a.csv")
+    a.save(out / "a.csv")
     print(f"A: {a}  head-pose std {a.head_pose.std(axis=0).round(4).tolist()}")
     print(f"B: {b}  head-pose std {b.head_pose.std(axis=0).round(4).tolist()}")
 

@@ -10,7 +10,7 @@ import logging
 
 import pytest
 import torch
-from conftest import randomize_, speech_like, tiny_config
+from helpers import randomize_, speech_like, tiny_config
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -445,15 +445,18 @@ def test_maybe_convert_official(tiny_model, official, tmp_path, caplog):
     release.mkdir()
     for name in ("iter_2.pt", "iter_10.pt"):
         (release / name).write_bytes(pt.read_bytes())
-    assert find_official_checkpoint(release).name == "iter_10.pt"
+    # iterations of one run are several candidates: the error lists each with the call that picks it
+    with pytest.raises(CheckpointError, match=r'(?s)iter_2\.pt.*filename="iter_2\.pt".*iter_10\.pt.*filename="iter_10\.pt"'):
+        find_official_checkpoint(release)
+    assert find_official_checkpoint(release, filename="iter_10.pt").name == "iter_10.pt"
     with caplog.at_level(logging.INFO, logger="unils"):
-        out = maybe_convert_official(release, audio_encoder=w2v, cache_root=tmp_path / "cache")
+        out = maybe_convert_official(release, filename="iter_10.pt", audio_encoder=w2v, cache_root=tmp_path / "cache")
     assert "converting it once" in caplog.text
     assert_same_weights(UniLS.from_pretrained(out), tiny_model)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [out.name]  # no temporary folder left
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="unils"):
-        assert maybe_convert_official(release, audio_encoder=w2v, cache_root=tmp_path / "cache") == out
+        assert maybe_convert_official(release, filename="iter_10.pt", audio_encoder=w2v, cache_root=tmp_path / "cache") == out
     assert "using the converted copy" in caplog.text and "converting" not in caplog.text
     two = tmp_path / "two"
     two.mkdir()
@@ -480,3 +483,20 @@ def test_from_pretrained_converts_an_official_folder_once(
         UniLS.from_pretrained(folder)
     assert "using the converted copy" in caplog.text
     assert_same_weights(m, tiny_model)
+
+
+def test_module_tree_matches_unils(tiny_model):
+    """The converter builds models from unils.nn.build: same names, shapes and dtypes as UniLS."""
+    from unils.config import AudioEncoderConfig
+    from unils.nn.build import UniLSModules, build_audio_encoder
+    from unils.nn.mel import MelEncoder
+
+    for cfg in (tiny_config(), tiny_config((1, 25, 50, 100))):
+        ours, theirs = UniLSModules(cfg).state_dict(), UniLS(cfg).state_dict()
+        assert {k: (v.shape, v.dtype) for k, v in ours.items()} == {k: (v.shape, v.dtype) for k, v in theirs.items()}
+    mel = tiny_config()
+    mel.audio_encoder = AudioEncoderConfig(type="mel")
+    assert isinstance(build_audio_encoder(mel), MelEncoder)
+    tree = UniLSModules(tiny_config()).set_precision("bfloat16")
+    assert tree.generator.sos_embed.dtype == torch.bfloat16 and tree.codec.motion_std.dtype == torch.float32
+    tree.load_state_dict(tiny_model.state_dict())  # strict by default

@@ -5,9 +5,10 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import speech_like
+from helpers import speech_like
 from unils import Motion
 from unils.audio import save_audio
 
@@ -64,7 +65,7 @@ def test_export_and_preview(setup, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "55 frames (2.20 s at 25 fps), 2 participants, with sound" in out and "speaks in" in out
     me = Motion.load(setup / "p" / "me.npz")
-    assert len(me) == 55 and Motion.from_csv(setup / "p" / "me.csv") == me
+    assert len(me) == 55 and Motion.load(setup / "p" / "me.csv") == me
     lines = (setup / "p" / "you.jsonl").read_text().splitlines()
     assert len(lines) == 55 and Motion.from_frames(map(json.loads, lines)) == Motion.load(setup / "p" / "you.npz")
     for name in ("preview.mp4", "preview.gif", "still.png", "curves.png"):
@@ -89,3 +90,39 @@ def test_examples_default_to_the_bundled_demo(tmp_path, monkeypatch, capsys):
                                           "-o", tmp_path / "m.npz"], monkeypatch)
     assert len(Motion.load(tmp_path / "m.npz")) == 400  # 16 s at 25 fps
     assert "jaw opening" in capsys.readouterr().out
+
+
+def test_arkit_dialogue(setup, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    from unils.arkit import ARKIT_NAMES, ArkitAnimation
+
+    run_example("arkit_dialogue.py", ["--model", setup / "ckpt", "--a", setup / "a.wav", "--b", setup / "b.wav",
+                                      "--out-dir", setup / "ark"], monkeypatch)
+    from_csv = ArkitAnimation.load(setup / "ark" / "person_a.csv")
+    from_json = ArkitAnimation.load(setup / "ark" / "person_a.json")
+    assert len(from_json) == 55 and from_csv.allclose(from_json, atol=1e-6)
+    data = json.loads((setup / "ark" / "person_b.json").read_text())
+    assert list(data["frames"][0]["blendshapes"]) == list(ARKIT_NAMES)
+    assert (setup / "ark" / "arkit_curves.png").stat().st_size > 10_000
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_serve_to_livelink(tiny_model, setup, monkeypatch, capsys):
+    import socket
+
+    pytest.importorskip("websockets")
+    from unils.arkit import decode_packet, to_arkit
+    from unils.serve import ServeConfig, ServerThread
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2.0)
+    with receiver, ServerThread(tiny_model, ServeConfig(port=0)) as srv:
+        run_example("serve_to_livelink.py", [setup / "a.wav", "--partner", setup / "b.wav", "--url", srv.ws_url,
+                                             "--livelink", f"127.0.0.1:{receiver.getsockname()[1]}", "--subject",
+                                             "bridge", "--fast"], monkeypatch)
+        packets = [decode_packet(receiver.recv(4096)) for _ in range(55)]
+    assert "sent 55 frames" in capsys.readouterr().out
+    offline = to_arkit(tiny_model.generate(setup / "a.wav", setup / "b.wav", seed=0))
+    assert {p.subject for p in packets} == {"bridge"}
+    np.testing.assert_allclose(np.stack([p.values for p in packets]), offline.livelink_values(), atol=1e-4)

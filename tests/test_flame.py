@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from flame_synth import EYE1, EYE2, synthetic_flame_arrays, write_flame_pickle
+from helpers.flame_synth import EYE1, EYE2, synthetic_flame_arrays, write_flame_pickle
 from unils import Motion
 from unils.errors import FlameError, MotionError
 from unils.flame import (
@@ -28,6 +28,7 @@ from unils.flame import (
     rasterize,
     render_motion,
     render_vertices,
+    write_rendered_video,
     write_video,
 )
 from unils.flame.indices import parse_index_runs
@@ -332,15 +333,18 @@ def test_render_motion_frames(flame):
     assert cam.width == 64 and cam.scale > 0
 
 
-def test_write_video(tmp_path):
+def test_write_rendered_video(tmp_path):
     iio = pytest.importorskip("imageio_ffmpeg")
     frames = np.zeros((5, 32, 48, 3), np.uint8)
     frames[:, :, :24] = 200
-    write_video(frames, tmp_path / "out.mp4", fps=25)
+    write_rendered_video(frames, tmp_path / "out.mp4", fps=25)
     reader = iio.read_frames(str(tmp_path / "out.mp4"))
     meta = next(reader)
     assert tuple(meta["size"]) == (48, 32)
     assert sum(1 for _ in reader) == 5
+    with pytest.warns(DeprecationWarning, match="write_rendered_video"):
+        write_video(frames, tmp_path / "old.mp4", fps=25)  # the old name still writes the same video
+    assert sum(1 for _ in iio.read_frames(str(tmp_path / "old.mp4"))) - 1 == 5
 
 
 def test_frame_renderer_panels_activity_and_fps(flame):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conftest import randomize_, tiny_config
+from helpers import randomize_, tiny_config
 from unils.generation import GenerationOptions, initial_state, step
 from unils.nn.codec import MotionCodec
 from unils.nn.generator import Generator

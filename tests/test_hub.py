@@ -1,14 +1,35 @@
-"""Save/load round trips: local folder, fake Hub cache offline, strict key checks."""
+"""Save/load round trips, fake Hub caches (unils and official releases), import order, info/cache CLI."""
 
+import ast
+import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from test_convert import (
+    assert_same_weights,
+    official_meta,
+    official_state,
+    save_official,
+    write_wav2vec2_folder,
+)
 
-from conftest import tiny_config
+import unils.convert.official as official_mod
+import unils.convert.select as select_mod
+import unils.hub as hub_mod
+from helpers import randomize_, tiny_config
 from unils import CheckpointError, CheckpointNotFoundError, ConfigError, UniLS
+from unils import UniLSConfig as UniLSConfigPresets
+from unils.cli import main
+from unils.convert.remote import RepoFiles
+from unils.errors import AmbiguousCheckpointError
 
 
 def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -107,7 +128,6 @@ def test_config_round_trip_and_presets():
     assert UniLSConfigPresets.large().window_samples == 64000
 
 
-from unils import UniLSConfig as UniLSConfigPresets  # noqa: E402
 
 
 def test_dtype_and_device_at_load(tiny_model, tmp_path):
@@ -115,3 +135,350 @@ def test_dtype_and_device_at_load(tiny_model, tmp_path):
     m = UniLS.from_pretrained(folder, device="cpu", dtype=torch.bfloat16)
     assert m.generator.sos_embed.dtype == torch.bfloat16
     assert m.codec.motion_mean.dtype == torch.float32  # codec and stats stay exact
+
+
+# ------------------------------------------------------------------------------- import order
+# errors/config (+ precision, device probes) -> audio, motion, smoothing, sampling -> nn -> checkpoint -> convert -> hub ->
+# generation -> streaming -> model; everything else (cli, serve, viz, metrics, ...) ranks last.
+RANKS = {
+    "unils._version": 0, "unils.errors": 0, "unils.config": 0, "unils.precision": 0,
+    "unils.audio": 1, "unils.resample": 1, "unils.motion": 1, "unils.smoothing": 1, "unils.sampling": 1,
+    "unils.nn": 2, "unils.checkpoint": 3, "unils.convert": 4, "unils.hub": 5,
+    "unils.generation": 6, "unils.streaming": 7, "unils.model": 8,
+}
+LAST = 9
+SRC = Path(__file__).resolve().parents[1] / "src" / "unils"
+
+
+def _rank(module: str) -> int:
+    parts = module.split(".")
+    for n in range(len(parts), 1, -1):
+        if ".".join(parts[:n]) in RANKS:
+            return RANKS[".".join(parts[:n])]
+    return LAST
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, me: str) -> list[tuple[int, str]]:
+    """(line, absolute module) of every unils import, function-level ones included, TYPE_CHECKING ones not."""
+    tree = ast.parse(path.read_text())
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for b in node.body for n in ast.walk(b))
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("unils"):
+                continue
+            if node.module is None or target == "unils":  # `from . import x`: x may be a submodule
+                found += [(node.lineno, f"{target}.{a.name}") for a in node.names]
+            else:
+                found.append((node.lineno, target))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("unils")]
+    return found
+
+
+def test_imports_run_one_way():
+    ranked = sorted((p for p in SRC.rglob("*.py") if _rank(_module_name(p)) < LAST), key=lambda p: _rank(_module_name(p)))
+    assert {_module_name(p) for p in ranked} >= {"unils.checkpoint", "unils.convert.cache", "unils.nn.build", "unils.hub"}
+    bad = [v for path in ranked for v in _violations(path, _module_name(path))]
+    assert not bad, bad
+    # and each ranked module imports on its own, in that order, in a fresh interpreter
+    code = "import importlib\nfor m in %r:\n    importlib.import_module(m)\n" % [_module_name(p) for p in ranked]
+    env = dict(os.environ, PYTHONPATH=str(SRC.parent))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def _violations(path: Path, me: str) -> list[str]:
+    return [
+        f"{me}:{line} imports {target}"
+        for line, target in _imports(path, me)
+        if target == "unils.__version__" or _rank(target) > _rank(me)
+    ]
+
+
+def test_import_rank_check_catches_late_imports(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from .codec import MotionCodec\n"
+        "if TYPE_CHECKING:\n    from ..model import UniLS\n"
+        "def f():\n    from ..hub import resolve_checkpoint\n    from .. import __version__\n"
+    )
+    assert _violations(probe, "unils.nn.probe") == [
+        "unils.nn.probe:5 imports unils.hub",
+        "unils.nn.probe:6 imports unils.__version__",
+    ]
+
+
+def test_legacy_names_stay_importable():
+    from unils import __version__, hub, model
+    from unils._version import __version__ as v
+    from unils.checkpoint import load_state_dict_strict
+    from unils.nn.build import build_audio_encoder
+
+    assert __version__ == v
+    assert hub.load_state_dict_strict is load_state_dict_strict
+    assert model.build_audio_encoder is build_audio_encoder
+    for name in ("CONFIG_NAME", "WEIGHTS_NAME", "read_checkpoint", "save_checkpoint", "state_dict_problems", "resolve_checkpoint"):
+        assert hasattr(hub, name), name
+
+
+# ------------------------------------------------------------------------------- official releases
+COMMIT = "b" * 40
+
+
+def _stage_files(model, folder):
+    """Stage-1, stage-2 and stage-3 official files of ``model`` and its wav2vec2 folder, by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state, meta = official_state(model), official_meta(model.config)
+    codec = {k[len("base_codec."):]: v for k, v in state.items() if k.startswith("base_codec.")}
+    prior = {k: v for k, v in state.items() if "_audio_attn." not in k and k not in ("attn_blocks.self_pos", "attn_blocks.other_pos")}
+    files = {
+        "stage1.pt": save_official(folder / "stage1.pt", codec, {"MODEL": {"NAME": "UniLSCodec"}}),
+        "stage2.pt": save_official(folder / "stage2.pt", prior, {"MODEL": dict(meta["MODEL"], NAME="UniLSFreeGen")}),
+        "stage3.pt": save_official(folder / "stage3.pt", state, meta),
+    }
+    write_wav2vec2_folder(model, folder / "w2v")
+    torch.save(load_file(str(folder / "w2v" / "model.safetensors")), folder / "w2v" / "pytorch_model.bin")
+    for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        files[f"wav2vec2/{name}"] = folder / "w2v" / name
+    return files
+
+
+def _hub_cache(cache, files, repo="xg-chu/UniLS", commit=COMMIT):
+    """A huggingface_hub cache: blobs named by sha256, snapshot links, refs/main."""
+    repo_dir = cache / f"models--{repo.replace('/', '--')}"
+    for rel, src in files.items():
+        data = Path(src).read_bytes()
+        blob = repo_dir / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo_dir / "snapshots" / commit / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    return repo
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Records every full read of an official file, every metadata peek and every Hub download."""
+    calls = {"read": [], "peek": [], "download": []}
+    read, peek, download = official_mod.read_official, select_mod.peek_stage, huggingface_hub.hf_hub_download
+
+    def read_spy(path):
+        rel = Path(path).as_posix().split(f"{COMMIT}/")[-1]  # repo-relative for Hub snapshots
+        calls["read"].append(rel if COMMIT in Path(path).as_posix() else Path(path).name)
+        return read(path)
+
+    def peek_spy(path):
+        calls["peek"].append(Path(path).name)
+        return peek(path)
+
+    def download_spy(repo_id, filename, **kw):
+        calls["download"].append(filename)
+        return download(repo_id, filename, **kw)
+
+    monkeypatch.setattr(official_mod, "read_official", read_spy)
+    monkeypatch.setattr(select_mod, "peek_stage", peek_spy)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download_spy)
+    return calls
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("UNILS_CACHE", str(tmp_path / "unils-cache"))
+    return tmp_path / "hf"
+
+
+def test_hub_repo_with_all_stages_loads_the_stage3_model(tiny_model, tmp_path, offline, spy):
+    files = _stage_files(tiny_model, tmp_path / "src")
+    repo = _hub_cache(offline, {
+        "unils_codec.pt": files["stage1.pt"], "unils_freegen.pt": files["stage2.pt"],
+        "unils_loragen.pt": files["stage3.pt"], **{k: v for k, v in files.items() if "/" in k},
+    })
+    m = UniLS.from_pretrained(repo, cache_dir=offline)
+    assert_same_weights(m, tiny_model)
+    assert spy["read"] == ["unils_loragen.pt"]  # the others: metadata only
+    assert sorted(spy["peek"]) == ["unils_codec.pt", "unils_freegen.pt", "unils_loragen.pt"]
+    # one wav2vec2 format (safetensors first), never both
+    assert sorted(spy["download"]) == ["unils_loragen.pt", "wav2vec2/config.json", "wav2vec2/model.safetensors"]
+    # parity: the same tensors as `unils convert`
+    assert main(["convert", str(files["stage3.pt"]), str(tmp_path / "cli"), "--audio-encoder", str(tmp_path / "src" / "w2v")]) == 0
+    ours = load_file(str(hub_mod.resolve_checkpoint(repo, cache_dir=offline) / "model.safetensors"))
+    cli = load_file(str(tmp_path / "cli" / "model.safetensors"))
+    assert ours.keys() == cli.keys() and all(torch.equal(ours[k], cli[k]) for k in cli)
+    # the card pins where the audio encoder came from (the repo snapshot, i.e. its commit)
+    card = (hub_mod.resolve_checkpoint(repo, cache_dir=offline) / "README.md").read_text()
+    assert COMMIT in card and "wav2vec2/model.safetensors" in card
+
+
+def test_stage_comes_from_metadata_not_names(tiny_model, tmp_path, offline, spy):
+    files = _stage_files(tiny_model, tmp_path / "src")
+    folder = tmp_path / "release"
+    (folder / "wav2vec2").mkdir(parents=True)
+    for name, src in (("a.pt", "stage3.pt"), ("b.pt", "stage1.pt"), ("c.pt", "stage2.pt")):
+        shutil.copy(files[src], folder / name)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(files[f"wav2vec2/{name}"], folder / "wav2vec2" / name)
+    assert_same_weights(UniLS.from_pretrained(folder), tiny_model)
+    assert spy["read"] == ["a.pt"]
+    (folder / "a.pt").unlink()
+    with pytest.raises(CheckpointNotFoundError, match=r"only training intermediates.*b\.pt \(stage-1 motion codec, from its metadata\)"):
+        UniLS.from_pretrained(folder)
+
+
+def test_sizes_in_subfolders_are_listed_with_the_exact_call(tiny_model, tmp_path, offline, spy):
+    files = _stage_files(tiny_model, tmp_path / "src")
+    small = randomize_(UniLS(tiny_config((1, 25, 50, 100))), seed=3)
+    small.audio_encoder.load_state_dict(tiny_model.audio_encoder.state_dict())  # one wav2vec2 in the repo
+    small_pt = save_official(tmp_path / "small.pt", official_state(small), official_meta(small.config))
+    repo = _hub_cache(offline, {
+        "unils_loragen/iter_400000.pt": files["stage3.pt"], "unils_loragen_s/iter_400000.pt": small_pt,
+        "unils_codec/iter_200000.pt": files["stage1.pt"], **{k: v for k, v in files.items() if "/" in k},
+    })
+    with pytest.raises(AmbiguousCheckpointError) as err:
+        UniLS.from_pretrained(repo, cache_dir=offline)
+    calls = [
+        'UniLS.from_pretrained("xg-chu/UniLS", filename="unils_loragen/iter_400000.pt")',
+        'UniLS.from_pretrained("xg-chu/UniLS", filename="unils_loragen_s/iter_400000.pt")',
+    ]
+    assert err.value.calls == calls and all(c in str(err.value) for c in calls)
+    assert err.value.candidates == ["unils_loragen/iter_400000.pt", "unils_loragen_s/iter_400000.pt"]
+    assert isinstance(err.value, ValueError) and "unils_codec" not in str(err.value)
+    assert spy["read"] == [] and "iter_400000.pt" not in spy["download"]
+    spy["peek"].clear()
+    m = UniLS.from_pretrained(repo, cache_dir=offline, filename="unils_loragen_s/iter_400000.pt")
+    assert m.config.codec.scales == (1, 25, 50, 100) and spy["peek"] == []  # a named file: nothing else looked at
+    assert_same_weights(m, small)
+    assert spy["read"] == ["unils_loragen_s/iter_400000.pt"]
+    m = UniLS.from_pretrained(repo, cache_dir=offline, subfolder="unils_loragen")
+    assert_same_weights(m, tiny_model)
+    with pytest.raises(CheckpointNotFoundError, match="has no file 'iter_1.pt'.*unils_loragen/iter_400000.pt"):
+        UniLS.from_pretrained(repo, cache_dir=offline, subfolder="unils_loragen", filename="iter_1.pt")
+
+
+def test_iteration_runs_are_ambiguous_in_a_folder(tiny_model, tmp_path, offline):
+    files = _stage_files(tiny_model, tmp_path / "src")
+    run = tmp_path / "run"
+    run.mkdir()
+    for it in (2, 10):
+        shutil.copy(files["stage3.pt"], run / f"iter_{it}.pt")
+    with pytest.raises(AmbiguousCheckpointError) as err:
+        UniLS.from_pretrained(run, audio_encoder=tmp_path / "src" / "w2v")
+    assert err.value.calls == [f'UniLS.from_pretrained("{run}", filename="iter_{it}.pt")' for it in (2, 10)]
+    m = UniLS.from_pretrained(run, filename="iter_10.pt", audio_encoder=tmp_path / "src" / "w2v")
+    assert_same_weights(m, tiny_model)
+
+
+def test_only_the_chosen_files_are_downloaded(tiny_model, tmp_path, monkeypatch, spy):
+    """Online: the listing comes from the Hub, stages from the names, one file of each kind is fetched."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("UNILS_CACHE", str(tmp_path / "unils-cache"))
+    files = _stage_files(tiny_model, tmp_path / "src")
+    remote = {
+        "unils_codec/iter_200000.pt": files["stage1.pt"], "unils_freegen/iter_600000.pt": files["stage2.pt"],
+        "unils_loragen/iter_400000.pt": files["stage3.pt"], **{k: v for k, v in files.items() if "/" in k},
+    }
+    sha = hashlib.sha256(files["stage3.pt"].read_bytes()).hexdigest()
+
+    def listing(repo_id, **kw):
+        assert kw["token"] == "tok" and kw["cache_dir"] == tmp_path / "hf"
+        return RepoFiles(repo_id, None, COMMIT, {k: Path(v).stat().st_size for k, v in remote.items()},
+                         {"unils_loragen/iter_400000.pt": sha}, str(tmp_path / "hf"))
+
+    def download(repo_id, filename, **kw):
+        spy["download"].append(filename)
+        assert kw["revision"] == COMMIT and kw["token"] == "tok" and kw["local_files_only"] is False
+        out = tmp_path / "dl" / filename
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(remote[filename], out)
+        return str(out)
+
+    monkeypatch.setattr(hub_mod, "list_repo", listing)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    m = UniLS.from_pretrained("xg-chu/UniLS", cache_dir=tmp_path / "hf", token="tok")
+    assert_same_weights(m, tiny_model)
+    assert spy["download"] == ["unils_loragen/iter_400000.pt", "wav2vec2/model.safetensors", "wav2vec2/config.json"]
+    assert spy["peek"] == []  # nothing was on disk: names decided
+    spy["download"].clear()
+    UniLS.from_pretrained("xg-chu/UniLS", cache_dir=tmp_path / "hf", token="tok")
+    assert spy["download"] == []  # converted before (known by the listed sha256): nothing fetched
+
+
+def test_conversion_is_reused_by_another_process(tiny_model, tmp_path, offline):
+    files = _stage_files(tiny_model, tmp_path / "src")
+    folder = tmp_path / "release"
+    folder.mkdir()
+    shutil.copy(files["stage3.pt"], folder / "unils_loragen.pt")
+    shutil.copytree(tmp_path / "src" / "w2v", folder / "wav2vec2")
+    UniLS.from_pretrained(folder)
+    shutil.rmtree(folder / "wav2vec2")  # converting again would now fail
+    code = (
+        "import logging, sys\nlogging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+        "from unils import UniLS\nm = UniLS.from_pretrained(sys.argv[1])\n"
+        "print(float(sum(v.double().sum() for v in m.state_dict().values())))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(SRC.parent), OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "using the converted copy" in out.stderr and "converting" not in out.stderr
+    assert float(out.stdout) == float(sum(v.double().sum() for v in tiny_model.state_dict().values()))
+
+
+def test_default_audio_encoder_uses_the_given_hub_cache(tiny_model, tmp_path, offline, spy):
+    """No wav2vec2 folder: facebook/wav2vec2-xls-r-300m comes from the cache_dir passed to from_pretrained."""
+    files = _stage_files(tiny_model, tmp_path / "src")
+    _hub_cache(offline, {k.split("/")[1]: v for k, v in files.items() if "/" in k}, repo="facebook/wav2vec2-xls-r-300m")
+    folder = tmp_path / "release"
+    folder.mkdir()
+    shutil.copy(files["stage3.pt"], folder / "unils_loragen.pt")
+    m = UniLS.from_pretrained(folder, cache_dir=offline)
+    assert_same_weights(m, tiny_model)
+    assert sorted(spy["download"]) == ["config.json", "model.safetensors"]
+    card = (hub_mod.resolve_checkpoint(folder) / "README.md").read_text()
+    assert f"facebook/wav2vec2-xls-r-300m@{COMMIT} model.safetensors" in card
+
+
+def test_cli_info_and_cache(tiny_model, tmp_path, offline, capsys):
+    files = _stage_files(tiny_model, tmp_path / "src")
+    folder = tmp_path / "release"
+    folder.mkdir()
+    shutil.copy(files["stage3.pt"], folder / "unils_loragen.pt")
+    shutil.copy(files["stage1.pt"], folder / "unils_codec.pt")
+    sha = hashlib.sha256(files["stage3.pt"].read_bytes()).hexdigest()
+    assert main(["info", str(folder), "--audio-encoder", str(tmp_path / "src" / "w2v")]) == 0
+    out = capsys.readouterr().out
+    n = sum(v.numel() for v in tiny_model.state_dict().values())
+    assert f"official checkpoint: unils_loragen.pt (stage-3 audio model), sha256 {sha}" in out
+    assert f"total {n:,}" in out and "F32" in out and str(tmp_path / "unils-cache" / "converted" / sha[:16]) in out
+    assert "unils_codec.pt" in out and "<- used" in out
+    assert main(["cache", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "1 converted checkpoint(s)" in out and sha[:16] in out and str(folder / "unils_loragen.pt") in out
+    assert main(["cache", "clear", "--sha256", "0" * 8 if not sha.startswith("0") else "f" * 8]) == 2
+    assert "no converted copy" in capsys.readouterr().err
+    assert main(["cache", "clear"]) == 0
+    assert "removed 1 converted checkpoint(s)" in capsys.readouterr().out
+    assert main(["cache", "list"]) == 0 and "0 converted checkpoint(s)" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from flame_synth import synthetic_flame_arrays
+from helpers.flame_synth import synthetic_flame_arrays
 from unils import Motion
 from unils.cli import main
 from unils.errors import EvaluationError, MotionError
@@ -224,7 +224,7 @@ def make_folders(tmp_path, n=3, frames=8):
         save_ground_truth(gt_dir / f"clip{i}.npz", gt, Motion.from_array(rand_motion(frames, 20 + i)), mask)
         pred = Motion.from_array(rand_motion(frames + (1 if i == 1 else 0), 30 + i))  # one a frame longer
         if i == 2:
-            pred.to_json(pred_dir / f"clip{i}.json")
+            pred.save(pred_dir / f"clip{i}.json")
         else:
             pred.save(pred_dir / f"clip{i}.npz")
     return pred_dir, gt_dir

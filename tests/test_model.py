@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import speech_like
-from unils import AudioError, AudioFileError, UniLS
+from helpers import speech_like
+from unils import AudioError, AudioFileError, ConfigError, UniLS, UniLSConfig
 from unils.audio import save_audio
 from unils.motion import Motion
 from unils.smoothing import savgol_filter
@@ -40,7 +40,7 @@ def test_windows_are_chained_through_previous_motion(tiny_model):
     full = tiny_model.generate(audio, seed=1, smooth=False, cfg_scale=1.0).to_array()
     feats = tiny_model.encode_windows(torch.from_numpy(audio).view(2, 64000))
     silence = tiny_model.silence_features()[None]
-    opts = tiny_model._options(None, None, 1.0, True)
+    opts = tiny_model.options(cfg_scale=1.0)
     state = tiny_model.initial_state([1])
     w1, state = tiny_model.step(state, feats[:1], silence, opts)
     rng_after_w1 = state.generators[0].get_state()
@@ -154,7 +154,7 @@ def test_bad_sampling_knobs(tiny_model):
 
 def test_batch_of_independent_inputs_equals_single_calls(tiny_model):
     items = [speech_like(2.5, seed=1), (speech_like(5.0, seed=2), speech_like(4.0, seed=3)), (speech_like(1.0, seed=4), None)]
-    batch = tiny_model.generate_batch(items, seeds=7)
+    batch = tiny_model.generate_batch(items, seed=7)
     singles = [
         tiny_model.generate(items[0], seed=7),
         tiny_model.generate(*items[1], seed=8),
@@ -165,7 +165,10 @@ def test_batch_of_independent_inputs_equals_single_calls(tiny_model):
         assert got.allclose(want, atol=1e-4)
     assert tiny_model.generate_batch([]) == []
     with pytest.raises(ValueError, match="seeds"):
-        tiny_model.generate_batch(items, seeds=[1, 2])
+        tiny_model.generate_batch(items, seed=[1, 2])
+    with pytest.warns(DeprecationWarning, match="seed="):
+        old = tiny_model.generate_batch(items[:1], seeds=[7])
+    assert old[0] == batch[0]
 
 
 def test_official_rng_emulation_skips_the_pinned_wav2vec2_draws(tiny_model):
@@ -175,10 +178,13 @@ def test_official_rng_emulation_skips_the_pinned_wav2vec2_draws(tiny_model):
     emulated = tiny_model.generate(audio, seed=5, official_rng=True)
     assert emulated == tiny_model.generate(audio, seed=5, official_rng=True)
     assert not emulated.allclose(tiny_model.generate(audio, seed=5))
-    channels = tiny_model._load_pair(audio, None, None)
-    opts = tiny_model._options(None, None, None, True)
-    manual = tiny_model._generate_rows(channels, [(0, None)], [5], None, None, opts, True, False, skip_draws=4)[0]
+    engine = tiny_model.engine
+    raw = engine.run([audio], [(0, None)], engine.start([5], skip_draws=4), tiny_model.options())
+    manual = Motion.from_array(savgol_filter(raw[0, : len(emulated)]))
     assert manual == emulated
+    with pytest.raises(ConfigError, match="official_rng"):
+        mel = UniLS(UniLSConfig.demo())
+        mel.generate(audio, official_rng=True)
 
 
 @pytest.mark.slow

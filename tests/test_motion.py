@@ -240,11 +240,13 @@ def test_json_round_trip(motion, tmp_path):
     assert set(d) == {"fps", *PARTS} and d["fps"] == 25.0
     assert len(d["expression"]) == 50 and len(d["expression"][0]) == 100 and d["jaw"][3] == [float(motion.jaw[3, 0])]
     assert Motion.from_dict(d) == motion
-    text = motion.to_json(tmp_path / "m.json")
-    assert json.loads((tmp_path / "m.json").read_text())["format_version"] == MOTION_FORMAT_VERSION
+    text = motion.to_json()
+    assert motion.save(tmp_path / "m.json") == tmp_path / "m.json"
+    assert (tmp_path / "m.json").read_text() == text
+    assert json.loads(text)["format_version"] == MOTION_FORMAT_VERSION
     assert Motion.from_json(text) == motion
-    assert Motion.from_json(tmp_path / "m.json") == motion
-    assert Motion.from_json(str(tmp_path / "m.json")) == motion
+    assert Motion.load(tmp_path / "m.json") == motion
+    assert Motion.load(str(tmp_path / "m.json")) == motion
     assert Motion.from_json(Motion.zeros(0, fps=30).to_json()) == Motion.zeros(0, fps=30)
     with pytest.raises(MotionError, match="lacks"):
         Motion.from_dict({"fps": 25.0, "expression": []})
@@ -255,27 +257,26 @@ def test_json_round_trip(motion, tmp_path):
 
 
 def test_csv_round_trip(motion, tmp_path):
-    motion.to_csv(tmp_path / "m.csv")
+    motion.save(tmp_path / "m.csv")
     lines = (tmp_path / "m.csv").read_text().splitlines()
     header = lines[0].split(",")
     assert len(lines) == 51 and header[0] == "time" and header[1:] == list(COLUMNS)
     assert header[104] == "jaw" and float(lines[4].split(",")[104]) == motion.jaw[3, 0]
     assert float(lines[2].split(",")[0]) == pytest.approx(0.04)
-    back = Motion.from_csv(tmp_path / "m.csv")
+    back = Motion.load(tmp_path / "m.csv")
     assert back == motion  # exact, fps recovered as 25.0
     m = Motion.from_array(motion.to_array()[:7], fps=29.97)
-    m.to_csv(tmp_path / "m30.csv")
-    assert Motion.from_csv(tmp_path / "m30.csv") == m
-    assert Motion.from_csv(tmp_path / "m30.csv", fps=60).fps == 60.0
-    motion[:1].to_csv(tmp_path / "one.csv")
-    assert Motion.from_csv(tmp_path / "one.csv") == motion[:1]
+    m.save(tmp_path / "m30.csv")
+    assert Motion.load(tmp_path / "m30.csv") == m
+    motion[:1].save(tmp_path / "one.csv")
+    assert Motion.load(tmp_path / "one.csv") == motion[:1]
     (tmp_path / "bad.csv").write_text("time,jaw\n0,1\n")
     with pytest.raises(MotionError, match="lacks"):
-        Motion.from_csv(tmp_path / "bad.csv")
+        Motion.load(tmp_path / "bad.csv")
     lines[3] = lines[3].replace(lines[3].split(",")[5], "abc", 1)
     (tmp_path / "text.csv").write_text("\n".join(lines))
     with pytest.raises(MotionError, match="non-numeric"):
-        Motion.from_csv(tmp_path / "text.csv")
+        Motion.load(tmp_path / "text.csv")
 
 
 def test_frames_iterator(motion):
@@ -290,17 +291,57 @@ def test_frames_iterator(motion):
     assert list(Motion.zeros(0).frames()) == []
 
 
-def test_read_write_by_suffix(tmp_path):
+def test_save_load_by_suffix(tmp_path):
     from unils.errors import FormatError
 
     rng = np.random.default_rng(0)
     m = Motion.from_array(rng.standard_normal((12, 108)).astype(np.float32))
-    for suffix in (".npz", ".json", ".csv"):
-        path = m.write(tmp_path / "sub" / f"m{suffix}")
-        assert Motion.read(path).allclose(m, atol=1e-6)
-    with pytest.raises(FormatError, match="expected .npz"):
-        Motion.read(tmp_path / "m.txt")
-    with pytest.raises(FormatError, match="written as"):
-        m.write(tmp_path / "m.txt")
+    for suffix in (".npz", ".npy", ".json", ".csv", ".NPZ", ".CSV"):
+        path = m.save(tmp_path / "sub" / f"m{suffix}")  # parent folders are created
+        assert path.is_file() and Motion.load(path) == m  # every format is exact
+    assert np.array_equal(np.load(tmp_path / "sub" / "m.npy"), m.to_array())
+    m30 = Motion.from_array(m.to_array(), fps=30)
+    with pytest.raises(FormatError, match="no frame rate"):
+        m30.save(tmp_path / "m30.npy")
+    assert not (tmp_path / "m30.npy").exists()
+    assert Motion.load(m30.save(tmp_path / "m30.json")).fps == 30.0
     with pytest.raises(FileNotFoundError):
-        Motion.read(tmp_path / "missing.npz")
+        Motion.load(tmp_path / "missing.csv")
+
+
+def test_old_file_names_are_deprecated_aliases(tmp_path):
+    from unils.errors import FormatError
+    from unils.metrics import load_motion_file
+    from unils.viz import load_motion_file as viz_load_motion_file
+
+    m = Motion.from_array(np.random.default_rng(1).standard_normal((6, 108)).astype(np.float32), fps=30)
+    assert viz_load_motion_file is load_motion_file  # one function, two old homes
+    with pytest.warns(DeprecationWarning, match=r"Motion\.save"):
+        assert m.write(tmp_path / "w.csv") == tmp_path / "w.csv"
+    with pytest.warns(DeprecationWarning, match=r"Motion\.load"):
+        assert Motion.read(tmp_path / "w.csv") == m
+    with pytest.warns(DeprecationWarning, match=r"Motion\.save"):
+        m.to_csv(tmp_path / "c.txt")  # CSV whatever the suffix, as before
+    with pytest.warns(DeprecationWarning, match=r"Motion\.load"):
+        assert Motion.from_csv(tmp_path / "c.txt") == m
+    with pytest.warns(DeprecationWarning, match=r"Motion\.load"):
+        assert Motion.from_csv(tmp_path / "c.txt", fps=60).fps == 60.0
+    with pytest.warns(DeprecationWarning, match=r"Motion\.save"):
+        text = m.to_json(tmp_path / "j.json")
+    assert (tmp_path / "j.json").read_text() == text
+    with pytest.warns(DeprecationWarning, match=r"Motion\.load"):
+        assert Motion.from_json(tmp_path / "j.json") == m
+    with pytest.warns(DeprecationWarning, match=r"Motion\.load"):
+        assert load_motion_file(tmp_path / "j.json") == m
+    with pytest.warns(DeprecationWarning), pytest.raises(FormatError, match="expected .npz"):
+        Motion.read(tmp_path / "m.txt")
+    with pytest.warns(DeprecationWarning), pytest.raises(FormatError, match="written as"):
+        m.write(tmp_path / "m.txt")
+    with pytest.warns(DeprecationWarning), pytest.raises(FormatError, match="expected .npz"):
+        load_motion_file(tmp_path / "m.txt")
+
+
+def test_motion_like_alias_names_the_accepted_types():
+    import unils.motion
+
+    assert unils.motion.MotionLike == "Motion | np.ndarray | Tensor"

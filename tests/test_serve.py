@@ -29,7 +29,7 @@ pytest.importorskip("websockets")
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-from conftest import randomize_, speech_like, tiny_config  # noqa: E402
+from helpers import randomize_, speech_like, tiny_config  # noqa: E402
 from unils import Motion, UniLS  # noqa: E402
 from unils.cli import main  # noqa: E402
 from unils.errors import ConfigError, ProtocolError  # noqa: E402

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import speech_like
+from helpers import speech_like
 from unils import Motion, StreamError
 
 

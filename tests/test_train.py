@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 from safetensors.torch import load_file
-from train_data import make_dataset
+from helpers.train_data import make_dataset
 
 from unils import UniLS
 from unils.config import AudioEncoderConfig, MelConfig, UniLSConfig
@@ -86,14 +86,14 @@ def test_sampler_follows_official_rules(dataset):
     data = load_dataset(dataset)
     sampler = ClipSampler(data, seed=3)
     # One index entry per start 0, 50, ... below T - 100 for every person's sequence.
-    assert len(sampler._motion_index) == 7 * len(range(0, 200, 50))
+    assert len(sampler.motion_index) == 7 * len(range(0, 200, 50))
     for _ in range(20):
         b = sampler.motion_batch(4)
         assert b.motion.shape == b.prev.shape == b.style.shape == (4, 100, 108)
     # The previous clip is the 100 frames before the current one, zero-padded on the left.
     seq = data.motion_sequences()[0].motion
     sampler.rng = np.random.default_rng(0)
-    cur, prev, style = sampler._clips(seq, 30)
+    cur, prev, style = sampler.clips(seq, 30)
     np.testing.assert_array_equal(cur, seq[30:130])
     np.testing.assert_array_equal(prev[:70], 0)
     np.testing.assert_array_equal(prev[70:], seq[:30])
@@ -103,7 +103,7 @@ def test_sampler_follows_official_rules(dataset):
     assert pb.motion.shape == (2, 2, 100, 108) and pb.audio.shape == (2, 2, 64000)
     conv = data.conversations[0]
     sampler.rng = np.random.default_rng(1)
-    sampler._pair_index = [(0, 50)]
+    sampler.pair_index = [(0, 50)]
     start = min(int(np.random.default_rng(1).integers(50, 101)), conv.frames - 100)
     pb = sampler.pair_batch(1)
     np.testing.assert_array_equal(pb.motion[0], conv.motion[:, start : start + 100])
@@ -356,7 +356,7 @@ def test_ddp_two_processes_gloo(dataset, tmp_path):
 
 def test_codec_mesh_losses_with_user_flame(dataset, tmp_path):
     """With a FLAME model (synthetic here, FLAME-shaped) stage 1 adds the mesh and lip terms."""
-    from flame_synth import synthetic_flame_arrays
+    from helpers.flame_synth import synthetic_flame_arrays
 
     from unils.flame import FlameModel
     from unils.train.mesh import flame_vertices

@@ -3,10 +3,11 @@
 import json
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import speech_like
+from helpers import speech_like
 
 from unils import Motion, MotionError
 from unils.audio import save_audio
@@ -17,7 +18,6 @@ from unils.viz import (
     SchematicRenderer,
     face_cues,
     frame_energy_db,
-    load_motion_file,
     mix_audio,
     output_frame_indices,
     plot_motion,
@@ -25,7 +25,6 @@ from unils.viz import (
     speech_activity,
     write_video,
 )
-from unils.viz._deps import require
 from unils.viz.avatar import _SPEAK, check_participants
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
@@ -75,13 +74,13 @@ def voices(tmp_path):
 def test_exporter_round_trips_are_exact(pair, tmp_path):
     m = Motion.from_array(pair[0].to_array(), fps=30.0)
     m.save(tmp_path / "m.npz")
-    m.to_json(tmp_path / "m.json")
-    m.to_csv(tmp_path / "m.csv")
+    m.save(tmp_path / "m.json")
+    m.save(tmp_path / "m.csv")
     np.save(tmp_path / "m.npy", m.to_array())
     for name in ("m.npz", "m.json", "m.csv"):
-        back = load_motion_file(tmp_path / name)
+        back = Motion.load(tmp_path / name)
         assert back == m and back.fps == 30.0, name
-    assert load_motion_file(tmp_path / "m.npy").allclose(Motion.from_array(m.to_array()), atol=0)
+    assert Motion.load(tmp_path / "m.npy").allclose(Motion.from_array(m.to_array()), atol=0)
     # CSV: named columns, time first
     header = (tmp_path / "m.csv").read_text().splitlines()[0].split(",")
     assert header[:2] == ["time", "expression_0"] and header[101:105] == ["head_pose_x", "head_pose_y", "head_pose_z", "jaw"]
@@ -105,12 +104,12 @@ def test_per_frame_dicts_round_trip(pair):
         Motion.from_frames([bad])
 
 
-def test_load_motion_file_errors(tmp_path):
+def test_motion_file_errors(tmp_path):
     (tmp_path / "m.txt").write_text("x")
-    with pytest.raises(FormatError, match="not a motion file"):
-        load_motion_file(tmp_path / "m.txt")
+    with pytest.raises(MotionError, match="not a readable motion"):
+        Motion.load(tmp_path / "m.txt")
     with pytest.raises(FileNotFoundError):
-        load_motion_file(tmp_path / "missing.npz")
+        Motion.load(tmp_path / "missing.npz")
 
 
 # ---------------------------------------------------------------------- speech activity
@@ -264,7 +263,7 @@ def test_gif_and_png(pair, voices, tmp_path):
                                                         labels=["A", "B"]))
 
 
-def test_writer_errors(pair, tmp_path):
+def test_writer_errors(pair, tmp_path, monkeypatch):
     frames = [np.zeros((4, 4, 3), np.uint8)] * 2
     with pytest.raises(FormatError, match="cannot write a video"):
         write_video(frames, tmp_path / "x.avi", 25)
@@ -278,8 +277,10 @@ def test_writer_errors(pair, tmp_path):
         write_video([np.zeros((5, 4, 3), np.uint8)], tmp_path / "x.mp4", 25)
     with pytest.raises(AudioError, match="one audio"):
         render_preview(list(pair), tmp_path / "x.mp4", audio=[None, None, None])
-    with pytest.raises(MissingDependencyError, match=r"unils\[viz\]"):
-        require("unils_no_such_module")
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
+        with pytest.raises(MissingDependencyError, match=r"unils\[viz\]"):
+            plot_motion(pair[0], tmp_path / "x.png")
 
 
 def test_mix_audio_pans_and_fits():
@@ -310,7 +311,7 @@ def test_plot_writes_png(pair, tmp_path):
 
 def test_cli_preview_and_plot_of_motion_files(pair, voices, tmp_path, capsys):
     pair[0].save(tmp_path / "alice.npz")
-    pair[1].to_json(tmp_path / "bob.json")
+    pair[1].save(tmp_path / "bob.json")
     a, b = map(str, voices)
     assert main(["preview", str(tmp_path / "alice.npz"), str(tmp_path / "bob.json"), "-a", a, "-p", b,
                  "-o", str(tmp_path / "p.mp4"), "--size", str(SIZE)]) == 0

@@ -174,7 +174,6 @@ def test_frame_count_of_a_window():
     full.config = Wav2Vec2Config()
     assert full.num_frames(64000) == 199
     assert full.num_frames(400) == 1 and full.num_frames(399) == 0
-    assert full._min_samples() == 400
 
 
 def test_silence_and_short_input(ours):

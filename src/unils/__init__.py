@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import logging
 
+from ._version import __version__
 from .config import UniLSConfig
-from .generation import GenerationOptions
-from .model import UniLS
-from .motion import Motion
-from .streaming import LatencyStats, StreamSession
 from .errors import (
+    AmbiguousCheckpointError,
+    ArkitError,
     AudioError,
     AudioFileError,
     CheckpointError,
     CheckpointNotFoundError,
     ConfigError,
+    DatasetError,
+    EvaluationError,
+    FlameError,
+    FormatError,
+    ManifestError,
+    ManifestFilesNotFoundError,
+    MissingDependencyError,
     MotionError,
+    ProtocolError,
     StreamError,
     UniLSError,
 )
-
-__version__ = "0.1.0.dev0"
+from .generation import GenerationOptions
+from .model import UniLS
+from .motion import Motion
+from .streaming import LatencyStats, StreamSession
 
 logging.getLogger("unils").addHandler(logging.NullHandler())
 
@@ -39,5 +48,15 @@ __all__ = [
     "AudioFileError",
     "MotionError",
     "StreamError",
+    "ProtocolError",
+    "FlameError",
+    "EvaluationError",
+    "FormatError",
+    "MissingDependencyError",
+    "DatasetError",
+    "AmbiguousCheckpointError",
+    "ArkitError",
+    "ManifestError",
+    "ManifestFilesNotFoundError",
     "__version__",
 ]

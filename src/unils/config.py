@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ __all__ = [
     "MelConfig",
     "AudioEncoderConfig",
     "UniLSConfig",
+    "SAMPLING_DEFAULTS",
+    "SAMPLING_RANGES",
+    "check_sampling",
 ]
 
 #: Bumped when the meaning of a saved field changes; older files are migrated or refused.
@@ -33,6 +37,33 @@ SAMPLE_RATE = 16000
 FPS = 25
 #: Numbers per motion frame: 100 expression, 3 head pose, 1 jaw, 4 eye rotations.
 MOTION_DIM = 108
+
+#: Default sampling knobs (the official inference scripts' values); a config may override them.
+SAMPLING_DEFAULTS: dict[str, float] = {"temperature": 1.0, "top_p": 0.97, "cfg_scale": 1.5}
+#: Accepted range (inclusive) of each sampling knob. The bounds keep every logit finite: a temperature
+#: near 0 or a huge guidance scale would overflow float32 and fail inside the sampler instead.
+SAMPLING_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (1e-3, 100.0),
+    "top_p": (0.0, 1.0),
+    "cfg_scale": (0.0, 100.0),
+}
+
+
+def check_sampling(**knobs: object) -> None:
+    """Check sampling knobs against :data:`SAMPLING_RANGES`; the one validation of them in unils.
+
+    Raises:
+        ConfigError: a knob that is unknown, not a finite real number, or out of its range (the message
+            names the knob, the value and the range).
+    """
+    for name, value in knobs.items():
+        if name not in SAMPLING_RANGES:
+            raise ConfigError(f"unknown sampling option {name!r} (known: {', '.join(SAMPLING_RANGES)})")
+        lo, hi = SAMPLING_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}")
 
 
 @dataclass
@@ -102,11 +133,19 @@ class Wav2Vec2Config:
 
     def validate(self) -> None:
         """Check the fields; raise :class:`ConfigError` naming the first bad one."""
-        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "num_conv_pos_embeddings", "num_conv_pos_embedding_groups"):
+        for name in (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "num_conv_pos_embeddings",
+            "num_conv_pos_embedding_groups",
+        ):
             _check(getattr(self, name) > 0, f"audio_encoder.wav2vec2.{name} must be positive")
-        _check(all(v > 0 for v in self.conv_dim + self.conv_kernel + self.conv_stride),
-               "audio_encoder.wav2vec2 conv sizes must be positive")
+        _check(
+            all(v > 0 for v in self.conv_dim + self.conv_kernel + self.conv_stride),
+            "audio_encoder.wav2vec2 conv sizes must be positive",
+        )
         _check(
             len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride),
             "audio_encoder.wav2vec2 conv_dim, conv_kernel and conv_stride must have the same length",
@@ -147,7 +186,10 @@ class AudioEncoderConfig:
 
     def validate(self) -> None:
         """Check the fields; raise :class:`ConfigError` naming the first bad one."""
-        _check(self.type in ("wav2vec2", "mel"), f"audio_encoder.type must be 'wav2vec2' or 'mel', got {self.type!r}")
+        _check(
+            self.type in ("wav2vec2", "mel"),
+            f"audio_encoder.type must be 'wav2vec2' or 'mel', got {self.type!r}",
+        )
         self.wav2vec2.validate()
         self.mel.validate()
 
@@ -164,10 +206,10 @@ class UniLSConfig:
     audio_encoder: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
     sample_rate: int = SAMPLE_RATE
     fps: int = FPS
-    #: Default sampling knobs of :meth:`unils.UniLS.generate` (the official inference scripts' values).
-    temperature: float = 1.0
-    top_p: float = 0.97
-    cfg_scale: float = 1.5
+    #: Default sampling knobs of :meth:`unils.UniLS.generate` (:data:`SAMPLING_DEFAULTS`).
+    temperature: float = SAMPLING_DEFAULTS["temperature"]
+    top_p: float = SAMPLING_DEFAULTS["top_p"]
+    cfg_scale: float = SAMPLING_DEFAULTS["cfg_scale"]
     #: Free text shown in logs and model cards.
     name: str = "unils"
     format_version: int = CONFIG_FORMAT_VERSION
@@ -190,12 +232,12 @@ class UniLSConfig:
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def large(cls) -> "UniLSConfig":
+    def large(cls) -> UniLSConfig:
         """The official default ("L") size: codec and generator 512 wide, 8 deep, 5 scales."""
         return cls(name="unils-large")
 
     @classmethod
-    def small(cls) -> "UniLSConfig":
+    def small(cls) -> UniLSConfig:
         """The official "S" size: 384 wide, 6 deep, scales (1, 25, 50, 100)."""
         return cls(
             codec=CodecConfig(hidden_dim=384, depth=6, num_heads=6, scales=(1, 25, 50, 100)),
@@ -204,7 +246,7 @@ class UniLSConfig:
         )
 
     @classmethod
-    def demo(cls) -> "UniLSConfig":
+    def demo(cls) -> UniLSConfig:
         """The bundled demo model's size: a few million parameters and the log-mel front end.
 
         Small enough to train on a CPU and to run many times faster than real time; not a substitute
@@ -220,7 +262,7 @@ class UniLSConfig:
         )
 
     # ------------------------------------------------------------------ validation / IO
-    def validate(self) -> "UniLSConfig":
+    def validate(self) -> UniLSConfig:
         """Check internal consistency; raise :class:`ConfigError` naming the bad field."""
         _check(
             self.format_version == CONFIG_FORMAT_VERSION,
@@ -232,9 +274,7 @@ class UniLSConfig:
         self.audio_encoder.validate()
         _check(self.sample_rate == SAMPLE_RATE, "sample_rate must be 16000 (models are trained at 16 kHz)")
         _check(self.fps > 0 and self.sample_rate % self.fps == 0, "fps must divide sample_rate")
-        _check(self.temperature > 0, "temperature must be > 0")
-        _check(0.0 <= self.top_p <= 1.0, "top_p must be in [0, 1]")
-        _check(self.cfg_scale >= 0, "cfg_scale must be >= 0")
+        check_sampling(temperature=self.temperature, top_p=self.top_p, cfg_scale=self.cfg_scale)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,7 +282,7 @@ class UniLSConfig:
         return _to_jsonable(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "UniLSConfig":
+    def from_dict(cls, data: dict[str, Any]) -> UniLSConfig:
         """Build and validate a config from a dict; unknown or mistyped fields raise ConfigError."""
         if not isinstance(data, dict):
             raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
@@ -253,7 +293,7 @@ class UniLSConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "UniLSConfig":
+    def from_json(cls, text: str) -> UniLSConfig:
         """Parse and validate ``config.json`` text; bad JSON or fields raise :class:`ConfigError`."""
         try:
             data = json.loads(text)
@@ -267,7 +307,7 @@ class UniLSConfig:
             fh.write(self.to_json())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "UniLSConfig":
+    def load(cls, path: str | os.PathLike[str]) -> UniLSConfig:
         """Read a config written by :meth:`save`."""
         with open(path, encoding="utf-8") as fh:
             return cls.from_json(fh.read())
@@ -291,7 +331,9 @@ def _from_dict(cls: type, data: dict[str, Any], path: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown field(s) in {path}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise ConfigError(
+            f"unknown field(s) in {path}: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{path}.{name}")

@@ -20,6 +20,11 @@ __all__ = [
     "EvaluationError",
     "FormatError",
     "MissingDependencyError",
+    "DatasetError",
+    "AmbiguousCheckpointError",
+    "ArkitError",
+    "ManifestError",
+    "ManifestFilesNotFoundError",
 ]
 
 
@@ -80,3 +85,43 @@ class FormatError(UniLSError, ValueError):
 
 class MissingDependencyError(UniLSError, ImportError):
     """An optional dependency is not installed; the message names the extra to install (``unils[viz]``)."""
+
+
+class DatasetError(UniLSError, ValueError):
+    """The training data folder is missing, malformed or holds nothing to train on."""
+
+
+class AmbiguousCheckpointError(CheckpointError):
+    """Several official checkpoints could be the model; ``candidates`` and ``calls`` list them.
+
+    ``calls`` holds, for each candidate, the exact ``UniLS.from_pretrained(...)`` call that picks it.
+    """
+
+    def __init__(self, message: str, candidates: list[str], calls: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+        self.calls = calls
+
+
+class ArkitError(UniLSError, ValueError):
+    """ARKit / Live Link input that cannot be used: a misshapen expression map, an unknown blendshape name,
+    a bad Live Link host or port, or a packet Unreal would reject."""
+
+
+class ManifestError(UniLSError, ValueError):
+    """A batch manifest (``unils generate --batch``) is malformed: columns, values or duplicate outputs.
+
+    ``problems`` lists every problem found (the message shows them too), so all can be fixed at once.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class ManifestFilesNotFoundError(UniLSError, FileNotFoundError):
+    """Files named by a batch manifest do not exist; ``missing`` lists every one (row, column, path)."""
+
+    def __init__(self, message: str, missing: list[tuple[int, str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])

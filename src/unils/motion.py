@@ -22,19 +22,23 @@ import json
 import math
 import operator
 import os
+import warnings
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 from .config import MOTION_DIM
 from .errors import FormatError, MotionError
 
-__all__ = ["Motion", "PARTS", "COLUMNS", "MOTION_DIM", "MOTION_FORMAT_VERSION"]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = ["COLUMNS", "MOTION_DIM", "MOTION_FORMAT_VERSION", "PARTS", "Motion", "MotionLike"]
 
 #: Part name -> columns of the 108-d vector, in the official order (read-only).
 PARTS: Mapping[str, slice] = MappingProxyType(
@@ -63,6 +67,33 @@ COLUMNS: tuple[str, ...] = (
     "eye2_x",
     "eye2_y",
 )
+
+#: What the model accepts wherever it takes a motion (style, previous motion): a :class:`Motion`, or a
+#: [T, 108] numpy array or torch tensor in the official layout. A string so motion.py never imports torch.
+MotionLike: TypeAlias = "Motion | np.ndarray | Tensor"
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"{old} is deprecated and will be removed in a future release; use {new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def load_motion_file(path: str | os.PathLike[str]) -> Motion:
+    """Deprecated: use :meth:`Motion.load`. Reads ``.npz``, ``.npy``, ``.json`` or ``.csv`` by suffix.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FormatError: another suffix.
+        MotionError: the file's content is not a valid motion.
+    """
+    _deprecated("load_motion_file(path)", "Motion.load(path)")
+    p = Path(path)
+    if p.suffix.lower() not in Motion.SUFFIXES:
+        raise FormatError(f"{p.name}: not a motion file (expected {', '.join(Motion.SUFFIXES)})")
+    return Motion.load(p)
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -106,7 +137,7 @@ class Motion:
     """Motion of one person: named float32 coefficient arrays over T frames at ``fps``.
 
     Build one from named parts, from the official [T, 108] array (:meth:`from_array`) or from a file
-    (:meth:`load`, :meth:`from_csv`, :meth:`from_json`). Inputs are validated and converted to
+    (:meth:`load`; :meth:`save` writes one). Inputs are validated and converted to
     C-contiguous float32; an input that already is may be shared rather than copied.
 
     Indexing selects frames and always returns a Motion: ``m[3]`` (one frame), ``m[10:20]``,
@@ -145,7 +176,7 @@ class Motion:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_array(cls, array: Any, fps: float = 25.0) -> "Motion":
+    def from_array(cls, array: Any, fps: float = 25.0) -> Motion:
         """Build from the official [T, 108] layout.
 
         Args:
@@ -168,7 +199,7 @@ class Motion:
         return cls(**{name: arr[:, cols] for name, cols in PARTS.items()}, fps=fps)
 
     @classmethod
-    def zeros(cls, frames: int, fps: float = 25.0) -> "Motion":
+    def zeros(cls, frames: int, fps: float = 25.0) -> Motion:
         """A neutral motion (all coefficients zero).
 
         Args:
@@ -191,7 +222,7 @@ class Motion:
         """
         return np.concatenate([getattr(self, name) for name in PARTS], axis=1)
 
-    def copy(self) -> "Motion":
+    def copy(self) -> Motion:
         """A deep copy (arrays are not shared)."""
         return Motion(**{n: getattr(self, n).copy() for n in PARTS}, fps=self.fps)
 
@@ -215,7 +246,7 @@ class Motion:
         """Timestamp in seconds of every frame (``index / fps``), float64 [T]."""
         return np.arange(len(self)) / self.fps
 
-    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> "Motion":
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Motion:
         """Select frames.
 
         Args:
@@ -250,7 +281,7 @@ class Motion:
                 raise TypeError(f"frame indices must be integers or booleans, got dtype {key.dtype}")
         return Motion(**{name: getattr(self, name)[key] for name in PARTS}, fps=self.fps)
 
-    def slice_time(self, start: float, end: float | None = None) -> "Motion":
+    def slice_time(self, start: float, end: float | None = None) -> Motion:
         """Frames whose index is in ``[round(start * fps), round(end * fps))``.
 
         Bounds are clipped to the motion, so ``slice_time(a, b)`` and ``slice_time(b, c)`` tile
@@ -271,7 +302,7 @@ class Motion:
         return self[a : max(a, b)]
 
     @staticmethod
-    def concatenate(motions: Sequence["Motion"]) -> "Motion":
+    def concatenate(motions: Sequence[Motion]) -> Motion:
         """Join motions in time.
 
         Args:
@@ -299,9 +330,11 @@ class Motion:
         """Exact equality of fps and of every value (shapes included)."""
         if not isinstance(other, Motion):
             return NotImplemented
-        return self.fps == other.fps and all(np.array_equal(getattr(self, n), getattr(other, n)) for n in PARTS)
+        return self.fps == other.fps and all(
+            np.array_equal(getattr(self, n), getattr(other, n)) for n in PARTS
+        )
 
-    def allclose(self, other: "Motion", atol: float = 1e-6, rtol: float = 0.0) -> bool:
+    def allclose(self, other: Motion, atol: float = 1e-6, rtol: float = 0.0) -> bool:
         """Same length and fps, and every value within ``atol + rtol * |other|``.
 
         Args:
@@ -323,39 +356,20 @@ class Motion:
     def __repr__(self) -> str:
         return f"Motion(frames={len(self)}, duration={self.duration:.2f}s, fps={self.fps:g})"
 
-    # ------------------------------------------------------------------ any format, by suffix
-    #: File suffixes :meth:`read` and :meth:`write` understand.
+    # ------------------------------------------------------------------ files, by suffix
+    #: File suffixes :meth:`save` and :meth:`load` choose the format by.
     SUFFIXES = (".npz", ".npy", ".json", ".csv")
 
-    @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> "Motion":
-        """Read a motion file of any format unils writes, chosen by suffix.
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write this motion to a file in the format its suffix names.
 
-        Args:
-            path: ``.npz`` / ``.npy`` (:meth:`load`), ``.json`` (:meth:`from_json`) or ``.csv`` (:meth:`from_csv`).
-
-        Returns:
-            The validated Motion.
-
-        Raises:
-            FileNotFoundError: no such file.
-            FormatError: another suffix.
-            MotionError: the content is not a valid motion.
-        """
-        p = Path(path)
-        suffix = p.suffix.lower()
-        if suffix not in cls.SUFFIXES:
-            raise FormatError(f"{p.name}: not a motion file (expected {', '.join(cls.SUFFIXES)})")
-        if not p.is_file():
-            raise FileNotFoundError(f"no motion file at {p}")
-        if suffix == ".json":
-            return cls.from_json(p)
-        if suffix == ".csv":
-            return cls.from_csv(p)
-        return cls.load(p)
-
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write this motion in the format its suffix names (``.npz``, ``.json`` or ``.csv``).
+        - ``.npz`` (and any suffix unils does not know, as before): compressed, the four parts,
+          ``fps`` and ``format_version``; exact. Written at exactly ``path`` (numpy would append ``.npz``).
+        - ``.json``: the text of :meth:`to_json`; exact.
+        - ``.csv``: header ``time`` then :data:`COLUMNS`, one row per frame, with enough digits for
+          an exact float32 round trip.
+        - ``.npy``: the [T, 108] float32 array of :meth:`to_array`; it stores no frame rate, so only
+          25 fps motions are written this way.
 
         Args:
             path: destination file; parent folders are created.
@@ -364,43 +378,46 @@ class Motion:
             The path written.
 
         Raises:
-            FormatError: another suffix.
+            FormatError: ``.npy`` for a motion that is not at 25 fps.
+
+        Example:
+            ```python
+            motion.save("me.npz"); motion.save("me.csv")
+            assert Motion.load("me.csv") == Motion.load("me.npz")
+            ```
         """
         p = Path(path)
         suffix = p.suffix.lower()
-        if suffix not in (".npz", ".json", ".csv"):
-            raise FormatError(f"{p.name}: motion is written as .npz, .json or .csv")
+        if suffix == ".npy" and self.fps != 25.0:
+            raise FormatError(
+                f"{p.name}: a .npy file stores no frame rate; save this {self.fps:g} fps motion as .npz, .json or .csv"
+            )
         p.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".json":
-            self.to_json(p)
+            p.write_text(self.to_json(), encoding="utf-8")
         elif suffix == ".csv":
-            self.to_csv(p)
+            self._write_csv(p)
+        elif suffix == ".npy":
+            with open(p, "wb") as fh:
+                np.save(fh, self.to_array())
         else:
-            self.save(p)
+            with open(p, "wb") as fh:
+                np.savez_compressed(
+                    fh,
+                    **{n: getattr(self, n) for n in PARTS},
+                    fps=np.float64(self.fps),
+                    format_version=np.int64(MOTION_FORMAT_VERSION),
+                )
         return p
 
-    # ------------------------------------------------------------------ .npz files
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a compressed ``.npz`` with the four parts, ``fps`` and ``format_version``.
-
-        The file is written at exactly ``path`` (numpy would otherwise append ``.npz``).
-
-        Args:
-            path: destination file.
-        """
-        with open(path, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                **{n: getattr(self, n) for n in PARTS},
-                fps=np.float64(self.fps),
-                format_version=np.int64(MOTION_FORMAT_VERSION),
-            )
-
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Motion":
-        """Read a file written by :meth:`save`.
+    def load(cls, path: str | os.PathLike[str]) -> Motion:
+        """Read a motion file written by :meth:`save`, in the format its suffix names.
 
-        Also accepted: an ``.npz`` holding one [T, 108] array, or an ``.npy`` [T, 108] array (at 25 fps).
+        ``.json`` and ``.csv`` are read as text (CSV columns are matched by name, in any order; the
+        frame rate comes from the ``time`` column, 25 when it has fewer than two rows). Any other
+        suffix is read as numpy data: an ``.npz`` from :meth:`save`, an ``.npz`` holding one [T, 108]
+        array, or an ``.npy`` [T, 108] array (at 25 fps).
 
         Args:
             path: the file.
@@ -410,12 +427,17 @@ class Motion:
 
         Raises:
             FileNotFoundError: no file at ``path``.
-            MotionError: the file is not a motion file, lacks keys, comes from a newer format version
-                or holds invalid values.
+            MotionError: the file is not a motion file, lacks keys or columns, comes from a newer
+                format version or holds invalid values.
         """
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"no motion file at {p}")
+        suffix = p.suffix.lower()
+        if suffix == ".json":
+            return cls._from_json_text(p.read_text(encoding="utf-8"))
+        if suffix == ".csv":
+            return cls._read_csv(p, None)
         try:
             data = np.load(p, allow_pickle=False)
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
@@ -429,7 +451,30 @@ class Motion:
             raise MotionError(f"{p} is not a readable motion .npz file: {exc}") from exc
 
     @classmethod
-    def _from_npz(cls, data: Any, p: Path) -> "Motion":
+    def read(cls, path: str | os.PathLike[str]) -> Motion:
+        """Deprecated: use :meth:`load`, which reads every suffix.
+
+        Unlike :meth:`load`, refuses suffixes other than :attr:`SUFFIXES` with a ``FormatError``.
+        """
+        _deprecated("Motion.read(path)", "Motion.load(path)")
+        p = Path(path)
+        if p.suffix.lower() not in cls.SUFFIXES:
+            raise FormatError(f"{p.name}: not a motion file (expected {', '.join(cls.SUFFIXES)})")
+        return cls.load(p)
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Deprecated: use :meth:`save`, which writes every suffix.
+
+        Unlike :meth:`save`, refuses suffixes other than ``.npz``, ``.json`` and ``.csv`` with a ``FormatError``.
+        """
+        _deprecated("Motion.write(path)", "Motion.save(path)")
+        p = Path(path)
+        if p.suffix.lower() not in (".npz", ".json", ".csv"):
+            raise FormatError(f"{p.name}: motion is written as .npz, .json or .csv")
+        return self.save(p)
+
+    @classmethod
+    def _from_npz(cls, data: Any, p: Path) -> Motion:
         keys = set(data.files)
         if len(keys) == 1 and not keys & set(PARTS):
             return cls.from_array(data[next(iter(keys))])
@@ -456,7 +501,7 @@ class Motion:
         return {"fps": self.fps, **{n: getattr(self, n).tolist() for n in PARTS}}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Motion":
+    def from_dict(cls, data: Mapping[str, Any]) -> Motion:
         """Inverse of :meth:`to_dict` (``fps`` defaults to 25 when absent).
 
         Raises:
@@ -469,44 +514,54 @@ class Motion:
             raise MotionError(f"motion dict lacks {missing}")
         version = data.get("format_version", MOTION_FORMAT_VERSION)
         if not isinstance(version, int) or version > MOTION_FORMAT_VERSION:
-            raise MotionError(f"unsupported motion format version {version!r} (this unils reads up to {MOTION_FORMAT_VERSION})")
+            raise MotionError(
+                f"unsupported motion format version {version!r} (this unils reads up to {MOTION_FORMAT_VERSION})"
+            )
         parts = {}
         for n in PARTS:
             try:
                 arr = np.asarray(data[n], dtype=np.float64)
             except (TypeError, ValueError) as exc:
-                raise MotionError(f"motion dict: {n} must be a [frames, {_WIDTHS[n]}] list of numbers: {exc}") from exc
+                raise MotionError(
+                    f"motion dict: {n} must be a [frames, {_WIDTHS[n]}] list of numbers: {exc}"
+                ) from exc
             # An empty list carries no width; it can only mean zero frames.
             parts[n] = np.zeros((0, _WIDTHS[n]), np.float32) if arr.size == 0 else arr
         return cls(**parts, fps=data.get("fps", 25.0))
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        """JSON text of :meth:`to_dict` plus ``format_version``.
+        """JSON text of :meth:`to_dict` plus ``format_version`` (for APIs and messages; files: :meth:`save`).
 
         Args:
-            path: when given, the text is also written there (UTF-8).
+            path: deprecated; when given, the text is also written there (use ``save("x.json")``).
 
         Returns:
             The JSON text.
         """
         text = json.dumps({"format_version": MOTION_FORMAT_VERSION, **self.to_dict()})
         if path is not None:
+            _deprecated("Motion.to_json(path)", "Motion.save(path) with a .json suffix")
             Path(path).write_text(text, encoding="utf-8")
         return text
 
     @classmethod
-    def from_json(cls, text_or_path: str | os.PathLike[str]) -> "Motion":
-        """Read JSON text, or a file, written by :meth:`to_json`.
+    def from_json(cls, text_or_path: str | os.PathLike[str]) -> Motion:
+        """Parse JSON text written by :meth:`to_json` (files: :meth:`load`).
 
         Args:
-            text_or_path: JSON text (a string starting with ``{``) or the path of a JSON file.
+            text_or_path: JSON text (a string starting with ``{``); a path is deprecated (use ``load``).
 
         Raises:
             FileNotFoundError: a path was given and there is no such file.
             MotionError: the text is not valid motion JSON.
         """
-        is_text = isinstance(text_or_path, str) and text_or_path.lstrip().startswith("{")
-        text = str(text_or_path) if is_text else Path(text_or_path).read_text(encoding="utf-8")
+        if isinstance(text_or_path, str) and text_or_path.lstrip().startswith("{"):
+            return cls._from_json_text(text_or_path)
+        _deprecated("Motion.from_json(path)", "Motion.load(path)")
+        return cls._from_json_text(Path(text_or_path).read_text(encoding="utf-8"))
+
+    @classmethod
+    def _from_json_text(cls, text: str) -> Motion:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -515,13 +570,17 @@ class Motion:
 
     # ------------------------------------------------------------------ CSV
     def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write a CSV: header ``time`` then :data:`COLUMNS`, one row per frame.
+        """Deprecated: use :meth:`save` with a ``.csv`` suffix (this writes CSV whatever the suffix)."""
+        _deprecated("Motion.to_csv(path)", "Motion.save(path) with a .csv suffix")
+        self._write_csv(Path(path))
 
-        Values are written with enough digits for an exact float32 round trip through :meth:`from_csv`.
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike[str], fps: float | None = None) -> Motion:
+        """Deprecated: use :meth:`load` (this reads CSV whatever the suffix; ``fps`` overrides the time column)."""
+        _deprecated("Motion.from_csv(path)", "Motion.load(path)")
+        return cls._read_csv(Path(path), fps)
 
-        Args:
-            path: destination file.
-        """
+    def _write_csv(self, path: Path) -> None:
         arr = self.to_array()
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
@@ -530,17 +589,7 @@ class Motion:
                 writer.writerow([repr(float(t)), *(repr(float(v)) for v in row)])
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike[str], fps: float | None = None) -> "Motion":
-        """Read a CSV written by :meth:`to_csv` (columns are matched by name, in any order).
-
-        Args:
-            path: the CSV file.
-            fps: frame rate; None = recovered from the ``time`` column (25 when it has < 2 rows).
-
-        Raises:
-            FileNotFoundError: no file at ``path``.
-            MotionError: missing columns, non-numeric cells, ragged rows or an unusable time column.
-        """
+    def _read_csv(cls, path: Path, fps: float | None) -> Motion:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
         if not rows:
@@ -552,7 +601,9 @@ class Motion:
             raise MotionError(f"{path} lacks motion CSV column(s) {shown}")
         body = [r for r in rows[1:] if r]
         try:
-            table = np.array([[float(v) for v in r] for r in body], dtype=np.float64).reshape(len(body), len(header))
+            table = np.array([[float(v) for v in r] for r in body], dtype=np.float64).reshape(
+                len(body), len(header)
+            )
         except ValueError as exc:
             raise MotionError(f"{path} has a non-numeric cell or a row of the wrong length: {exc}") from exc
         col = {name: i for i, name in enumerate(header)}
@@ -576,7 +627,7 @@ class Motion:
             }
 
     @classmethod
-    def from_frames(cls, frames: Iterable[Mapping[str, Any]], fps: float | None = None) -> "Motion":
+    def from_frames(cls, frames: Iterable[Mapping[str, Any]], fps: float | None = None) -> Motion:
         """Rebuild a Motion from per-frame dicts such as those :meth:`frames` yields.
 
         Only the four parts are read from each dict; other keys (``index``, ``time``...) are ignored

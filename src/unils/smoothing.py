@@ -86,7 +86,9 @@ def savgol_coeffs(window: int = DEFAULT_WINDOW, polyorder: int = DEFAULT_POLYORD
     return _projection(w, p)[w // 2].copy()
 
 
-def effective_window(num_frames: int, window: int = DEFAULT_WINDOW, polyorder: int = DEFAULT_POLYORDER) -> int:
+def effective_window(
+    num_frames: int, window: int = DEFAULT_WINDOW, polyorder: int = DEFAULT_POLYORDER
+) -> int:
     """Window that :func:`savgol_filter` actually uses for an input of ``num_frames`` frames.
 
     * ``num_frames >= window``: ``window`` (exactly scipy's interp mode).
@@ -273,7 +275,9 @@ class StreamingSavgol:
         if self._channels is None:
             self._channels, self._dtype = arr.shape[1], _output_dtype(arr.dtype)
         elif arr.shape[1] != self._channels:
-            raise MotionError(f"StreamingSavgol.push got {arr.shape[1]} channels, earlier pushes had {self._channels}")
+            raise MotionError(
+                f"StreamingSavgol.push got {arr.shape[1]} channels, earlier pushes had {self._channels}"
+            )
         if arr.shape[0] == 0:
             return self._empty()
 

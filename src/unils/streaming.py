@@ -29,11 +29,12 @@ import torch
 
 from .audio import AudioInput, Resampler, to_mono_float32
 from .errors import AudioError, StreamError
+from .generation import WindowEngine, expand_seeds, frame_count, pad_window, per_person, prev_clip
 from .motion import Motion
 from .smoothing import StreamingSavgol
 
 if TYPE_CHECKING:
-    from .model import MotionLike, UniLS
+    from .motion import MotionLike
 
 __all__ = ["StreamSession", "LatencyStats"]
 
@@ -69,53 +70,72 @@ class StreamSession:
     Create it with :meth:`unils.UniLS.stream`. Use it as a context manager or call :meth:`close`.
 
     Args:
-        model: the shared model.
+        engine: the shared model's :class:`~unils.generation.WindowEngine` (``model.engine``; a
+            :class:`~unils.UniLS` is accepted too).
         partner: whether partner audio will be pushed (False = the person talks to silence).
         both: generate both people (requires ``partner``); :meth:`push` then returns a pair.
         sample_rate: rate of the pushed audio; other than 16 kHz is resampled on the fly.
-        seed: seed (``both``: ``seed`` and ``seed + 1``, as :meth:`~unils.UniLS.generate_both`).
+        seed: seed (``both``: ``seed`` and ``seed + 1``, or a pair, as :meth:`~unils.UniLS.generate_both`).
         temperature: sampling temperature (default from the model config).
         top_p: nucleus threshold (default from the model config).
         cfg_scale: classifier-free guidance scale (default from the model config).
         smooth: Savitzky-Golay smoothing with 4 frames of lookahead (equals offline smoothing).
         hop_frames: None for exact mode, or the low-latency hop in frames (1 .. window).
-        style: optional style clip(s), as for :meth:`~unils.UniLS.generate`.
+        style: optional style clip (a pair for ``both``), as for :meth:`~unils.UniLS.generate`.
+        prev_motion: optional motion preceding the audio (a pair for ``both``).
         use_cache: key/value caching across scales.
     """
 
     def __init__(
         self,
-        model: "UniLS",
+        engine: WindowEngine | Any,
         *,
         partner: bool = True,
         both: bool = False,
         sample_rate: int = 16000,
-        seed: int | None = None,
+        seed: int | tuple[int | None, int | None] | None = None,
         temperature: float | None = None,
         top_p: float | None = None,
         cfg_scale: float | None = None,
         smooth: bool = True,
         hop_frames: int | None = None,
-        style: "MotionLike | None" = None,
+        style: MotionLike | tuple[MotionLike | None, MotionLike | None] | None = None,
+        prev_motion: MotionLike | tuple[MotionLike | None, MotionLike | None] | None = None,
         use_cache: bool = True,
     ) -> None:
-        cfg = model.config
+        if not isinstance(engine, WindowEngine):
+            engine = getattr(engine, "engine", None)
+            if not isinstance(engine, WindowEngine):
+                raise TypeError("StreamSession needs a model's engine: open sessions with model.stream()")
+        cfg = engine.config
         if both and not partner:
             raise ValueError("both=True needs partner audio: create the session with partner=True")
         window = cfg.window_frames
         if hop_frames is not None and not (1 <= int(hop_frames) <= window):
-            raise ValueError(f"hop_frames must be between 1 and {window} (or None for exact mode), got {hop_frames}")
-        self.model = model
+            raise ValueError(
+                f"hop_frames must be between 1 and {window} (or None for exact mode), got {hop_frames}"
+            )
+        if int(sample_rate) <= 0:
+            raise ValueError(
+                f"sample_rate must be a positive number of samples per second, got {sample_rate}"
+            )
+        self.engine = engine
         self.partner = partner
         self.both = both
         self.sample_rate = int(sample_rate)
         self.hop = window if hop_frames is None else int(hop_frames)
         self.smooth = smooth
-        self._options = model._options(temperature, top_p, cfg_scale, use_cache)
-        self._seeds: list[int | None] = [seed] if not both else [seed, None if seed is None else seed + 1]
-        self._style = style
+        self.options = engine.options(
+            temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache
+        )
+        n_people = 2 if both else 1
+        self._seeds = expand_seeds(seed, n_people)
+        self._styles = per_person(style, n_people, "style")
+        self._prevs = per_person(prev_motion, n_people, "prev_motion")
+        self._fps = float(cfg.fps)
         self._spf = cfg.samples_per_frame
         self._window = window
+        self._window_samples = cfg.window_samples
         self._lock = threading.Lock()
         self._closed = False
         self.reset()
@@ -124,19 +144,21 @@ class StreamSession:
     def reset(self) -> None:
         """Forget all audio and motion: the next push starts a new conversation (same seed)."""
         n_people = 2 if self.both else 1
-        styles = [self._style] * n_people if self._style is not None else None
-        self._state = self.model.initial_state(self._seeds, styles)
+        rate = self.engine.config.sample_rate
+        self._state = self.engine.start(self._seeds, self._styles, self._prevs)
         channels = 2 if self.partner else 1
         self._resamplers = [
-            Resampler(self.sample_rate, self.model.config.sample_rate) if self.sample_rate != self.model.config.sample_rate else None
-            for _ in range(channels)
+            Resampler(self.sample_rate, rate) if self.sample_rate != rate else None for _ in range(channels)
         ]
         self._buffers = [np.zeros(0, np.float32) for _ in range(channels)]
         self._received = [0 for _ in range(channels)]  # samples (16 kHz) received per channel
         self._buffer_start = 0  # sample index of buffers[..][0]
         self._committed = 0  # frames committed (before smoothing)
-        # Low-latency mode only: the last `window` committed frames per person (unsmoothed).
-        self._history = np.zeros((n_people, 0, self.model.config.codec.motion_dim), np.float32)
+        # Low-latency mode only: the last `window` committed frames per person (unsmoothed), starting
+        # from the given previous motion, so that re-chaining sees what preceded the audio.
+        self._history = self._state.prev_motion.float().cpu().numpy()
+        if all(p is None for p in self._prevs):
+            self._history = self._history[:, :0]
         self._smoothers = [StreamingSavgol() for _ in range(n_people)] if self.smooth else None
         self._emitted = 0
         self._step_times: list[float] = []
@@ -148,7 +170,7 @@ class StreamSession:
         self._buffers = []
         self._history = np.zeros((0, 0, 0), np.float32)
 
-    def __enter__(self) -> "StreamSession":
+    def __enter__(self) -> StreamSession:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -159,7 +181,7 @@ class StreamSession:
     def algorithmic_latency_s(self) -> float:
         """Seconds of audio that must arrive after a frame's time before the frame is final."""
         lookahead = StreamingSavgol().lookahead if self.smooth else 0
-        return (self.hop + lookahead) / self.model.fps
+        return (self.hop + lookahead) / self._fps
 
     @property
     def frames_emitted(self) -> int:
@@ -169,7 +191,7 @@ class StreamSession:
     def stats(self) -> LatencyStats:
         """Latency and real-time figures measured so far."""
         times = np.asarray(self._step_times) if self._step_times else np.zeros(1)
-        audio_s = max(self._received) / self.model.config.sample_rate if self._received else 0.0
+        audio_s = max(self._received) / self.engine.config.sample_rate if self._received else 0.0
         compute = float(np.sum(self._step_times)) if self._step_times else 0.0
         return LatencyStats(
             algorithmic_latency_s=self.algorithmic_latency_s,
@@ -188,7 +210,9 @@ class StreamSession:
         # Same validation as offline loading (dtype, NaN, channels); blocks may be any length.
         return to_mono_float32(block, name)
 
-    def push(self, audio: AudioInput, partner_audio: AudioInput | None = None) -> "Motion | tuple[Motion, Motion]":
+    def push(
+        self, audio: AudioInput, partner_audio: AudioInput | None = None
+    ) -> Motion | tuple[Motion, Motion]:
         """Add a block of audio (any size) and return the motion frames that became final.
 
         Args:
@@ -202,7 +226,9 @@ class StreamSession:
         with self._lock:
             self._check_open()
             if self.partner and partner_audio is None:
-                raise ValueError("this session expects partner_audio with every push (open it with partner=False otherwise)")
+                raise ValueError(
+                    "this session expects partner_audio with every push (open it with partner=False otherwise)"
+                )
             if not self.partner and partner_audio is not None:
                 raise ValueError("this session was opened with partner=False; pass only audio")
             blocks = [audio] + ([partner_audio] if self.partner else [])
@@ -218,7 +244,7 @@ class StreamSession:
                 out.append(self._run(self.hop))
             return self._emit(out, final=False)
 
-    def flush(self) -> "Motion | tuple[Motion, Motion]":
+    def flush(self) -> Motion | tuple[Motion, Motion]:
         """End of audio: generate the rest (last window zero-padded) and return all remaining frames."""
         with self._lock:
             self._check_open()
@@ -229,8 +255,7 @@ class StreamSession:
                     tail = res.flush()
                     self._buffers[i] = np.concatenate([self._buffers[i], tail])
                     self._received[i] += tail.shape[0]
-            total = max(self._received)
-            frames = -(-total // self._spf)
+            frames = frame_count(max(self._received), self._spf)
             out = []
             while self._committed < frames:
                 out.append(self._run(min(self.hop, frames - self._committed)))
@@ -244,34 +269,27 @@ class StreamSession:
             raise StreamError("this session was flushed; call reset() to start a new conversation")
 
     # ------------------------------------------------------------------ the step
-    def _window_audio(self, channel: int) -> np.ndarray:
-        start = self._committed * self._spf - self._buffer_start
-        seg = self._buffers[channel][start : start + self.model.config.window_samples]
-        if seg.shape[0] < self.model.config.window_samples:
-            seg = np.concatenate([seg, np.zeros(self.model.config.window_samples - seg.shape[0], np.float32)])
-        return seg
-
     def _run(self, commit: int) -> np.ndarray:
         t0 = time.perf_counter()
-        model = self.model
-        windows = torch.from_numpy(np.stack([self._window_audio(c) for c in range(len(self._buffers))]))
-        feats = model.encode_windows(windows)
+        engine = self.engine
+        start = self._committed * self._spf - self._buffer_start
+        windows = np.stack([pad_window(buf[start:], self._window_samples) for buf in self._buffers])
+        feats = engine.encode(torch.from_numpy(windows))
         own = feats[0]
-        other = feats[1] if self.partner else model.silence_features()
+        other = feats[1] if self.partner else engine.silence()
         if self.both:
             self_f, other_f = torch.stack([own, other]), torch.stack([other, own])
         else:
             self_f, other_f = own[None], other[None]
-        motion, self._state = model.step(self._state, self_f, other_f, self._options)
+        motion, state = engine.step(self._state, self_f, other_f, self.options)
         motion_np = motion.float().cpu().numpy()[:, :commit]
         self._committed += commit
         if self.hop < self._window:
-            # Low-latency chaining: condition the next window on the last `window` committed frames,
-            # left-padded with zeros at the start (as the training clips' previous motion).
+            # Low-latency chaining: the next window is conditioned on the last `window` committed frames.
             self._history = np.concatenate([self._history, motion_np], axis=1)[:, -self._window :]
-            prev = np.zeros((motion_np.shape[0], self._window, motion_np.shape[2]), np.float32)
-            prev[:, self._window - self._history.shape[1] :] = self._history
-            self._state.prev_motion = torch.from_numpy(prev).to(self._state.prev_motion)
+            prev = np.stack([prev_clip(h, self._window) for h in self._history])
+            state = state.with_prev_motion(torch.from_numpy(prev))
+        self._state = state
         # Drop audio that no future window can need.
         drop = self._committed * self._spf - self._buffer_start
         if drop > 0:
@@ -280,9 +298,9 @@ class StreamSession:
         self._step_times.append(time.perf_counter() - t0)
         return motion_np
 
-    def _emit(self, pieces: list[np.ndarray], final: bool) -> "Motion | tuple[Motion, Motion]":
+    def _emit(self, pieces: list[np.ndarray], final: bool) -> Motion | tuple[Motion, Motion]:
         n_people = 2 if self.both else 1
-        d = self.model.config.codec.motion_dim
+        d = self.engine.config.codec.motion_dim
         raw = np.concatenate(pieces, axis=1) if pieces else np.zeros((n_people, 0, d), np.float32)
         people = []
         for i in range(n_people):
@@ -291,6 +309,6 @@ class StreamSession:
                 frames = self._smoothers[i].push(frames)
                 if final:
                     frames = np.concatenate([frames, self._smoothers[i].flush()])
-            people.append(Motion.from_array(frames, fps=float(self.model.fps)))
+            people.append(Motion.from_array(frames, fps=self._fps))
         self._emitted += len(people[0])
         return (people[0], people[1]) if self.both else people[0]

@@ -12,16 +12,25 @@ https://flame.is.tue.mpg.de under its licence, then::
 from __future__ import annotations
 
 from .indices import LIP_INDICES, LOWER_LIP_INDICES, UPPER_INDICES, UPPER_LIP_INDICES
+from .io import load_flame_arrays
 from .model import (
     FLAME_NUM_JOINTS,
     FLAME_NUM_VERTICES,
     NUM_EXPRESSION,
     FlameModel,
     batch_rodrigues,
-    load_flame_arrays,
     pose_from_motion,
 )
-from .render import Camera, FlameFrameRenderer, fit_camera, rasterize, render_motion, render_vertices, write_video
+from .render import (
+    Camera,
+    FlameFrameRenderer,
+    fit_camera,
+    rasterize,
+    render_motion,
+    render_vertices,
+    write_rendered_video,
+    write_video,
+)
 
 __all__ = [
     "FlameModel",
@@ -33,6 +42,7 @@ __all__ = [
     "rasterize",
     "fit_camera",
     "Camera",
+    "write_rendered_video",
     "write_video",
     "FlameFrameRenderer",
     "LIP_INDICES",

@@ -1,10 +1,8 @@
 """FLAME 2020 as UniLS uses it: a user-supplied model file turned into batched vertices in torch.
 
 unils never ships FLAME; users download FLAME 2020 under its licence and point unils to
-``generic_model.pkl`` (the official pickle) or to a converted ``.pt``. The pickle holds chumpy
-objects and a scipy sparse matrix; :func:`load_flame_arrays` reads it with a restricted unpickler
-that maps those classes to plain numpy, so neither chumpy nor scipy is needed (and a pickle that
-names anything else, which a FLAME file never does, is refused rather than run).
+``generic_model.pkl`` (the official pickle) or to a converted ``.pt``, which
+:func:`~unils.flame.io.load_flame_arrays` reads safely (:mod:`unils.flame.io`).
 
 Motion -> FLAME pose (official layout, see :mod:`unils.motion`):
 
@@ -27,9 +25,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import pickle
-import zipfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +34,10 @@ from torch import nn
 
 from ..config import MOTION_DIM
 from ..errors import FlameError, MotionError
+from .io import as_plain_array, load_flame_arrays
 
 __all__ = [
     "FlameModel",
-    "load_flame_arrays",
     "pose_from_motion",
     "batch_rodrigues",
     "FLAME_NUM_VERTICES",
@@ -58,194 +53,6 @@ FLAME_NUM_VERTICES = 5023
 FLAME_NUM_JOINTS = 5
 #: Expression components driven by the motion (columns 0-99).
 NUM_EXPRESSION = 100
-
-_REQUIRED = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the official pickle without chumpy or scipy
-# ---------------------------------------------------------------------------------------------
-class _Foreign:
-    """Stand-in for a chumpy or scipy.sparse object: keeps whatever state the pickle gives it."""
-
-    origin: tuple[str, str] = ("", "")
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_Foreign":
-        obj = object.__new__(cls)
-        obj.args = args
-        obj.state = None
-        return obj
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-_FOREIGN_CLASSES: dict[tuple[str, str], type] = {}
-
-
-def _foreign_class(module: str, name: str) -> type:
-    key = (module, name)
-    if key not in _FOREIGN_CLASSES:
-        _FOREIGN_CLASSES[key] = type(f"_Foreign_{name}", (_Foreign,), {"origin": key})
-    return _FOREIGN_CLASSES[key]
-
-
-def _safe_reconstructor(cls: type, base: type, state: Any) -> Any:
-    # Protocol 0/1 pickles build objects through copy_reg._reconstructor; only our stand-ins may be built.
-    if isinstance(cls, type) and issubclass(cls, _Foreign):
-        return cls.__new__(cls)
-    raise FlameError(f"FLAME pickle asks to build {cls!r}; refusing (not part of a FLAME model file)")
-
-
-def _numpy_core(name: str) -> str:
-    # Old pickles name numpy.core.*; numpy 2 renamed it to numpy._core (the old name warns).
-    if name.startswith("numpy.core") and hasattr(np, "_core"):
-        return "numpy._core" + name[len("numpy.core") :]
-    return name
-
-
-_ALLOWED_GLOBALS = {
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-    ("builtins", "object"),
-    ("builtins", "complex"),
-    ("builtins", "slice"),
-    ("builtins", "bytearray"),
-    ("_codecs", "encode"),
-}
-
-
-class _FlameUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only numpy/builtin data types; chumpy and scipy.sparse become stand-ins."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "chumpy" or module.startswith("chumpy.") or module.startswith("scipy.sparse"):
-            return _foreign_class(module, name)
-        # Python 2 names (FLAME 2020 was pickled by Python 2; Python 3 writes them for protocols < 3).
-        module = {"__builtin__": "builtins", "copy_reg": "copyreg"}.get(module, module)
-        if (module, name) == ("copyreg", "_reconstructor"):
-            return _safe_reconstructor
-        module = _numpy_core(module)
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise FlameError(
-            f"the FLAME pickle refers to {module}.{name}, which a FLAME model file never contains; "
-            "refusing to load it (pickles can run code)"
-        )
-
-
-def _densify_sparse(obj: _Foreign, field: str) -> np.ndarray:
-    state = obj.state if isinstance(obj.state, dict) else {}
-    shape = state.get("_shape", state.get("shape"))
-    name = obj.origin[1]
-    fmt = state.get("format") or name[:3]
-    try:
-        rows, cols = (int(s) for s in shape)
-        dense = np.zeros((rows, cols), dtype=np.float64)
-        data = np.asarray(state["data"], dtype=np.float64)
-        if fmt in ("csc", "csr"):
-            indices = np.asarray(state["indices"], dtype=np.int64)
-            indptr = np.asarray(state["indptr"], dtype=np.int64)
-            major = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-            r, c = (indices, major) if fmt == "csc" else (major, indices)
-        elif fmt == "coo":
-            r = np.asarray(state.get("row", state.get("coords", [None])[0]), dtype=np.int64)
-            c = np.asarray(state.get("col", state.get("coords", [None, None])[1]), dtype=np.int64)
-        else:
-            raise FlameError(f"FLAME field {field!r} is a scipy {name} (format {fmt!r}); only csc/csr/coo are read")
-        np.add.at(dense, (r, c), data)  # duplicates in an unsorted sparse matrix add up, as in scipy
-    except FlameError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise FlameError(f"FLAME field {field!r}: cannot read the scipy sparse matrix ({exc})") from exc
-    return dense
-
-
-def _plain(value: Any, field: str) -> np.ndarray:
-    """Turn one pickled field (ndarray, chumpy stand-in, sparse stand-in, nested list) into numpy."""
-    if isinstance(value, _Foreign):
-        module, name = value.origin
-        if module.startswith("scipy.sparse"):
-            return _densify_sparse(value, field)
-        state = value.state if isinstance(value.state, dict) else {}
-        if "x" in state and not isinstance(state["x"], _Foreign):
-            return np.asarray(state["x"])
-        raise FlameError(
-            f"FLAME field {field!r} is a chumpy {name} expression, not a plain array; "
-            "convert the model with chumpy installed (np.array(model[field])) or use the official FLAME 2020 file"
-        )
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    try:
-        return np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise FlameError(f"FLAME field {field!r} is not an array: {exc}") from exc
-
-
-def _read_pickle(path: Path) -> Mapping[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            # latin1: FLAME 2020 was pickled by Python 2, whose str holds numpy's raw bytes.
-            data = _FlameUnpickler(fh, encoding="latin1").load()
-    except FlameError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a damaged pickle can fail in many ways; all mean "not readable"
-        raise FlameError(f"{path} is not a readable FLAME pickle: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise FlameError(f"{path} does not hold a FLAME model (expected a dict, got {type(data).__name__})")
-    return data
-
-
-def _read_torch(path: Path) -> Mapping[str, Any]:
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise FlameError(
-            f"{path} is not a FLAME .pt holding a dict of tensors ({' '.join(str(exc).split())[:300]})"
-        ) from exc
-    if not isinstance(data, Mapping):
-        raise FlameError(f"{path} does not hold a FLAME model (expected a dict, got {type(data).__name__})")
-    return data
-
-
-def load_flame_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read the arrays of a FLAME model file as plain numpy.
-
-    Args:
-        path: the official ``generic_model.pkl`` (FLAME 2020, chumpy objects and a scipy sparse
-            ``J_regressor`` are read without chumpy or scipy), or a ``.pt`` / ``.pth`` dict of tensors with
-            the same field names (e.g. written by :meth:`FlameModel.save` or the official converter).
-            Files are told apart by content (a zip archive is a torch file), not only by suffix.
-
-    Returns:
-        ``{"v_template", "shapedirs", "posedirs", "J_regressor" (dense), "weights", "kintree_table", "f"}``.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        FlameError: the file is unreadable, lacks a field, or the pickle names anything but numpy,
-            chumpy and scipy.sparse data.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"no FLAME model at {p}; download FLAME 2020 (generic_model.pkl) from https://flame.is.tue.mpg.de "
-            "under its licence and pass its path"
-        )
-    with open(p, "rb") as fh:
-        head = fh.read(4)
-    raw = _read_torch(p) if head.startswith(b"PK") else _read_pickle(p)
-    missing = [k for k in _REQUIRED if k not in raw]
-    if missing:
-        raise FlameError(f"{p} lacks the FLAME field(s) {missing} (found {sorted(map(str, raw))[:20]})")
-    return {k: _plain(raw[k], k) for k in _REQUIRED}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,12 +110,26 @@ def pose_from_motion(motion: Any, with_head_pose: bool = True) -> torch.Tensor:
         eye 2 ``[c106, c107, 0]``. Same dtype/device as a tensor input (float32 otherwise).
     """
     if isinstance(motion, torch.Tensor):
-        m = _as_motion_tensor(motion, motion.dtype if motion.is_floating_point() else torch.float32, motion.device)
+        m = _as_motion_tensor(
+            motion, motion.dtype if motion.is_floating_point() else torch.float32, motion.device
+        )
     else:
         m = _as_motion_tensor(motion, torch.float32, torch.device("cpu"))
     zero = torch.zeros_like(m[..., :1])
     head = m[..., 100:103] if with_head_pose else torch.zeros_like(m[..., 100:103])
-    parts = [head, zero, zero, zero, m[..., 103:104], zero, zero, m[..., 104:106], zero, m[..., 106:108], zero]
+    parts = [
+        head,
+        zero,
+        zero,
+        zero,
+        m[..., 103:104],
+        zero,
+        zero,
+        m[..., 104:106],
+        zero,
+        m[..., 106:108],
+        zero,
+    ]
     return torch.cat(parts, dim=-1)
 
 
@@ -333,6 +154,16 @@ class FlameModel(nn.Module):
         FlameError: inconsistent shapes, not 5 joints, or a parent that does not precede its child.
     """
 
+    # Buffers, declared so that the type checker sees tensors instead of ``Module.__getattr__``'s union.
+    v_template: torch.Tensor
+    shapedirs: torch.Tensor
+    exprdirs: torch.Tensor
+    posedirs: torch.Tensor
+    J_regressor: torch.Tensor
+    lbs_weights: torch.Tensor
+    faces: torch.Tensor
+    parents: torch.Tensor
+
     def __init__(
         self,
         v_template: Any,
@@ -346,9 +177,18 @@ class FlameModel(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        arr = {k: _plain(v, k) for k, v in dict(
-            v_template=v_template, shapedirs=shapedirs, posedirs=posedirs, J_regressor=J_regressor,
-            weights=weights, kintree_table=kintree_table, f=faces).items()}
+        arr = {
+            k: as_plain_array(v, k)
+            for k, v in dict(
+                v_template=v_template,
+                shapedirs=shapedirs,
+                posedirs=posedirs,
+                J_regressor=J_regressor,
+                weights=weights,
+                kintree_table=kintree_table,
+                f=faces,
+            ).items()
+        }
         v_t = arr["v_template"]
         if v_t.ndim != 2 or v_t.shape[1] != 3:
             raise FlameError(f"v_template must be [V, 3], got {list(v_t.shape)}")
@@ -357,13 +197,17 @@ class FlameModel(nn.Module):
         if sd.ndim != 3 or sd.shape[:2] != (nv, 3):
             raise FlameError(f"shapedirs must be [{nv}, 3, K], got {list(sd.shape)}")
         if sd.shape[2] < num_expression:
-            raise FlameError(f"shapedirs has {sd.shape[2]} components, fewer than the {num_expression} expression ones")
+            raise FlameError(
+                f"shapedirs has {sd.shape[2]} components, fewer than the {num_expression} expression ones"
+            )
         jr = arr["J_regressor"]
         if jr.ndim != 2 or jr.shape[1] != nv:
             raise FlameError(f"J_regressor must be [J, {nv}], got {list(jr.shape)}")
         nj = jr.shape[0]
         if nj != FLAME_NUM_JOINTS:
-            raise FlameError(f"FLAME has {FLAME_NUM_JOINTS} joints (global, neck, jaw, eyes); this model has {nj}")
+            raise FlameError(
+                f"FLAME has {FLAME_NUM_JOINTS} joints (global, neck, jaw, eyes); this model has {nj}"
+            )
         w = arr["weights"]
         if w.shape != (nv, nj):
             raise FlameError(f"weights must be [{nv}, {nj}], got {list(w.shape)}")
@@ -376,7 +220,9 @@ class FlameModel(nn.Module):
         elif pd.shape == (nv * 3, npose):
             pd = pd.T
         else:
-            raise FlameError(f"posedirs must be [{nv}, 3, {npose}] (or [{npose}, {nv * 3}]), got {list(pd.shape)}")
+            raise FlameError(
+                f"posedirs must be [{nv}, 3, {npose}] (or [{npose}, {nv * 3}]), got {list(pd.shape)}"
+            )
         kt = arr["kintree_table"]
         parents = (kt[0] if kt.ndim == 2 else kt).astype(np.int64)
         if parents.shape != (nj,):
@@ -411,8 +257,11 @@ class FlameModel(nn.Module):
     # ------------------------------------------------------------------ construction / files
     @classmethod
     def from_file(
-        cls, path: str | os.PathLike[str], device: str | torch.device | None = None, dtype: torch.dtype = torch.float32
-    ) -> "FlameModel":
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> FlameModel:
         """Load a user-supplied FLAME model.
 
         Args:
@@ -430,10 +279,18 @@ class FlameModel(nn.Module):
         """
         arrays = load_flame_arrays(path)
         model = cls(
-            arrays["v_template"], arrays["shapedirs"], arrays["posedirs"], arrays["J_regressor"],
-            arrays["weights"], arrays["kintree_table"], arrays["f"], dtype=dtype,
+            arrays["v_template"],
+            arrays["shapedirs"],
+            arrays["posedirs"],
+            arrays["J_regressor"],
+            arrays["weights"],
+            arrays["kintree_table"],
+            arrays["f"],
+            dtype=dtype,
         )
-        logger.info("loaded FLAME model %s: %d vertices, %d faces", path, model.num_vertices, model.faces.shape[0])
+        logger.info(
+            "loaded FLAME model %s: %d vertices, %d faces", path, model.num_vertices, model.faces.shape[0]
+        )
         return model.to(device).eval() if device is not None else model.eval()
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -466,7 +323,11 @@ class FlameModel(nn.Module):
 
     # ------------------------------------------------------------------ LBS
     def forward(
-        self, expression: torch.Tensor, pose: torch.Tensor, shape: torch.Tensor | None = None, return_joints: bool = False
+        self,
+        expression: torch.Tensor,
+        pose: torch.Tensor,
+        shape: torch.Tensor | None = None,
+        return_joints: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Vertices from expression, full pose and (optional) shape, for any leading batch dimensions.
 
@@ -503,7 +364,9 @@ class FlameModel(nn.Module):
             elif s.shape[:-1] == lead:
                 s = s.reshape(n, -1)
             else:
-                raise MotionError(f"shape must be [S] or [..., S] with batch shape {list(lead)}, got {list(s.shape)}")
+                raise MotionError(
+                    f"shape must be [S] or [..., S] with batch shape {list(lead)}, got {list(s.shape)}"
+                )
             offsets = offsets + s @ self.shapedirs[: s.shape[1]]
         v_shaped = self.v_template + offsets.view(n, nv, 3)
         joints = torch.einsum("jv,nvc->njc", self.J_regressor, v_shaped)
@@ -555,7 +418,11 @@ class FlameModel(nn.Module):
         pose = pose_from_motion(m, with_head_pose=with_head_pose)
         expr = m[..., :NUM_EXPRESSION]
         lead = m.shape[:-1]
-        shp = None if shape is None else torch.as_tensor(np.asarray(shape) if not isinstance(shape, torch.Tensor) else shape)
+        shp = (
+            None
+            if shape is None
+            else torch.as_tensor(np.asarray(shape) if not isinstance(shape, torch.Tensor) else shape)
+        )
         if shp is not None and shp.ndim > 1:
             shp = shp.expand(*lead, shp.shape[-1]).reshape(-1, shp.shape[-1])
         flat_pose, flat_expr = pose.reshape(-1, pose.shape[-1]), expr.reshape(-1, NUM_EXPRESSION)
@@ -565,7 +432,9 @@ class FlameModel(nn.Module):
             s = None if shp is None else (shp if shp.ndim == 1 else shp[a : a + step])
             outs.append(self(flat_expr[a : a + step], flat_pose[a : a + step], shape=s))
         if not outs:
-            return torch.zeros(*lead, self.num_vertices, 3, dtype=self.v_template.dtype, device=self.v_template.device)
+            return torch.zeros(
+                *lead, self.num_vertices, 3, dtype=self.v_template.dtype, device=self.v_template.device
+            )
         return torch.cat(outs).reshape(*lead, self.num_vertices, 3)
 
     def extra_repr(self) -> str:

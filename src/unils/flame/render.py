@@ -1,7 +1,7 @@
 """A small z-buffer rasterizer for FLAME meshes: orthographic camera, flat or smooth Lambert shading.
 
 Pure torch (CPU or GPU), no extra needed to get frames: :func:`render_motion` returns
-``uint8 [T, H, W, 3]`` arrays. Writing a video (:func:`write_video`) needs ``unils[viz]``
+``uint8 [T, H, W, 3]`` arrays. Writing them as a video (:func:`write_rendered_video`) needs ``unils[viz]``
 (imageio + imageio-ffmpeg).
 
 Conventions: vertices in metres with FLAME's axes (x to the subject's left = image right, y up,
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,7 +23,16 @@ import torch
 
 from ..errors import MissingDependencyError, MotionError
 
-__all__ = ["Camera", "fit_camera", "rasterize", "render_vertices", "render_motion", "write_video", "FlameFrameRenderer"]
+__all__ = [
+    "Camera",
+    "fit_camera",
+    "rasterize",
+    "render_vertices",
+    "render_motion",
+    "write_rendered_video",
+    "write_video",
+    "FlameFrameRenderer",
+]
 
 logger = logging.getLogger("unils.flame.render")
 
@@ -81,7 +91,9 @@ def fit_camera(vertices: Any, width: int = 512, height: int | None = None, margi
     return Camera((float(centre[0]), float(centre[1])), float(scale), int(width), int(height))
 
 
-def rasterize(screen: torch.Tensor, faces: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rasterize(
+    screen: torch.Tensor, faces: torch.Tensor, width: int, height: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Visible triangle and barycentric coordinates at every pixel centre (z-buffer, nearest = largest depth).
 
     A pixel ``(row, col)`` is sampled at its centre ``(col + 0.5, row + 0.5)``. Both windings are drawn
@@ -285,15 +297,16 @@ def render_motion(
     return render_vertices(verts, flame.faces, camera=camera, **kwargs)
 
 
-def write_video(
+def write_rendered_video(
     frames: np.ndarray,
     path: str | os.PathLike[str],
     fps: float = 25.0,
     audio: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Write uint8 [T, H, W, 3] frames to a video file (H.264 ``.mp4`` by default), optionally with audio.
+    """Write the uint8 [T, H, W, 3] array of :func:`render_motion` as H.264 video, with an audio file's sound.
 
-    Needs ``pip install "unils[viz]"`` (imageio + imageio-ffmpeg).
+    Unlike :func:`unils.viz.write_video` (any iterable of frames, audio as samples, format by suffix,
+    GIF too), this takes one frame array and muxes an audio *file* in with ffmpeg. Needs ``pip install "unils[viz]"`` (imageio + imageio-ffmpeg).
 
     Args:
         frames: uint8 [T, H, W, 3] frames (even H and W for H.264).
@@ -312,8 +325,12 @@ def write_video(
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {arr.dtype} {list(arr.shape)}")
     h, w = arr.shape[1:3]
-    kwargs: dict[str, Any] = {"codec": "libx264", "pix_fmt_out": "yuv420p", "macro_block_size": 1,
-                              "output_params": ["-crf", "18"]}
+    kwargs: dict[str, Any] = {
+        "codec": "libx264",
+        "pix_fmt_out": "yuv420p",
+        "macro_block_size": 1,
+        "output_params": ["-crf", "18"],
+    }
     if audio is not None:
         kwargs.update(audio_path=str(audio), audio_codec="aac", output_params=["-crf", "18", "-shortest"])
     writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=float(fps), **kwargs)
@@ -323,6 +340,22 @@ def write_video(
             writer.send(np.ascontiguousarray(frame))
     finally:
         writer.close()
+
+
+def write_video(
+    frames: np.ndarray,
+    path: str | os.PathLike[str],
+    fps: float = 25.0,
+    audio: str | os.PathLike[str] | None = None,
+) -> None:
+    """Deprecated name of :func:`write_rendered_video` (``unils.viz.write_video`` is another function)."""
+    warnings.warn(
+        "unils.flame.write_video is deprecated and will be removed in a future release; use "
+        "unils.flame.write_rendered_video (unils.viz.write_video is a different function)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    write_rendered_video(frames, path, fps, audio)
 
 
 def _output_frame_indices(num_frames: int, motion_fps: float, fps: float | None) -> np.ndarray:
@@ -389,7 +422,9 @@ class FlameFrameRenderer:
             sel = idx[a : a + max(1, int(self.chunk))]
             panels = [self._panels(m.to_array()[sel], camera) for m in motions]
             for k, i in enumerate(sel):
-                yield self._compose([p[k] for p in panels], [None if x is None else bool(x[i]) for x in activity], labels)
+                yield self._compose(
+                    [p[k] for p in panels], [None if x is None else bool(x[i]) for x in activity], labels
+                )
 
     def still(
         self,
@@ -433,16 +468,27 @@ class FlameFrameRenderer:
     def _panels(self, motion: np.ndarray, camera: Camera) -> np.ndarray:
         with torch.no_grad():
             verts = self.flame.vertices(motion, with_head_pose=self.with_head_pose)
-        return render_vertices(verts, self.flame.faces, camera=camera, shading=self.shading, color=self.color,
-                               background=self.background, supersample=self.supersample)
+        return render_vertices(
+            verts,
+            self.flame.faces,
+            camera=camera,
+            shading=self.shading,
+            color=self.color,
+            background=self.background,
+            supersample=self.supersample,
+        )
 
-    def _compose(self, panels: list[np.ndarray], speaking: list[bool | None], labels: list[str]) -> np.ndarray:
+    def _compose(
+        self, panels: list[np.ndarray], speaking: list[bool | None], labels: list[str]
+    ) -> np.ndarray:
         panels = [p.copy() for p in panels]
         size = panels[0].shape[0]
         width = max(2, size // 80)
         for p, talk in zip(panels, speaking):
             if talk:
-                p[:width], p[-width:], p[:, :width], p[:, -width:] = (np.asarray(self.speaking_color, np.uint8),) * 4
+                p[:width], p[-width:], p[:, :width], p[:, -width:] = (
+                    np.asarray(self.speaking_color, np.uint8),
+                ) * 4
         frame = np.concatenate(panels, axis=1)
         try:
             from PIL import Image, ImageDraw

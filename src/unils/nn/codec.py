@@ -43,7 +43,9 @@ class CodecAttention(nn.Module):
 class CodecTransformer(nn.Module):
     """Linear+LeakyReLU in, alternating [attention, FFN] residual blocks, linear out."""
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int, num_heads: int, rope_len: int, kind: str):
+    def __init__(
+        self, in_dim: int, hidden: int, out_dim: int, depth: int, num_heads: int, rope_len: int, kind: str
+    ):
         super().__init__()
         self.kind = kind
         self.rope = RotaryCache(hidden // num_heads, rope_len)
@@ -53,7 +55,9 @@ class CodecTransformer(nn.Module):
             blocks.append(CodecAttention(hidden, num_heads, self.rope))
             blocks.append(
                 nn.Sequential(
-                    nn.Linear(hidden, int(1.5 * hidden)), nn.GELU(approximate="tanh"), nn.Linear(int(1.5 * hidden), hidden)
+                    nn.Linear(hidden, int(1.5 * hidden)),
+                    nn.GELU(approximate="tanh"),
+                    nn.Linear(int(1.5 * hidden), hidden),
                 )
             )
         # Official names: encoder_transformer / code_mapping, decoder_transformer / out_mapping.
@@ -81,16 +85,30 @@ class MotionCodec(nn.Module):
     Works on windows of ``config.window`` frames (100 for the official models).
     """
 
+    # Buffers, declared so that the type checker sees tensors instead of ``Module.__getattr__``'s union.
+    motion_mean: Tensor
+    motion_std: Tensor
+
     def __init__(self, config: CodecConfig) -> None:
         super().__init__()
         self.config = config
         self.encoder = CodecTransformer(
-            config.motion_dim, config.hidden_dim, config.code_dim, config.depth, config.num_heads,
-            config.rope_max_len, "encoder",
+            config.motion_dim,
+            config.hidden_dim,
+            config.code_dim,
+            config.depth,
+            config.num_heads,
+            config.rope_max_len,
+            "encoder",
         )
         self.decoder = CodecTransformer(
-            config.code_dim, config.hidden_dim, config.motion_dim, config.depth, config.num_heads,
-            config.rope_max_len, "decoder",
+            config.code_dim,
+            config.hidden_dim,
+            config.motion_dim,
+            config.depth,
+            config.num_heads,
+            config.rope_max_len,
+            "decoder",
         )
         nn.init.xavier_uniform_(self.decoder.head.weight, gain=0.05)
         nn.init.zeros_(self.decoder.head.bias)

@@ -20,6 +20,7 @@ Parameter names map one-to-one to the official ``UniLSGen`` (see :mod:`unils.con
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,9 @@ class SelfAttention(nn.Module):
         self.to_qkv = nn.Linear(dim, dim * 3, bias=False)
         self.to_out = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, table: Tensor, mask: Tensor | None = None, past: KV | None = None) -> tuple[Tensor, KV]:
+    def forward(
+        self, x: Tensor, table: Tensor, mask: Tensor | None = None, past: KV | None = None
+    ) -> tuple[Tensor, KV]:
         q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=-1)
         q = apply_rope(split_heads(q, self.num_heads), table).transpose(1, 2)
         k = apply_rope(split_heads(k, self.num_heads), table).transpose(1, 2)
@@ -105,9 +108,19 @@ class GeneratorBlock(nn.Module):
     exist. ``drop_path`` is the stochastic-depth rate of every residual branch during training.
     """
 
+    # Only set when the block has audio (``with_audio`` tests for them); declared for the type checker.
+    self_audio_attn: CrossAttention
+    other_audio_attn: CrossAttention
+
     def __init__(
-        self, dim: int, audio_dim: int, num_heads: int, ffn_dim: int, rope: RotaryCache,
-        with_audio: bool = True, drop_path: float = 0.0,
+        self,
+        dim: int,
+        audio_dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        rope: RotaryCache,
+        with_audio: bool = True,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.drop_path = drop_path
@@ -116,7 +129,10 @@ class GeneratorBlock(nn.Module):
             self.self_audio_attn = CrossAttention(dim, audio_dim, num_heads, rope)
             self.other_audio_attn = CrossAttention(dim, audio_dim, num_heads, rope)
         self.ffn = nn.Sequential(
-            nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim)
+            nn.LayerNorm(dim, eps=1e-6),
+            nn.Linear(dim, ffn_dim),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(ffn_dim, dim),
         )
 
     @property
@@ -132,8 +148,13 @@ class GeneratorBlock(nn.Module):
         return branch * mask / keep
 
     def forward(
-        self, x: Tensor, table: Tensor, self_kv: KV | None, other_kv: KV | None,
-        mask: Tensor | None = None, past: KV | None = None,
+        self,
+        x: Tensor,
+        table: Tensor,
+        self_kv: KV | None,
+        other_kv: KV | None,
+        mask: Tensor | None = None,
+        past: KV | None = None,
     ) -> tuple[Tensor, KV]:
         attn, kv = self.self_attn(x, table, mask, past)
         x = x + self._drop(attn)
@@ -149,8 +170,16 @@ class GeneratorBlock(nn.Module):
 class Generator(nn.Module):
     """The UniLS token generator: embeddings, transformer blocks and the per-bit logits head."""
 
+    # Buffers, declared so that the type checker sees tensors instead of ``Module.__getattr__``'s union.
+    token_pos: Tensor
+    token_level: Tensor
+
     def __init__(
-        self, config: GeneratorConfig, codec: CodecConfig, audio_dim: int, with_audio: bool = True,
+        self,
+        config: GeneratorConfig,
+        codec: CodecConfig,
+        audio_dim: int,
+        with_audio: bool = True,
         drop_path: float = 0.0,
     ) -> None:
         """Build the generator.
@@ -178,7 +207,10 @@ class Generator(nn.Module):
         self.code_token_embed = nn.Linear(codec.code_dim, dim)
         rates = torch.linspace(0, drop_path, config.depth).tolist() if config.depth > 1 else [0.0]
         self.blocks = nn.ModuleList(
-            [GeneratorBlock(dim, audio_dim, config.num_heads, ffn_dim, self.rope, with_audio, rate) for rate in rates]
+            [
+                GeneratorBlock(dim, audio_dim, config.num_heads, ffn_dim, self.rope, with_audio, rate)
+                for rate in rates
+            ]
         )
         self.lvl_embed = nn.Embedding(len(self.scales), dim)
         self.style_pos = nn.Parameter(torch.zeros(1, 1, dim))
@@ -210,6 +242,11 @@ class Generator(nn.Module):
     @property
     def num_tokens(self) -> int:
         return self.offsets[-1]
+
+    def block_list(self) -> list[GeneratorBlock]:
+        """The transformer blocks in order (``blocks`` itself is an untyped ``nn.ModuleList``)."""
+        # __init__ fills ``blocks`` with GeneratorBlocks only.
+        return cast("list[GeneratorBlock]", list(self.blocks))
 
     # ------------------------------------------------------------------ inputs
     def condition_tokens(self, style_features: Tensor, prev_features: Tensor) -> Tensor:
@@ -255,11 +292,17 @@ class Generator(nn.Module):
         )
 
     def _null_audio_params(self) -> list[Tensor]:
-        params = [self.self_pos, self.other_pos]
-        for blk in self.blocks:
+        params: list[Tensor] = [self.self_pos, self.other_pos]
+        for blk in self.block_list():
             for attn in (blk.self_audio_attn, blk.other_audio_attn):
-                params += [attn.k_proj.weight, attn.k_proj.bias, attn.v_proj.weight, attn.v_proj.bias,
-                           attn.context_norm.weight, attn.context_norm.bias]
+                params += [
+                    attn.k_proj.weight,
+                    attn.k_proj.bias,
+                    attn.v_proj.weight,
+                    attn.v_proj.bias,
+                    attn.context_norm.weight,
+                    attn.context_norm.bias,
+                ]
         return params
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
@@ -279,12 +322,14 @@ class Generator(nn.Module):
     def audio_context(self, self_features: Tensor, other_features: Tensor) -> AudioContext:
         """Cross-attention keys/values for one window; zero rows give the unconditional branch."""
         dtype = self.self_pos.dtype
-        table = self.rope(self.audio_positions(self_features.shape[1], self_features.device), 0, self_features.device)
+        table = self.rope(
+            self.audio_positions(self_features.shape[1], self_features.device), 0, self_features.device
+        )
         s = self_features.to(dtype) + self.self_pos
         o = other_features.to(dtype) + self.other_pos
         return AudioContext(
-            self_kv=[blk.self_audio_attn.context_kv(s, table) for blk in self.blocks],
-            other_kv=[blk.other_audio_attn.context_kv(o, table) for blk in self.blocks],
+            self_kv=[blk.self_audio_attn.context_kv(s, table) for blk in self.block_list()],
+            other_kv=[blk.other_audio_attn.context_kv(o, table) for blk in self.block_list()],
         )
 
     # ------------------------------------------------------------------ cached path
@@ -320,7 +365,9 @@ class Generator(nn.Module):
         mask.masked_fill_(~allowed, float("-inf"))
         return mask.view(1, 1, total, total)
 
-    def forward_reference(self, prefix: Tensor, current: Tensor, self_features: Tensor, other_features: Tensor) -> Tensor:
+    def forward_reference(
+        self, prefix: Tensor, current: Tensor, self_features: Tensor, other_features: Tensor
+    ) -> Tensor:
         """Full recomputation of [prefix | current] (no cache); returns hidden states of ``current``.
 
         ``current`` holds the already level-embedded tokens of levels 0..k in order.
@@ -341,7 +388,10 @@ class Generator(nn.Module):
         x = torch.cat([prefix, current], dim=1)
         for i, blk in enumerate(self.blocks):
             x, _ = blk(
-                x, table, None if audio is None else audio.self_kv[i], None if audio is None else audio.other_kv[i],
+                x,
+                table,
+                None if audio is None else audio.self_kv[i],
+                None if audio is None else audio.other_kv[i],
                 mask=mask,
             )
         return x[:, -n:]

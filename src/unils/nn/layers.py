@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 __all__ = ["RotaryCache", "apply_rope", "upsample_linear", "downsample_area", "split_heads", "merge_heads"]
 

@@ -58,8 +58,13 @@ class LoRALinear(nn.Module):
 
     def merged(self) -> nn.Linear:
         """A plain ``nn.Linear`` with the adapter folded into its weight."""
-        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
-                        device=self.base.weight.device, dtype=self.base.weight.dtype)
+        out = nn.Linear(
+            self.base.in_features,
+            self.base.out_features,
+            bias=self.base.bias is not None,
+            device=self.base.weight.device,
+            dtype=self.base.weight.dtype,
+        )
         with torch.no_grad():
             out.weight.copy_(merged_weight(self.base.weight, self.lora_A, self.lora_B, self.scale))
             if self.base.bias is not None:
@@ -91,10 +96,10 @@ def apply_lora(root: nn.Module, targets: list[str], r: int, alpha: float, dropou
 
 def merge_lora_modules(root: nn.Module) -> list[str]:
     """Replace every :class:`LoRALinear` inside ``root`` by its merged ``nn.Linear`` (in place)."""
-    names = [n for n, m in root.named_modules() if isinstance(m, LoRALinear)]
-    for name in names:
-        _set(root, name, root.get_submodule(name).merged())
-    return names
+    found = [(n, m) for n, m in root.named_modules() if isinstance(m, LoRALinear)]
+    for name, module in found:
+        _set(root, name, module.merged())
+    return [name for name, _ in found]
 
 
 def lora_parameters(root: nn.Module) -> list[nn.Parameter]:

@@ -27,7 +27,9 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
+) -> np.ndarray:
     """HTK-style triangular mel filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney)."""
     fmax = sample_rate / 2 if fmax is None else fmax
     freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
@@ -45,17 +47,25 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
 class MelEncoder(nn.Module):
     """Per-window normalised waveform -> log-mel (10 ms hop) -> 1-D convolutions (stride 2) -> features."""
 
-    def __init__(self, config: MelConfig, sample_rate: int = 16000, window_samples: int = 64000) -> None:
+    # Buffers, declared so that the type checker sees tensors instead of ``Module.__getattr__``'s union.
+    window: Tensor
+    filters: Tensor
+
+    def __init__(self, config: MelConfig, sample_rate: int = 16000) -> None:
         super().__init__()
         self.config = config
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
         self.register_buffer(
-            "filters", torch.from_numpy(mel_filterbank(sample_rate, config.n_fft, config.n_mels)), persistent=False
+            "filters",
+            torch.from_numpy(mel_filterbank(sample_rate, config.n_fft, config.n_mels)),
+            persistent=False,
         )
         layers: list[nn.Module] = []
         in_ch = config.n_mels
         for i in range(config.num_layers):
-            layers.append(nn.Conv1d(in_ch, config.channels, kernel_size=3, stride=2 if i == 0 else 1, padding=1))
+            layers.append(
+                nn.Conv1d(in_ch, config.channels, kernel_size=3, stride=2 if i == 0 else 1, padding=1)
+            )
             layers.append(nn.GELU())
             in_ch = config.channels
         self.convs = nn.Sequential(*layers)
@@ -74,7 +84,11 @@ class MelEncoder(nn.Module):
     def log_mel(self, waveform: Tensor) -> Tensor:
         """[B, N] -> [B, n_mels, stft frames] log-mel energies."""
         spec = torch.stft(
-            waveform.float(), self.config.n_fft, self.config.hop_length, window=self.window, return_complex=True
+            waveform.float(),
+            self.config.n_fft,
+            self.config.hop_length,
+            window=self.window,
+            return_complex=True,
         )
         power = spec.real**2 + spec.imag**2
         return torch.log(torch.matmul(self.filters, power) + 1e-6)

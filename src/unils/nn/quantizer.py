@@ -103,7 +103,11 @@ class MultiScaleBSQ:
         return torch.cat(pieces, dim=1).contiguous()
 
     def flip_quantize(
-        self, features: Tensor, flip_ratio: float, rng: np.random.Generator, generator: torch.Generator | None = None
+        self,
+        features: Tensor,
+        flip_ratio: float,
+        rng: np.random.Generator,
+        generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Training-time quantization with random bit flips on every level but the last.
 

@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 
 from ..config import FPS, MOTION_DIM, SAMPLE_RATE
-from ..errors import UniLSError
+from ..errors import DatasetError
 
 __all__ = [
     "DATASET_FORMAT",
@@ -59,10 +59,6 @@ DATASET_FORMAT = "unils-dataset"
 DATASET_VERSION = 1
 CLIP = 100
 STRIDE = 50
-
-
-class DatasetError(UniLSError, ValueError):
-    """The training data folder is missing, malformed or holds nothing to train on."""
 
 
 @dataclass
@@ -142,7 +138,13 @@ def write_dataset_json(root: str | os.PathLike[str], **extra: object) -> Path:
     """Write the ``dataset.json`` marker (with any extra fields, e.g. how the data was made)."""
     Path(root).mkdir(parents=True, exist_ok=True)
     path = Path(root) / "dataset.json"
-    meta = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "fps": FPS, "sample_rate": SAMPLE_RATE, **extra}
+    meta = {
+        "format": DATASET_FORMAT,
+        "version": DATASET_VERSION,
+        "fps": FPS,
+        "sample_rate": SAMPLE_RATE,
+        **extra,
+    }
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -213,9 +215,13 @@ def _scan(root: Path, load: bool) -> tuple[DatasetReport, TrainingData]:
             report.errors.append(f"{meta_path}: not valid JSON ({exc})")
             meta = {}
         if meta and meta.get("format") != DATASET_FORMAT:
-            report.errors.append(f"{meta_path}: format is {meta.get('format')!r}, expected {DATASET_FORMAT!r}")
+            report.errors.append(
+                f"{meta_path}: format is {meta.get('format')!r}, expected {DATASET_FORMAT!r}"
+            )
         if meta and meta.get("version") != DATASET_VERSION:
-            report.errors.append(f"{meta_path}: version {meta.get('version')!r} not supported (expects {DATASET_VERSION})")
+            report.errors.append(
+                f"{meta_path}: version {meta.get('version')!r} not supported (expects {DATASET_VERSION})"
+            )
         for key, want in (("fps", FPS), ("sample_rate", SAMPLE_RATE)):
             if meta and key in meta and meta[key] != want:
                 report.errors.append(f"{meta_path}: {key} {meta[key]} (unils trains at {want})")
@@ -226,31 +232,43 @@ def _scan(root: Path, load: bool) -> tuple[DatasetReport, TrainingData]:
         if not clip.is_dir():
             report.warnings.append(f"{clip}: not a clip folder, ignored")
             continue
-        arrays = _read_motion(clip / "motion.npz", ("speaker0", "speaker1"), report) if (
-            clip / "motion.npz").is_file() else None
+        arrays = (
+            _read_motion(clip / "motion.npz", ("speaker0", "speaker1"), report)
+            if (clip / "motion.npz").is_file()
+            else None
+        )
         if arrays is None:
             if not (clip / "motion.npz").is_file():
                 report.errors.append(f"{clip / 'motion.npz'}: missing")
             continue
         m0, m1 = arrays["speaker0"], arrays["speaker1"]
         if m0.shape != m1.shape:
-            report.errors.append(f"{clip / 'motion.npz'}: speaker0 {list(m0.shape)} and speaker1 {list(m1.shape)} differ")
+            report.errors.append(
+                f"{clip / 'motion.npz'}: speaker0 {list(m0.shape)} and speaker1 {list(m1.shape)} differ"
+            )
             continue
         mask = arrays.get("speech_mask")
         if mask is not None and mask.shape != (2, m0.shape[0]):
-            report.errors.append(f"{clip / 'motion.npz'}: speech_mask must be [2, {m0.shape[0]}], got {list(mask.shape)}")
+            report.errors.append(
+                f"{clip / 'motion.npz'}: speech_mask must be [2, {m0.shape[0]}], got {list(mask.shape)}"
+            )
             continue
         paths = (clip / "speaker0.wav", clip / "speaker1.wav")
-        if not all([_check_audio(p, m0.shape[0], report) for p in paths]):
+        # A list, not a generator: both files are checked so the report names every problem.
+        if not all([_check_audio(p, m0.shape[0], report) for p in paths]):  # noqa: C419
             continue
         if m0.shape[0] <= CLIP + 1:
-            report.warnings.append(f"{clip.name}: {m0.shape[0]} frames, too short (needs > {CLIP + 1}); skipped")
+            report.warnings.append(
+                f"{clip.name}: {m0.shape[0]} frames, too short (needs > {CLIP + 1}); skipped"
+            )
             continue
         report.conversations += 1
         report.frames += m0.shape[0]
         if load:
             data.conversations.append(
-                Conversation(clip.name, np.stack([m0, m1]), paths, None if mask is None else mask.astype(bool))
+                Conversation(
+                    clip.name, np.stack([m0, m1]), paths, None if mask is None else mask.astype(bool)
+                )
             )
     for path in sorted(mo_dir.glob("*.npz")) if mo_dir.is_dir() else []:
         arrays = _read_motion(path, ("motion",), report)
@@ -258,7 +276,9 @@ def _scan(root: Path, load: bool) -> tuple[DatasetReport, TrainingData]:
             continue
         m = arrays["motion"]
         if m.shape[0] <= CLIP + 1:
-            report.warnings.append(f"{path.name}: {m.shape[0]} frames, too short (needs > {CLIP + 1}); skipped")
+            report.warnings.append(
+                f"{path.name}: {m.shape[0]} frames, too short (needs > {CLIP + 1}); skipped"
+            )
             continue
         report.motion_only += 1
         report.frames += m.shape[0]
@@ -311,7 +331,15 @@ class PairBatch:
 
 
 class ClipSampler:
-    """Draws training clips with the official sampling rules; seeded, so runs are reproducible."""
+    """Draws training clips with the official sampling rules; seeded, so runs are reproducible.
+
+    Attributes:
+        motion_index: ``(sequence, start)`` of every stage 1/2 clip window: starts ``0, stride, ...``
+            below ``T - clip`` of each person's motion; a batch picks windows uniformly, then a start
+            in ``[start, start + stride]``.
+        pair_index: ``(conversation, start)`` of every stage 3 window, by the same rule.
+        rng: the generator every draw comes from.
+    """
 
     def __init__(self, data: TrainingData, seed: int = 0, clip: int = CLIP, stride: int = STRIDE) -> None:
         self.data = data
@@ -319,10 +347,10 @@ class ClipSampler:
         self.stride = stride
         self.rng = np.random.default_rng(seed)
         self.sequences = data.motion_sequences()
-        self._motion_index = [(i, s) for i, seq in enumerate(self.sequences) for s in self._starts(len(seq.motion))]
-        self._pair_index = [
-            (i, s) for i, c in enumerate(data.conversations) for s in self._starts(c.frames)
+        self.motion_index = [
+            (i, s) for i, seq in enumerate(self.sequences) for s in self._starts(len(seq.motion))
         ]
+        self.pair_index = [(i, s) for i, c in enumerate(data.conversations) for s in self._starts(c.frames)]
 
     def _starts(self, length: int) -> range:
         return range(0, length - self.clip, self.stride)
@@ -330,8 +358,12 @@ class ClipSampler:
     def _start(self, s: int, length: int) -> int:
         return min(int(self.rng.integers(s, s + self.stride + 1)), length - self.clip)
 
-    def _clips(self, motion: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(current, prev, style) of a [..., T, 108] array along its time axis."""
+    def clips(self, motion: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The official (current, previous, style) clips of a [..., T, 108] array at ``start``.
+
+        Current: frames ``start .. start + clip``; previous: the ``clip`` frames before it, zero-padded
+        on the left; style: a ``clip``-frame window at a start drawn uniformly from ``0 .. T - clip``.
+        """
         t = motion.shape[-2]
         cur = motion[..., start : start + self.clip, :]
         prev = motion[..., max(start - self.clip, 0) : start, :]
@@ -343,31 +375,38 @@ class ClipSampler:
 
     def motion_batch(self, batch_size: int) -> MotionBatch:
         """B clips from every person's motion (stages 1 and 2)."""
-        if not self._motion_index:
+        if not self.motion_index:
             raise DatasetError("no motion sequence is long enough to sample a clip")
-        picks = self.rng.integers(0, len(self._motion_index), batch_size)
+        picks = self.rng.integers(0, len(self.motion_index), batch_size)
         out = []
         for p in picks:
-            i, s = self._motion_index[int(p)]
+            i, s = self.motion_index[int(p)]
             m = self.sequences[i].motion
-            out.append(self._clips(m, self._start(s, len(m))))
+            out.append(self.clips(m, self._start(s, len(m))))
         return MotionBatch(*(np.stack(x) for x in zip(*out)))
 
     def pair_batch(self, batch_size: int) -> PairBatch:
         """B conversations with both people's clips and audio windows (stage 3)."""
-        if not self._pair_index:
+        if not self.pair_index:
             raise DatasetError("no conversation is long enough to sample a clip")
-        picks = self.rng.integers(0, len(self._pair_index), batch_size)
+        picks = self.rng.integers(0, len(self.pair_index), batch_size)
         spf = SAMPLE_RATE // FPS
         out, audio = [], []
         for p in picks:
-            i, s = self._pair_index[int(p)]
+            i, s = self.pair_index[int(p)]
             conv = self.data.conversations[i]
             start = self._start(s, conv.frames)
-            out.append(self._clips(conv.motion, start))
-            audio.append(np.stack([_read_window(path, start * spf, self.clip * spf, conv.frames * spf)
-                                   for path in conv.audio_paths]))
-        return PairBatch(*(np.stack(x) for x in zip(*out)), audio=np.stack(audio))
+            out.append(self.clips(conv.motion, start))
+            audio.append(
+                np.stack(
+                    [
+                        _read_window(path, start * spf, self.clip * spf, conv.frames * spf)
+                        for path in conv.audio_paths
+                    ]
+                )
+            )
+        motion, prev, style = (np.stack(x) for x in zip(*out))
+        return PairBatch(motion, prev, style, audio=np.stack(audio))
 
 
 def _read_window(path: Path, start: int, length: int, total: int) -> np.ndarray:
@@ -375,5 +414,5 @@ def _read_window(path: Path, start: int, length: int, total: int) -> np.ndarray:
     stop = min(start + length, total)
     samples, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=False)
     out = np.zeros(length, np.float32)
-    out[: samples.shape[0]] = samples[: length]
+    out[: samples.shape[0]] = samples[:length]
     return out

@@ -99,7 +99,9 @@ def read_stage_export(folder: str | Path, stage: str) -> tuple[UniLSConfig, dict
     return UniLSConfig.load(cfg), load_file(str(weights))
 
 
-def _load_subset(module: nn.Module, tensors: dict[str, Tensor], allowed_missing: tuple[str, ...], label: str) -> list[str]:
+def _load_subset(
+    module: nn.Module, tensors: dict[str, Tensor], allowed_missing: tuple[str, ...], label: str
+) -> list[str]:
     """Load ``tensors`` into ``module``; only keys starting with ``allowed_missing`` may be absent."""
     problems = state_dict_problems(module, tensors)
     missing = [k for k in module.state_dict() if k not in tensors]
@@ -149,7 +151,9 @@ class _Stage(nn.Module):
         """(true bits, accum-next inputs built from randomly flipped bits) of raw motion windows."""
         with torch.no_grad():
             feats = codec.encode_features(motion)
-            true_bits, flipped = codec.quantizer.flip_quantize(feats, self.options.flip_ratio, self.np_rng, self.gen)
+            true_bits, flipped = codec.quantizer.flip_quantize(
+                feats, self.options.flip_ratio, self.np_rng, self.gen
+            )
             return true_bits, codec.quantizer.accum_next_features(flipped)
 
     def _conditions(self, codec: MotionCodec, style: Tensor, prev: Tensor) -> tuple[Tensor, Tensor]:
@@ -165,8 +169,14 @@ class CodecStage(_Stage):
 
     name = "codec"
 
-    def __init__(self, config: UniLSConfig, options: StageOptions, stats: tuple[np.ndarray, np.ndarray] | None = None,
-                 vertices: Any = None, lip_indices: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        config: UniLSConfig,
+        options: StageOptions,
+        stats: tuple[np.ndarray, np.ndarray] | None = None,
+        vertices: Any = None,
+        lip_indices: Tensor | None = None,
+    ) -> None:
         super().__init__(config, options)
         self.codec = MotionCodec(config.codec)
         if stats is not None:
@@ -201,8 +211,10 @@ class CodecStage(_Stage):
         """Write the stage's result (``config.json`` + weights) into ``folder``; return it."""
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save(folder / CONFIG_NAME)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
-                  str(folder / STAGE_FILES["codec"]))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+            str(folder / STAGE_FILES["codec"]),
+        )
         return folder
 
 
@@ -215,10 +227,15 @@ class PriorStage(_Stage):
         super().__init__(config, options)
         self.codec = MotionCodec(config.codec)
         self.codec.requires_grad_(False)
-        self.generator = Generator(config.generator, config.codec, config.audio_encoder.out_dim,
-                                   with_audio=False, drop_path=self._drop_path())
+        self.generator = Generator(
+            config.generator,
+            config.codec,
+            config.audio_encoder.out_dim,
+            with_audio=False,
+            drop_path=self._drop_path(),
+        )
 
-    def train(self, mode: bool = True) -> "PriorStage":
+    def train(self, mode: bool = True) -> PriorStage:
         """Set training mode; the frozen codec stays in eval mode."""
         super().train(mode)
         self.codec.eval()  # frozen: never in training mode
@@ -250,8 +267,10 @@ class PriorStage(_Stage):
         """Write the stage's result (``config.json`` + weights) into ``folder``; return it."""
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save(folder / CONFIG_NAME)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
-                  str(folder / STAGE_FILES["prior"]))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+            str(folder / STAGE_FILES["prior"]),
+        )
         return folder
 
 
@@ -259,8 +278,12 @@ def lora_targets(depth: int) -> list[str]:
     """The official LoRA targets inside the generator: embeddings, logits head, self-attention, FFN."""
     names = ["code_token_embed", "logits_head.1"]
     for i in range(depth):
-        names += [f"blocks.{i}.self_attn.to_qkv", f"blocks.{i}.self_attn.to_out", f"blocks.{i}.ffn.1",
-                  f"blocks.{i}.ffn.3"]
+        names += [
+            f"blocks.{i}.self_attn.to_qkv",
+            f"blocks.{i}.self_attn.to_out",
+            f"blocks.{i}.ffn.1",
+            f"blocks.{i}.ffn.3",
+        ]
     return names
 
 
@@ -276,7 +299,9 @@ class AudioStage(_Stage):
         g.requires_grad_(False)
         for blk, rate in zip(g.blocks, torch.linspace(0, self._drop_path(), len(g.blocks)).tolist()):
             blk.drop_path = rate
-        apply_lora(g, lora_targets(config.generator.depth), options.lora_r, options.lora_alpha, options.lora_dropout)
+        apply_lora(
+            g, lora_targets(config.generator.depth), options.lora_r, options.lora_alpha, options.lora_dropout
+        )
         for blk in g.blocks:
             blk.self_audio_attn.requires_grad_(True)
             blk.other_audio_attn.requires_grad_(True)
@@ -288,7 +313,7 @@ class AudioStage(_Stage):
         self.train_audio_encoder = bool(train_enc)
         self.model.audio_encoder.requires_grad_(self.train_audio_encoder)
 
-    def train(self, mode: bool = True) -> "AudioStage":
+    def train(self, mode: bool = True) -> AudioStage:
         """Set training mode; the frozen codec (and a frozen audio encoder) stay in eval mode."""
         super().train(mode)
         self.model.codec.eval()
@@ -296,7 +321,9 @@ class AudioStage(_Stage):
             self.model.audio_encoder.eval()
         return self
 
-    def init_from(self, folder: str | Path, stage: str, audio_encoder: dict[str, Tensor] | None = None) -> list[str]:
+    def init_from(
+        self, folder: str | Path, stage: str, audio_encoder: dict[str, Tensor] | None = None
+    ) -> list[str]:
         """Load a stage-2 export (cross-attention starts fresh) or a stage-3 export (fine-tuning).
 
         Returns:
@@ -304,8 +331,10 @@ class AudioStage(_Stage):
         """
         _, tensors = read_stage_export(folder, stage)
         if audio_encoder is not None:
-            tensors = {**{k: v for k, v in tensors.items() if not k.startswith("audio_encoder.")},
-                       **{f"audio_encoder.{k}": v for k, v in audio_encoder.items()}}
+            tensors = {
+                **{k: v for k, v in tensors.items() if not k.startswith("audio_encoder.")},
+                **{f"audio_encoder.{k}": v for k, v in audio_encoder.items()},
+            }
         if not self.train_audio_encoder and not any(k.startswith("audio_encoder.") for k in tensors):
             raise ValueError(
                 "the wav2vec2 audio encoder is frozen in stage 3 and needs pretrained weights: pass "
@@ -321,7 +350,11 @@ class AudioStage(_Stage):
         lora_keys = tuple(k for k in self.model.state_dict() if ".lora_" in k)
         missing = _load_subset(self.model, mapped, allowed + lora_keys, str(folder))
         if stage == "prior":
-            bad = [k for k in missing if k.startswith("generator.blocks.") and "_audio_attn." not in k and ".lora_" not in k]
+            bad = [
+                k
+                for k in missing
+                if k.startswith("generator.blocks.") and "_audio_attn." not in k and ".lora_" not in k
+            ]
             if bad:
                 raise ValueError(f"{folder}: prior export lacks {bad[:5]}")
         return [k for k in missing if ".lora_" not in k]
@@ -330,8 +363,12 @@ class AudioStage(_Stage):
         """One training batch from ``sampler``, on the stage's device."""
         b = sampler.pair_batch(batch_size)
         d = self.device
-        return {"motion": _tensor(b.motion, d), "prev": _tensor(b.prev, d), "style": _tensor(b.style, d),
-                "audio": _tensor(b.audio, d)}
+        return {
+            "motion": _tensor(b.motion, d),
+            "prev": _tensor(b.prev, d),
+            "style": _tensor(b.style, d),
+            "audio": _tensor(b.audio, d),
+        }
 
     def _features(self, audio: Tensor) -> Tensor:
         flat = audio.reshape(-1, audio.shape[-1])
@@ -343,7 +380,9 @@ class AudioStage(_Stage):
                 feats = enc(flat)
         return feats.view(audio.shape[0], audio.shape[1], *feats.shape[1:]).float()
 
-    def forward(self, motion: Tensor, prev: Tensor, style: Tensor, audio: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def forward(
+        self, motion: Tensor, prev: Tensor, style: Tensor, audio: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
         """The loss of a batch and its terms (floats, for the log)."""
         feats = self._features(audio)  # [B, 2, La, A]
         # Both people of each conversation become rows: person 0 then person 1, each with the
@@ -356,8 +395,11 @@ class AudioStage(_Stage):
         codec, g = self.model.codec, self.model.generator
         style_f, prev_f = self._conditions(codec, style, prev)
         bits, next_inputs = self._flip_targets(codec, motion)
-        hidden = g.forward_full(g.condition_tokens(style_f, prev_f), g.teacher_tokens(next_inputs),
-                                g.audio_context(self_f, other_f))
+        hidden = g.forward_full(
+            g.condition_tokens(style_f, prev_f),
+            g.teacher_tokens(next_inputs),
+            g.audio_context(self_f, other_f),
+        )
         logits = g.logits(hidden)
         loss = bit_cross_entropy(logits, bits)
         return loss, {"ce": float(loss.detach()), "bit_acc": bit_accuracy(logits, bits)}
@@ -372,7 +414,7 @@ class AudioStage(_Stage):
         """Write the stage's result (``config.json`` + merged weights) into ``folder``; return it."""
         model = copy.deepcopy(self.model).cpu().float()
         merge_lora_modules(model.generator)
-        for blk in model.generator.blocks:
+        for blk in model.generator.block_list():
             blk.drop_path = 0.0
         model.eval()
         return save_checkpoint(folder, self.config, model.state_dict())
@@ -388,7 +430,7 @@ STAGES = {"codec": CodecStage, "prior": PriorStage, "audio": AudioStage}
 
 def check_dataset_for(stage: str, sampler: ClipSampler) -> None:
     """Refuse a dataset that cannot feed ``stage``."""
-    if stage == "audio" and not sampler._pair_index:
+    if stage == "audio" and not sampler.pair_index:
         raise DatasetError("stage 3 needs conversations longer than 101 frames with audio")
-    if stage != "audio" and not sampler._motion_index:
+    if stage != "audio" and not sampler.motion_index:
         raise DatasetError("no motion sequence is longer than 101 frames")

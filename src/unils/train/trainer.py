@@ -159,16 +159,27 @@ def _unflatten_optimizer(tensors: dict[str, Tensor], meta: dict[str, Any]) -> di
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _save_checkpoint(folder: Path, stage: nn.Module, ema: EMA, opt: torch.optim.Optimizer, meta: dict[str, Any],
-                     rng_tensors: dict[str, Tensor]) -> None:
+def _save_checkpoint(
+    folder: Path,
+    stage: nn.Module,
+    ema: EMA,
+    opt: torch.optim.Optimizer,
+    meta: dict[str, Any],
+    rng_tensors: dict[str, Tensor],
+) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in stage.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in stage.state_dict().items()},
+        str(tmp / "model.safetensors"),
+    )
     save_file({k: v.contiguous().cpu() for k, v in ema.shadow.items()}, str(tmp / "ema.safetensors"))
     opt_tensors, opt_meta = _flatten_optimizer(opt)
     save_file({**opt_tensors, **rng_tensors}, str(tmp / "optimizer.safetensors"))
-    (tmp / "trainer.json").write_text(json.dumps({**meta, "optimizer": opt_meta}, indent=1) + "\n", encoding="utf-8")
+    (tmp / "trainer.json").write_text(
+        json.dumps({**meta, "optimizer": opt_meta}, indent=1) + "\n", encoding="utf-8"
+    )
     # Swap in the new checkpoint only once it is complete: a crash mid-write keeps the old one.
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -179,7 +190,7 @@ def _save_checkpoint(folder: Path, stage: nn.Module, ema: EMA, opt: torch.optim.
 
 
 def _np_state(rng: np.random.Generator) -> dict[str, Any]:
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def _set_np_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
@@ -261,11 +272,15 @@ def train_stage(
             raise ValueError(f"{ckpt_dir} holds a {meta.get('stage')!r} run, not {stage!r}")
         config = UniLSConfig.from_dict(meta["config"])
     elif init is not None:
-        init_cfg = UniLSConfig.load(Path(init) / "config.json") if (Path(init) / "config.json").is_file() else None
+        init_cfg = (
+            UniLSConfig.load(Path(init) / "config.json") if (Path(init) / "config.json").is_file() else None
+        )
         if init_cfg is None:
             raise FileNotFoundError(f"{init}: no config.json (pass the export folder of an earlier stage)")
         if config is not None and config.to_dict() != init_cfg.to_dict():
-            raise ValueError(f"--config differs from the config of {init}; later stages keep the sizes of stage 1")
+            raise ValueError(
+                f"--config differs from the config of {init}; later stages keep the sizes of stage 1"
+            )
         config = init_cfg
     if config is None:
         if stage != "codec":
@@ -280,8 +295,13 @@ def train_stage(
     # ---- build the stage module (same initial weights on every rank and for every run of a seed)
     torch.manual_seed(opts.seed)
     if stage == "codec":
-        module: Any = STAGES[stage](config, sopts, stats=None if (init or resume) else data.motion_stats(),
-                                    vertices=vertices, lip_indices=lip_indices)
+        module: Any = STAGES[stage](
+            config,
+            sopts,
+            stats=None if (init or resume) else data.motion_stats(),
+            vertices=vertices,
+            lip_indices=lip_indices,
+        )
         if init is not None and not resume:
             module.init_from(init)
     elif stage == "prior":
@@ -296,8 +316,11 @@ def train_stage(
                 enc = _wav2vec2_tensors(audio_encoder, config)
             fresh = module.init_from(init, _export_stage(Path(init)), enc)
             if fresh:
-                logger.info("stage 3 starts %d tensors fresh (cross-attention, audio positions%s)", len(fresh),
-                            ", audio encoder" if any(k.startswith("audio_encoder.") for k in fresh) else "")
+                logger.info(
+                    "stage 3 starts %d tensors fresh (cross-attention, audio positions%s)",
+                    len(fresh),
+                    ", audio encoder" if any(k.startswith("audio_encoder.") for k in fresh) else "",
+                )
         elif init is None and not resume:
             raise ValueError("stage 3 starts from a prior: pass init (the export of `unils train prior`)")
     module.to(dev)
@@ -350,7 +373,9 @@ def train_stage(
         with amp:
             loss, logs = runner(**batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {float(loss)} at step {step}: lower the learning rate or check the data")
+            raise FloatingPointError(
+                f"loss is {float(loss)} at step {step}: lower the learning rate or check the data"
+            )
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -375,18 +400,34 @@ def train_stage(
             window = []
             history.append(row)
             if rank == 0:
-                logger.info("%s step %d/%d %s", stage, step, opts.steps,
-                            " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("step",)))
+                logger.info(
+                    "%s step %d/%d %s",
+                    stage,
+                    step,
+                    opts.steps,
+                    " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("step",)),
+                )
                 with open(log_path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
         if (step % opts.checkpoint_every == 0 or step == last) and rank == 0:
             ckpt_meta = {
-                "format": CHECKPOINT_FORMAT, "stage": stage, "step": step, "ema_updates": ema.updates,
-                "config": config.to_dict(), "options": asdict(opts), "sampler_rng": _np_state(sampler.rng),
+                "format": CHECKPOINT_FORMAT,
+                "stage": stage,
+                "step": step,
+                "ema_updates": ema.updates,
+                "config": config.to_dict(),
+                "options": asdict(opts),
+                "sampler_rng": _np_state(sampler.rng),
                 "stage_rng": _np_state(module.np_rng),
             }
-            _save_checkpoint(ckpt_dir, module, ema, opt, _jsonable(ckpt_meta),
-                             {"rng.stage_gen": module.gen.get_state(), "rng.torch": torch.get_rng_state()})
+            _save_checkpoint(
+                ckpt_dir,
+                module,
+                ema,
+                opt,
+                _jsonable(ckpt_meta),
+                {"rng.stage_gen": module.gen.get_state(), "rng.torch": torch.get_rng_state()},
+            )
     if bar is not None:
         bar.close()
     export_dir = out / "export"
@@ -414,7 +455,11 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _export_stage(folder: Path) -> str:
-    for name, fname in (("audio", "model.safetensors"), ("prior", "prior.safetensors"), ("codec", "codec.safetensors")):
+    for name, fname in (
+        ("audio", "model.safetensors"),
+        ("prior", "prior.safetensors"),
+        ("codec", "codec.safetensors"),
+    ):
         if (folder / fname).is_file():
             return name
     raise FileNotFoundError(

@@ -185,6 +185,8 @@ class _Library:
                 "so the corpus is reproducible only for the same sequence of calls in a fresh process"
             )
         self._persistent: ctypes.CDLL | None = None
+        #: Output sample rate eSpeak reported when the library was last initialised by :meth:`open`.
+        self.rate = 0
 
     def open(self) -> ctypes.CDLL:
         if self._persistent is not None:
@@ -213,7 +215,7 @@ class _Library:
             raise MissingDependencyError(
                 f"eSpeak NG failed to initialise with data at {self.data_path}; reinstall espeakng-loader"
             )
-        lib._unils_rate = rate  # type: ignore[attr-defined]
+        self.rate = int(rate)
         if not self.can_unload:
             self._persistent = lib
         return lib
@@ -309,7 +311,7 @@ def synthesize(text: str, voice: Voice = Voice(), *, sample_rate: int = SAMPLE_R
                     name = ev.id.string if ev.type == _EVENT_PHONEME else b""
                     raw_events.append((ev.type, ev.audio_position, ev.text_position, ev.length, name))
                 i += 1
-        except BaseException as exc:  # noqa: BLE001 - re-raised after espeak_Synth returns
+        except BaseException as exc:
             failures.append(exc)
             return 1
         return 0
@@ -334,7 +336,7 @@ def synthesize(text: str, voice: Voice = Voice(), *, sample_rate: int = SAMPLE_R
             status = lib.espeak_Synth(
                 buffer, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _PHONEMES, None, None
             )
-            native_rate = lib._unils_rate
+            native_rate = lib_info.rate
         finally:
             lib_info.close(lib)
     if failures:

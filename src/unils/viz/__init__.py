@@ -10,6 +10,7 @@ drawing and writing; importing this package does not, and :func:`speech_activity
 from __future__ import annotations
 
 from .activity import frame_energy_db, speech_activity
+from .arkit_plot import plot_arkit
 from .avatar import CueMap, FaceCues, FrameRenderer, SchematicRenderer, face_cues, output_frame_indices
 from .plot import plot_motion
 from .preview import (
@@ -34,6 +35,7 @@ __all__ = [
     "load_motion_file",
     "mix_audio",
     "output_frame_indices",
+    "plot_arkit",
     "plot_from_files",
     "plot_motion",
     "preview_from_files",

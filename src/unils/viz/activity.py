@@ -30,7 +30,9 @@ def _check_fps(fps: float) -> float:
     return value
 
 
-def frame_energy_db(samples: np.ndarray, sample_rate: int, fps: float, num_frames: int | None = None) -> np.ndarray:
+def frame_energy_db(
+    samples: np.ndarray, sample_rate: int, fps: float, num_frames: int | None = None
+) -> np.ndarray:
     """Mean-square energy in dBFS of each motion frame's slice of audio.
 
     Frame ``i`` covers samples ``[round(i * sr / fps), round((i + 1) * sr / fps))``; samples past the

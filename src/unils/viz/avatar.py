@@ -160,16 +160,33 @@ class CueMap:
     max_gaze: float = 0.6
 
     def __post_init__(self) -> None:
-        coefs = [self.lip_part_coef, self.round_coef, self.spread_coef, self.press_coef, self.brow_coef,
-                 self.smile_coef, *self.blink_coefs]
+        coefs = [
+            self.lip_part_coef,
+            self.round_coef,
+            self.spread_coef,
+            self.press_coef,
+            self.brow_coef,
+            self.smile_coef,
+            *self.blink_coefs,
+        ]
         if any(not 0 <= c < 100 for c in coefs) or not 1 <= self.expressive_coefs <= 100:
             raise MotionError("CueMap coefficients must index the 100 expression coefficients")
         if len(self.blink_coefs) != len(self.blink_weights):
             raise MotionError("CueMap.blink_coefs and blink_weights must have the same length")
         if not self.blink_full > self.blink_onset:
             raise MotionError("CueMap.blink_full must be greater than blink_onset")
-        if min(self.jaw_full_open, self.lip_part_scale, self.lip_scale, self.smile_scale, self.brow_scale,
-               self.expressive_scale, self.max_gaze) <= 0:
+        if (
+            min(
+                self.jaw_full_open,
+                self.lip_part_scale,
+                self.lip_scale,
+                self.smile_scale,
+                self.brow_scale,
+                self.expressive_scale,
+                self.max_gaze,
+            )
+            <= 0
+        ):
             raise MotionError("CueMap scales must be positive")
 
 
@@ -236,8 +253,17 @@ def face_cues(motion: Motion, cue_map: CueMap | None = None) -> FaceCues:
     k = cm.expressive_coefs
     expressive = np.clip(np.sqrt(np.mean(e[:, :k] ** 2, axis=1)) / cm.expressive_scale, 0.0, 1.0)
     return FaceCues(
-        mouth_open=mouth_open, mouth_width=mouth_width, press=press, smile=smile, brow=brow, blink=blink, eye_open=eye_open, expressive=expressive,
-        head_pose=motion.head_pose.astype(np.float64), jaw=jaw, gaze=gaze,
+        mouth_open=mouth_open,
+        mouth_width=mouth_width,
+        press=press,
+        smile=smile,
+        brow=brow,
+        blink=blink,
+        eye_open=eye_open,
+        expressive=expressive,
+        head_pose=motion.head_pose.astype(np.float64),
+        jaw=jaw,
+        gaze=gaze,
     )
 
 
@@ -359,7 +385,9 @@ class SchematicRenderer:
     timeline: bool = True
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.head_gain) and math.isfinite(self.max_head_angle) and self.max_head_angle > 0):
+        if not (
+            math.isfinite(self.head_gain) and math.isfinite(self.max_head_angle) and self.max_head_angle > 0
+        ):
             raise ConfigError(
                 f"head_gain must be finite and max_head_angle positive, got {self.head_gain!r}, {self.max_head_angle!r}"
             )
@@ -396,9 +424,16 @@ class SchematicRenderer:
         indices = output_frame_indices(len(motions[0]), motions[0].fps, fps)
         base = self._timeline_base(activity, labels, size) if self.timeline else None
         for k, i in enumerate(indices):
-            yield self.render_frame(cues, int(i), size=size, activity=activity, labels=labels,
-                                    time=k / (fps or motions[0].fps), duration=motions[0].duration,
-                                    timeline_base=base)
+            yield self.render_frame(
+                cues,
+                int(i),
+                size=size,
+                activity=activity,
+                labels=labels,
+                time=k / (fps or motions[0].fps),
+                duration=motions[0].duration,
+                timeline_base=base,
+            )
 
     def still(
         self,
@@ -428,9 +463,16 @@ class SchematicRenderer:
         size = max(64, int(size) + int(size) % 2)
         cues = [face_cues(m[index], self.cue_map) for m in motions]
         base = self._timeline_base(activity, labels, size) if self.timeline else None
-        return self.render_frame(cues, 0, size=size, activity=[None if a is None else a[index : index + 1] for a in activity],
-                                 labels=labels, time=index / motions[0].fps, duration=motions[0].duration,
-                                 timeline_base=base)
+        return self.render_frame(
+            cues,
+            0,
+            size=size,
+            activity=[None if a is None else a[index : index + 1] for a in activity],
+            labels=labels,
+            time=index / motions[0].fps,
+            duration=motions[0].duration,
+            timeline_base=base,
+        )
 
     def render_frame(
         self,
@@ -474,8 +516,13 @@ class SchematicRenderer:
             x0, x1 = timeline_base.x0, timeline_base.x1
             x = x0 + (x1 - x0) * (0.0 if duration <= 0 else min(time / duration, 1.0))
             draw.line([(x, size + 2), (x, size + strip - 3)], fill=(200, 30, 40), width=2)
-            draw.text((n * size - 6, size + strip - 3), f"{time:5.2f} / {duration:.2f} s", fill=(60, 60, 60),
-                      font=_font(max(9, strip // 5)), anchor="rd")
+            draw.text(
+                (n * size - 6, size + strip - 3),
+                f"{time:5.2f} / {duration:.2f} s",
+                fill=(60, 60, 60),
+                font=_font(max(9, strip // 5)),
+                anchor="rd",
+            )
         return np.asarray(frame)
 
     # ------------------------------------------------------------------ panel
@@ -507,22 +554,35 @@ class SchematicRenderer:
             w, h = box[2] - box[0], box[3] - box[1]
             x1, y0 = size - pad - 2, pad
             rect = [x1 - w - 2 * pad, y0, x1, y0 + h + pad + 2]
-            draw.rounded_rectangle(rect, radius=(h + pad) // 2, fill=colour if speaking else None,
-                                   outline=colour, width=2)
-            draw.text(((rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2), text, anchor="mm", font=font,
-                      fill=(255, 255, 255) if speaking else colour)
+            draw.rounded_rectangle(
+                rect, radius=(h + pad) // 2, fill=colour if speaking else None, outline=colour, width=2
+            )
+            draw.text(
+                ((rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2),
+                text,
+                anchor="mm",
+                font=font,
+                fill=(255, 255, 255) if speaking else colour,
+            )
         return img
 
     def _draw_body(self, draw: Any, big: int, look: _Look) -> None:
         s, cx, cy = 0.28 * big, big / 2, 0.5 * big
         # Shoulders and neck do not rotate: the head turns relative to them.
         top = cy + 1.25 * s
-        draw.rounded_rectangle([cx - 1.45 * s, top, cx + 1.45 * s, big + s], radius=int(0.5 * s), fill=look.shirt)
-        draw.rectangle([cx - 0.3 * s, cy + 0.55 * s, cx + 0.3 * s, top + 0.1 * s], fill=_mix(_SKIN, _INK, 0.12))
-        draw.pieslice([cx - 0.42 * s, top - 0.3 * s, cx + 0.42 * s, top + 0.3 * s], 0, 180,
-                      fill=_mix(_SKIN, _INK, 0.12))
+        draw.rounded_rectangle(
+            [cx - 1.45 * s, top, cx + 1.45 * s, big + s], radius=int(0.5 * s), fill=look.shirt
+        )
+        draw.rectangle(
+            [cx - 0.3 * s, cy + 0.55 * s, cx + 0.3 * s, top + 0.1 * s], fill=_mix(_SKIN, _INK, 0.12)
+        )
+        draw.pieslice(
+            [cx - 0.42 * s, top - 0.3 * s, cx + 0.42 * s, top + 0.3 * s], 0, 180, fill=_mix(_SKIN, _INK, 0.12)
+        )
 
-    def _draw_head(self, canvas: Any, draw: Any, big: int, c: FaceCues, i: int, look: _Look, speaking: bool | None) -> None:
+    def _draw_head(
+        self, canvas: Any, draw: Any, big: int, c: FaceCues, i: int, look: _Look, speaking: bool | None
+    ) -> None:
         s, cx, cy = 0.28 * big, big / 2, 0.5 * big
         pose = c.head_pose[i] * self.head_gain
         angle = float(np.linalg.norm(pose))
@@ -536,7 +596,10 @@ class SchematicRenderer:
                 w = np.broadcast_to(np.asarray(jaw, float), (p.shape[0],))
                 q = p - _JAW_PIVOT
                 cs, sn = np.cos(phi * w), np.sin(phi * w)
-                p = np.stack([q[:, 0], q[:, 1] * cs - q[:, 2] * sn, q[:, 1] * sn + q[:, 2] * cs], 1) + _JAW_PIVOT
+                p = (
+                    np.stack([q[:, 0], q[:, 1] * cs - q[:, 2] * sn, q[:, 1] * sn + q[:, 2] * cs], 1)
+                    + _JAW_PIVOT
+                )
             return (p - _NECK_PIVOT) @ R.T + _NECK_PIVOT
 
         def img(p: np.ndarray) -> np.ndarray:
@@ -639,8 +702,14 @@ class SchematicRenderer:
                 centre = _face(ex, _EYE_Y, 0.02 - _EYEBALL)[0]
                 Re = _rodrigues(np.array([c.gaze[i, k, 0], c.gaze[i, k, 1], 0.0]))
                 for radius, colour in ((0.52, look.iris), (0.24, (20, 20, 24))):
-                    d = np.stack([np.sin(radius) * np.cos(a), np.sin(radius) * np.sin(a),
-                                  np.full_like(a, np.cos(radius))], 1)
+                    d = np.stack(
+                        [
+                            np.sin(radius) * np.cos(a),
+                            np.sin(radius) * np.sin(a),
+                            np.full_like(a, np.cos(radius)),
+                        ],
+                        1,
+                    )
                     disk = (img(world(centre + _EYEBALL * d @ Re.T))) - (x0, y0)
                     ldraw.polygon(_flat(disk), fill=colour)
                 mask = Image.new("L", layer.size, 0)
@@ -674,8 +743,8 @@ class SchematicRenderer:
         line = _MOUTH_Y + 0.08 * smile * r  # corners up for a smile, down for a frown
         bow = np.sqrt(np.clip(1 - r, 0, None))
         thick = (1.0 - 0.6 * float(c.press[i])) * (1.0 + 0.3 * max(-width, 0.0))  # pressed lips thin
-        upper_out = line + 0.06 * thick * bow ** 0.7
-        lower_out = line - 0.075 * thick * bow ** 0.7
+        upper_out = line + 0.06 * thick * bow**0.7
+        lower_out = line - 0.075 * thick * bow**0.7
         # Lower lip moves with the jaw; its middle most, its corners little.
         jaw_w = 0.15 + 0.85 * bow
         up_in = world(_face(u, line, 0.02))
@@ -700,7 +769,9 @@ class SchematicRenderer:
             draw.arc(box, -28, 28, fill=_mix(_SPEAK, (255, 255, 255), 0.25 * k), width=3 * lw)
 
     # ------------------------------------------------------------------ timeline
-    def _timeline_base(self, activity: Sequence[np.ndarray | None], labels: Sequence[str], size: int) -> _Timeline:
+    def _timeline_base(
+        self, activity: Sequence[np.ndarray | None], labels: Sequence[str], size: int
+    ) -> _Timeline:
         from PIL import Image, ImageDraw
 
         n = len(activity)
@@ -720,7 +791,9 @@ class SchematicRenderer:
             draw.text((x0 - 6, y + row / 2), labels[j], fill=(50, 50, 50), font=font, anchor="rm")
             draw.rectangle([x0, y + 1, x1, y + row - 2], fill=(225, 225, 230))
             if act is None:
-                draw.text(((x0 + x1) / 2, y + row / 2), "no audio", fill=(130, 130, 130), font=font, anchor="mm")
+                draw.text(
+                    ((x0 + x1) / 2, y + row / 2), "no audio", fill=(130, 130, 130), font=font, anchor="mm"
+                )
             else:
                 n_frames = max(len(act), 1)
                 for start, stop in _active_runs(np.asarray(act, bool)):
@@ -745,14 +818,14 @@ def _active_runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def check_participants(
-    motions: Sequence[Motion],
+    motions: Motion | Sequence[Motion],
     activity: Sequence[np.ndarray | None] | None = None,
     labels: Sequence[str] | None = None,
 ) -> tuple[list[Motion], list[np.ndarray | None], list[str]]:
     """Validate the participants of a preview and fill in defaults.
 
     Args:
-        motions: 1 to 4 motions of one conversation.
+        motions: one Motion, or 1 to 4 motions of one conversation.
         activity: per participant, speech activity or None (None = unknown for all).
         labels: per participant, a name (default "A", "B", ...).
 
@@ -781,14 +854,18 @@ def check_participants(
             "preview two people of one conversation (same audio length), or cut them to the same length"
         )
     if len({m.fps for m in motions}) > 1:
-        raise MotionError(f"the motions have different frame rates ({', '.join(f'{m.fps:g}' for m in motions)})")
+        raise MotionError(
+            f"the motions have different frame rates ({', '.join(f'{m.fps:g}' for m in motions)})"
+        )
     if lengths[0] == 0:
         raise MotionError("the motions have no frames")
     n = len(motions)
     acts = [None] * n if activity is None else list(activity)
     names = [chr(ord("A") + j) for j in range(n)] if labels is None else [str(x) for x in labels]
     if len(acts) != n or len(names) != n:
-        raise MotionError(f"give one activity and one label per motion ({n}), got {len(acts)} and {len(names)}")
+        raise MotionError(
+            f"give one activity and one label per motion ({n}), got {len(acts)} and {len(names)}"
+        )
     fixed: list[np.ndarray | None] = []
     for a in acts:
         if a is None:

@@ -69,9 +69,17 @@ def plot_motion(
     width, height = 6.4 * n, 1.7 * sum(ratios) + 0.9
     fig = Figure(figsize=(width, height), dpi=dpi)
     # Fixed margins in inches: much faster to save than a constrained layout, and as tidy here.
-    fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.3 / height,
-                        wspace=0.8 * n / width, hspace=0.22)
-    axes = np.array(fig.subplots(len(rows), n, sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios}))
+    fig.subplots_adjust(
+        left=0.8 / width,
+        right=1 - 0.15 / width,
+        bottom=0.5 / height,
+        top=1 - 0.3 / height,
+        wspace=0.8 * n / width,
+        hspace=0.22,
+    )
+    axes = np.array(
+        fig.subplots(len(rows), n, sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios})
+    )
     for j, motion in enumerate(motions):
         t = motion.times
         colour = _hex(_LOOKS[j % len(_LOOKS)].shirt)
@@ -81,8 +89,9 @@ def plot_motion(
                 _speech_row(ax, activity, labels, t)
                 ax.set_title(f"{labels[j]}", loc="left", fontsize=11, fontweight="bold")
                 continue
-            if activity[j] is not None:
-                for start, stop in _active_runs(activity[j]):
+            own = activity[j]
+            if own is not None:
+                for start, stop in _active_runs(own):
                     ax.axvspan(t[start], t[min(stop, len(t) - 1)], color=colour, alpha=0.13, lw=0)
             _part_row(ax, row, motion, expression_coefs)
             if r == 0:
@@ -102,12 +111,16 @@ def _speech_row(ax: Any, activity: Sequence[np.ndarray | None], labels: Sequence
     for k, act in enumerate(activity):
         y = len(activity) - 1 - k
         if act is None:
-            ax.text(0.5 * (t[-1] + step), y + 0.4, "no audio", ha="center", va="center", fontsize=8, color="0.5")
+            ax.text(
+                0.5 * (t[-1] + step), y + 0.4, "no audio", ha="center", va="center", fontsize=8, color="0.5"
+            )
             continue
         colour = _hex(_LOOKS[k % len(_LOOKS)].shirt)
         for start, stop in _active_runs(act):
             ax.broken_barh([(t[start], (stop - start) * step)], (y + 0.1, 0.6), color=colour)
-    ax.set_yticks([len(activity) - 1 - k + 0.4 for k in range(len(activity))], [str(x) for x in labels], fontsize=8)
+    ax.set_yticks(
+        [len(activity) - 1 - k + 0.4 for k in range(len(activity))], [str(x) for x in labels], fontsize=8
+    )
     ax.set_ylim(0, len(activity))
     ax.set_ylabel("speaks", fontsize=9)
 

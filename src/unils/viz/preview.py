@@ -14,13 +14,13 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE, AudioInput, load_audio
 from ..errors import AudioError, FormatError, MotionError
-from ..motion import Motion
+from ..motion import Motion, load_motion_file
 from .activity import speech_activity
 from .avatar import FrameRenderer, SchematicRenderer, check_participants, output_frame_indices
 from .video import GIF_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, mix_audio, write_png, write_video
@@ -36,27 +36,9 @@ __all__ = [
 
 logger = logging.getLogger("unils.viz")
 
-#: Suffixes read as motion files (written by :meth:`Motion.save`, :meth:`Motion.to_json`, :meth:`Motion.to_csv`).
+#: Suffixes read as motion files (written by :meth:`Motion.save`, read by :meth:`Motion.load`).
 MOTION_SUFFIXES = Motion.SUFFIXES
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
-
-
-def load_motion_file(path: str | os.PathLike[str]) -> Motion:
-    """Read a motion file of any format unils writes, chosen by suffix.
-
-    Args:
-        path: ``.npz`` / ``.npy`` (:meth:`Motion.load`), ``.json`` (:meth:`Motion.from_json`) or
-            ``.csv`` (:meth:`Motion.from_csv`).
-
-    Returns:
-        The Motion.
-
-    Raises:
-        FileNotFoundError: no such file.
-        FormatError: another suffix.
-        MotionError: the file's content is not a valid motion.
-    """
-    return Motion.read(path)
 
 
 def _kind(path: str | os.PathLike[str]) -> str:
@@ -161,20 +143,32 @@ def render_preview(
     suffix = out.suffix.lower()
     motions, _, labels = check_participants(motions, None, labels)
     n, T, motion_fps = len(motions), len(motions[0]), motions[0].fps
+    # Tensors are recognised by duck typing (no torch import here), which the checker cannot follow.
+    inputs: list[AudioInput | None]
     if audio is None or isinstance(audio, (str, os.PathLike, np.ndarray)) or hasattr(audio, "detach"):
-        audio = [audio] + [None] * (n - 1)  # type: ignore[list-item]
-    audio = list(audio)  # type: ignore[arg-type]
-    if len(audio) != n:
-        raise AudioError(f"give one audio (or None) per motion: {n} motion(s), {len(audio)} audio input(s)")
+        inputs = [cast("AudioInput | None", audio)] + [None] * (n - 1)
+    else:
+        inputs = list(cast("Sequence[AudioInput | None]", audio))
+    if len(inputs) != n:
+        raise AudioError(f"give one audio (or None) per motion: {n} motion(s), {len(inputs)} audio input(s)")
     if partner_audio is not None and n != 1:
         raise AudioError("partner_audio is for a single motion; with two motions pass audio=[a, b]")
     num_samples = round(T / motion_fps * SAMPLE_RATE)
-    tracks = [None if a is None else _load_track(a, f"audio of {labels[j]}", sample_rate) for j, a in enumerate(audio)]
-    activity = [None if x is None else speech_activity(x, SAMPLE_RATE, motion_fps, num_frames=T) for x in tracks]
+    tracks = [
+        None if a is None else _load_track(a, f"audio of {labels[j]}", sample_rate)
+        for j, a in enumerate(inputs)
+    ]
+    activity = [
+        None if x is None else speech_activity(x, SAMPLE_RATE, motion_fps, num_frames=T) for x in tracks
+    ]
     for j, x in enumerate(tracks):
         if x is not None and abs(x.shape[0] - num_samples) > SAMPLE_RATE / motion_fps:
-            logger.warning("preview: %s's audio lasts %.2f s but the motion %.2f s; cut or padded to the motion",
-                           labels[j], x.shape[0] / SAMPLE_RATE, T / motion_fps)
+            logger.warning(
+                "preview: %s's audio lasts %.2f s but the motion %.2f s; cut or padded to the motion",
+                labels[j],
+                x.shape[0] / SAMPLE_RATE,
+                T / motion_fps,
+            )
     mix_tracks = list(tracks)
     if partner_audio is not None:
         partner = _load_track(partner_audio, "partner audio", sample_rate)
@@ -191,7 +185,11 @@ def render_preview(
         if hasattr(render, "still"):
             frame = render.still(motions, i, size=size, activity=activity, labels=labels)
         else:  # any FrameRenderer: take its frame i
-            frame = next(itertools.islice(render(motions, size=size, fps=None, activity=activity, labels=labels), i, None))
+            frame = next(
+                itertools.islice(
+                    render(motions, size=size, fps=None, activity=activity, labels=labels), i, None
+                )
+            )
         write_png(frame, out)
         return PreviewResult(out, 1, out_fps, motions, activity, has_audio=False)
     frames = render(motions, size=size, fps=out_fps, activity=activity, labels=labels)
@@ -219,7 +217,9 @@ def _resolve_model(model: Any) -> Any:
         return UniLS.from_pretrained(model)
     if callable(model):
         return model()
-    raise TypeError(f"model must be a UniLS, a path / repo id or a zero-argument loader, got {type(model).__name__}")
+    raise TypeError(
+        f"model must be a UniLS, a path / repo id or a zero-argument loader, got {type(model).__name__}"
+    )
 
 
 def _gather(
@@ -238,7 +238,7 @@ def _gather(
     if len(kinds) > 1:
         raise FormatError("give motion files or audio files, not one of each")
     if kinds == {"motion"}:
-        motions = [load_motion_file(p) for p in inputs]
+        motions = [Motion.load(p) for p in inputs]
         if len(motions) == 2:
             return motions, [audio, partner_audio], None, _labels_from(inputs)
         return motions, [audio], partner_audio, _labels_from(inputs)
@@ -311,8 +311,17 @@ def preview_from_files(
     if save_motion is not None:
         for j, m in enumerate(motions):
             save_motion(j, m)
-    return render_preview(motions, output, audio=tracks, partner_audio=extra, fps=fps, size=size,
-                          labels=labels or names, renderer=renderer, at=at)
+    return render_preview(
+        motions,
+        output,
+        audio=tracks,
+        partner_audio=extra,
+        fps=fps,
+        size=size,
+        labels=labels or names,
+        renderer=renderer,
+        at=at,
+    )
 
 
 def plot_from_files(
@@ -324,6 +333,7 @@ def plot_from_files(
     labels: Sequence[str] | None = None,
     expression_coefs: int = 6,
     dpi: int = 100,
+    arkit: Any = None,
 ) -> Path:
     """``unils plot``: coefficient curves of one or two motion files under their speech activity.
 
@@ -333,8 +343,10 @@ def plot_from_files(
         audio: the first person's audio (for the speech shading).
         partner_audio: the second person's audio.
         labels: names (default: the files' names).
-        expression_coefs: leading expression coefficients to draw.
+        expression_coefs: leading expression coefficients to draw (with ``arkit``: mapped blendshapes).
         dpi: resolution.
+        arkit: an :class:`~unils.arkit.ArkitConverter`: plot the ARKit curves (jawOpen, eyeLook*, head
+            and gaze angles, mapped expressions) of the motions instead of their FLAME coefficients.
 
     Returns:
         The output path.
@@ -349,7 +361,7 @@ def plot_from_files(
     for p in inputs:
         if _kind(p) != "motion":
             raise FormatError(f"{Path(p).name}: unils plot takes motion files ({', '.join(MOTION_SUFFIXES)})")
-    motions = [load_motion_file(p) for p in inputs]
+    motions = [Motion.load(p) for p in inputs]
     motions, _, names = check_participants(motions, None, labels or _labels_from(inputs))
     T, motion_fps = len(motions[0]), motions[0].fps
     voices = [audio, partner_audio][: len(motions)]
@@ -357,5 +369,13 @@ def plot_from_files(
     from .plot import plot_motion
 
     out = Path(output)
+    if arkit is not None:
+        from .arkit_plot import plot_arkit
+
+        animations = [arkit.push(m) for m in motions]
+        plot_arkit(
+            animations, out, labels=names, activity=activity, expression_channels=expression_coefs, dpi=dpi
+        )
+        return out
     plot_motion(motions, out, activity=activity, labels=names, expression_coefs=expression_coefs, dpi=dpi)
     return out

@@ -16,7 +16,16 @@ import numpy as np
 from ..errors import AudioError, FormatError, MotionError
 from ._deps import require
 
-__all__ = ["GIF_SUFFIXES", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "mix_audio", "write_gif", "write_mp4", "write_png", "write_video"]
+__all__ = [
+    "GIF_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "mix_audio",
+    "write_gif",
+    "write_mp4",
+    "write_png",
+    "write_video",
+]
 
 logger = logging.getLogger("unils.viz")
 
@@ -114,8 +123,16 @@ def write_mp4(
             audio_path = os.path.join(tmp, "audio.wav")
             _write_wav(audio_path, audio, sample_rate)
         writer = ffmpeg.write_frames(
-            str(path), (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=quality,
-            macro_block_size=2, ffmpeg_log_level="error", audio_path=audio_path, audio_codec="aac" if audio_path else None,
+            str(path),
+            (w, h),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            quality=quality,
+            macro_block_size=2,
+            ffmpeg_log_level="error",
+            audio_path=audio_path,
+            audio_codec="aac" if audio_path else None,
             # 48 kHz AAC plays everywhere (some players refuse 16 kHz); -shortest: AAC padding may
             # otherwise run a few samples past the last frame.
             output_params=["-movflags", "+faststart"] + (["-ar", "48000", "-shortest"] if audio_path else []),
@@ -138,7 +155,9 @@ def _checked(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarr
     for k, frame in enumerate(rest, start=1):
         frame = np.asarray(frame)
         if frame.shape != first.shape or frame.dtype != np.uint8:
-            raise MotionError(f"frame {k} has {frame.dtype} {list(frame.shape)}, frame 0 {first.dtype} {list(first.shape)}")
+            raise MotionError(
+                f"frame {k} has {frame.dtype} {list(frame.shape)}, frame 0 {first.dtype} {list(first.shape)}"
+            )
         yield frame
 
 
@@ -146,7 +165,9 @@ def _write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:
     sf = require("soundfile")
     data = np.asarray(audio, dtype=np.float32)
     if data.ndim not in (1, 2) or not np.isfinite(data).all():
-        raise AudioError(f"preview audio must be finite [N] or [N, channels] samples, got shape {list(data.shape)}")
+        raise AudioError(
+            f"preview audio must be finite [N] or [N, channels] samples, got shape {list(data.shape)}"
+        )
     # 16-bit PCM: every ffmpeg build reads it, and it is the AAC encoder's input precision anyway.
     sf.write(path, np.clip(data, -1.0, 1.0), int(sample_rate), subtype="PCM_16")
 
@@ -157,7 +178,9 @@ def _log_length(audio: np.ndarray, sample_rate: int, frames: int, fps: float) ->
         logger.info("preview: audio lasts %.2f s, video %.2f s; the longer one is cut", audio_s, video_s)
 
 
-def write_gif(frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps: float, *, colors: int = 128) -> int:
+def write_gif(
+    frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps: float, *, colors: int = 128
+) -> int:
     """Write an animated GIF (looping, no sound) with Pillow.
 
     GIF frame times are multiples of 10 ms, so 25 fps (40 ms) is exact and other rates are rounded.
@@ -194,8 +217,16 @@ def write_gif(frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps: f
     path.parent.mkdir(parents=True, exist_ok=True)
     gen = images()
     head = next(gen)
-    head.save(path, format="GIF", save_all=True, append_images=gen, duration=round(1000.0 / fps), loop=0,
-              optimize=False, disposal=1)
+    head.save(
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=gen,
+        duration=round(1000.0 / fps),
+        loop=0,
+        optimize=False,
+        disposal=1,
+    )
     return count
 
 

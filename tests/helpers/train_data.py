@@ -26,7 +26,7 @@ def make_dataset(root: Path, conversations: int = 3, seconds: float = 12.0, moti
     """Conversations where each person's jaw opens with their own (noise-burst) voice."""
     rng = np.random.default_rng(seed)
     frames = int(seconds * 25)
-    write_dataset_json(root, generator="tests/train_data.py")
+    write_dataset_json(root, generator="tests/helpers/train_data.py")
     for i in range(conversations):
         clip = root / "conversations" / f"conv{i:03d}"
         clip.mkdir(parents=True)

@@ -1,0 +1,85 @@
+"""Drive ARKit-52 avatars (Unreal MetaHumans via Live Link Face, Unity, three.js / VRM) from unils motion.
+
+numpy only. :func:`to_arkit` turns a :class:`~unils.Motion` into an :class:`ArkitAnimation` (52
+weights in [0, 1], head yaw/pitch/roll, per-eye gaze); :class:`ArkitConverter` does the same chunk
+by chunk for streams; :class:`LiveLinkSender` sends frames to Unreal over UDP; ``ArkitAnimation.save``
+writes Live Link Face CSV or three.js-ready JSON. See ``docs/arkit.md``.
+
+Example:
+    ```python
+    from unils.arkit import to_arkit, LiveLinkSender
+
+    anim = to_arkit(motion)                                   # add expression_map="map.npz" for expressions
+    anim.save("take.csv")                                     # Live Link Face CSV
+    with LiveLinkSender("127.0.0.1", 11111, subject="unils") as sender:
+        sender.send(anim, realtime=True)
+    ```
+"""
+
+from __future__ import annotations
+
+from .animation import ARKIT_FORMAT_VERSION, ArkitAnimation, from_livelink_values, livelink_values
+from .convert import DEFAULT_EYE_FULL_ANGLE, DEFAULT_JAW_FULL_OPEN, ArkitConverter, to_arkit
+from .expression_map import ExpressionMap, load_expression_map, solve_bounded_least_squares
+from .livelink import (
+    DEFAULT_PORT,
+    MAX_PACKET_SIZE,
+    PACKET_VERSION,
+    LiveLinkPacket,
+    LiveLinkSender,
+    decode_packet,
+    encode_packet,
+    parse_address,
+)
+from .names import (
+    ARKIT_NAMES,
+    LIVELINK_NAMES,
+    LIVELINK_ROTATION_NAMES,
+    NUM_BLENDSHAPES,
+    NUM_LIVELINK_VALUES,
+    arkit_index,
+    mirror_index,
+)
+from .rotations import (
+    axis_angle_to_euler,
+    axis_angle_to_matrix,
+    euler_to_axis_angle,
+    eye_axis_angle_to_gaze,
+    gaze_to_eye_axis_angle,
+    matrix_to_euler,
+)
+
+__all__ = [
+    "ARKIT_FORMAT_VERSION",
+    "ARKIT_NAMES",
+    "DEFAULT_EYE_FULL_ANGLE",
+    "DEFAULT_JAW_FULL_OPEN",
+    "DEFAULT_PORT",
+    "LIVELINK_NAMES",
+    "LIVELINK_ROTATION_NAMES",
+    "MAX_PACKET_SIZE",
+    "NUM_BLENDSHAPES",
+    "NUM_LIVELINK_VALUES",
+    "PACKET_VERSION",
+    "ArkitAnimation",
+    "ArkitConverter",
+    "ExpressionMap",
+    "LiveLinkPacket",
+    "LiveLinkSender",
+    "arkit_index",
+    "axis_angle_to_euler",
+    "axis_angle_to_matrix",
+    "decode_packet",
+    "encode_packet",
+    "euler_to_axis_angle",
+    "eye_axis_angle_to_gaze",
+    "from_livelink_values",
+    "gaze_to_eye_axis_angle",
+    "livelink_values",
+    "load_expression_map",
+    "matrix_to_euler",
+    "mirror_index",
+    "parse_address",
+    "solve_bounded_least_squares",
+    "to_arkit",
+]

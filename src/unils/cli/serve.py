@@ -1,0 +1,93 @@
+"""``unils serve``: streaming sessions over WebSocket, with a browser demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from ..errors import UniLSError
+from . import options
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``serve`` parser to ``sub`` (the ``unils`` subparsers)."""
+    p = sub.add_parser(
+        "serve",
+        help="streaming sessions over WebSocket, with a browser demo (needs the serve extra)",
+        description="Serve streaming sessions over WebSocket (one connection = one session; protocol in "
+        "docs/serve.md) and a browser demo at http://HOST:PORT/. Binds to 127.0.0.1 unless told otherwise; "
+        "any other address needs a token. Clients choose the generation options per session.",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 = any free port)")
+    p.add_argument(
+        "--token",
+        default=None,
+        help="shared secret clients must send (?token= or Authorization: Bearer); "
+        "default $UNILS_SERVE_TOKEN; required off localhost",
+    )
+    p.add_argument("--max-sessions", type=int, default=8, help="concurrent sessions (default 8)")
+    p.add_argument(
+        "--max-message-bytes", type=int, default=1 << 20, help="largest client message (default 1 MiB)"
+    )
+    p.add_argument(
+        "--idle-timeout", type=float, default=30.0, help="close a session silent this long (s, default 30)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="model threads (default min(max sessions, CPUs))"
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (torch.set_num_threads)")
+    p.add_argument(
+        "--min-hop-frames",
+        type=int,
+        default=5,
+        help="smallest low-latency hop a client may ask for (default 5)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        help="a browser origin allowed besides the server's own (repeatable)",
+    )
+    options.add_model_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``unils serve``."""
+    try:
+        from ..serve.server import ServeConfig
+        from ..serve.server import run as serve_forever
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise UniLSError(f"{exc}") from exc
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get("UNILS_SERVE_TOKEN") or None,
+        max_sessions=args.max_sessions,
+        max_message_bytes=args.max_message_bytes,
+        idle_timeout_s=args.idle_timeout,
+        workers=args.workers,
+        min_hop_frames=args.min_hop_frames,
+        allowed_origins=tuple(args.allow_origin),
+    ).validate()  # refuse an unsafe configuration before loading the model
+    model = options.load_model(args)
+
+    def ready(server: Any) -> None:
+        print(
+            f"unils serve: {model.config.name} on {server.url} (WebSocket {server.ws_url}), "
+            f"max {config.max_sessions} sessions{', token required' if config.token else ''}; Ctrl-C stops",
+            flush=True,
+        )
+
+    serve_forever(model, config, on_ready=ready)
+    return 0

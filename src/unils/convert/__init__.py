@@ -1,0 +1,75 @@
+"""Official UniLS checkpoints (``torch.save({"model", "meta_cfg"})``) -> unils folders.
+
+What a conversion does, in order:
+
+1. reads the ``.pt`` with ``torch.load(weights_only=True)`` (the only place unils reads a pickle);
+2. strips wrapper prefixes (``module.``, ``model.``, ``net.``, ``_orig_mod.``, peft's ``base_model.model.``);
+3. merges every peft LoRA adapter into its base weight, ``W + (alpha / r) * B @ A``, and takes the
+   trained ``modules_to_save`` copies (dropping the frozen ``original_module`` ones);
+4. renames official keys to ours with one table (:func:`official_to_unils_key`, bijective);
+5. maps ``meta_cfg["MODEL"]`` to :class:`~unils.config.UniLSConfig` (or infers sizes from shapes);
+6. takes the wav2vec2 weights from the checkpoint when present, else from a transformers folder/repo;
+7. loads everything strictly (every key used, every tensor filled) and writes a unils folder.
+
+Only stage-3 (audio) checkpoints are converted; stage-1 codec and stage-2 audio-free prior
+checkpoints are training intermediates and are refused (or skipped when choosing a file).
+
+Modules: :mod:`~unils.convert.keys` (key table, LoRA merge), :mod:`~unils.convert.meta`
+(meta_cfg -> config, stages), :mod:`~unils.convert.wav2vec2` (the audio encoder's weights),
+:mod:`~unils.convert.remote` (Hub listing and single-file downloads), :mod:`~unils.convert.select`
+(which checkpoint), :mod:`~unils.convert.official` (the conversion), :mod:`~unils.convert.cache`
+(converted once, reused).
+"""
+
+from __future__ import annotations
+
+from .cache import (
+    ConvertedCopy,
+    cached_conversion,
+    clear_converted,
+    converted_cache_root,
+    converted_copy,
+    find_official_checkpoint,
+    list_converted,
+    maybe_convert_official,
+)
+from .keys import (
+    convert_state_dict,
+    lora_scale_from_meta,
+    merge_lora,
+    official_to_unils_key,
+    unils_to_official_key,
+)
+from .meta import config_from_meta
+from .official import ConversionReport, convert_official, file_sha256, read_official
+from .select import Candidate, choose_official, peek_stage
+from .wav2vec2 import DEFAULT_AUDIO_ENCODER, load_wav2vec2
+
+# kept for unils.train, which read the wav2vec2 weights through this name before the split
+_load_wav2vec2 = load_wav2vec2
+
+__all__ = [
+    "DEFAULT_AUDIO_ENCODER",
+    "Candidate",
+    "ConversionReport",
+    "ConvertedCopy",
+    "cached_conversion",
+    "choose_official",
+    "clear_converted",
+    "config_from_meta",
+    "convert_official",
+    "convert_state_dict",
+    "converted_cache_root",
+    "converted_copy",
+    "file_sha256",
+    "find_official_checkpoint",
+    "list_converted",
+    "load_wav2vec2",
+    "lora_scale_from_meta",
+    "maybe_convert_official",
+    "merge_lora",
+    "official_to_unils_key",
+    "peek_stage",
+    "read_official",
+    "unils_to_official_key",
+]
