@@ -25,7 +25,7 @@ import torch
 
 pytest.importorskip("websockets")
 
-from conftest import randomize_, speech_like, tiny_config
+from helpers import randomize_, speech_like, tiny_config
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
