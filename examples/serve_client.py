@@ -4,8 +4,11 @@
     python examples/serve_client.py me.wav [--partner you.wav] [--url ws://127.0.0.1:8765/ws]
         [--token T] [--hop-frames 25] [--realtime] [-o me_motion.npz]
 
-Frames are printed as they arrive. ``--realtime`` sends audio at the pace it would be recorded,
-so the printed lag is what a live client sees.
+Frames are printed as they arrive. By default the file is sent as fast as the server takes it:
+``StreamClient.push`` honours the server's flow control (it waits for acknowledgements once a few
+seconds of audio wait for the model), so files of any length stream without losing the session.
+``--realtime`` sends audio at the pace it would be recorded, so the printed lag is what a live
+client sees.
 """
 
 import argparse

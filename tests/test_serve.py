@@ -320,13 +320,22 @@ def test_max_sessions(model):
 
 
 def test_idle_timeout(model):
-    with ServerThread(model, ServeConfig(port=0, idle_timeout_s=0.3)) as srv:
+    with ServerThread(model, ServeConfig(port=0, idle_timeout_s=0.3, hello_timeout_s=0.3)) as srv:
         with opened(srv.ws_url) as ws:  # silent before the hello
-            assert close_of(ws) == (P.CLOSE_IDLE, "idle timeout: no message for 0.3 s")
+            assert close_of(ws) == (P.CLOSE_IDLE, "no hello within 0.3 s")
         with opened(srv.ws_url, hello()) as ws:  # silent after it
             ready(ws)
             ws.send(np.zeros(320, np.int16).tobytes())
-            assert close_of(ws)[0] == P.CLOSE_IDLE
+            assert close_of(ws) == (P.CLOSE_IDLE, "idle timeout: no audio for 0.3 s")
+        # Empty messages are allowed but are not activity: they do not keep a session alive.
+        with opened(srv.ws_url, hello()) as ws:
+            ready(ws)
+            sent = 0
+            with pytest.raises(ConnectionClosed):
+                for sent in range(1, 200):  # noqa: B007 - counted below
+                    ws.send(b"")
+                    time.sleep(0.02)
+            assert ws.close_code == P.CLOSE_IDLE and sent < 100
         wait_until(lambda: srv.server.active_sessions == 0, "sessions to close")
 
 
@@ -421,6 +430,9 @@ def test_wire_messages(server):
         assert len(frames) == 16 + 96 * 108 * 4
         stats = json.loads(ws.recv(timeout=WAIT))
         assert stats["type"] == "stats" and stats["frames_emitted"] == 96 and stats["audio_s"] == 4.0
+        # Flow control: 4 s of 16 kHz float32 is the whole credit; acks come every quarter of it.
+        assert info["flow"] == {"credit_bytes": 256000, "ack_every_bytes": 64000, "max_queued_audio_s": 4.0}
+        assert json.loads(ws.recv(timeout=WAIT)) == {"type": "ack", "audio_bytes": 256000, "audio_s": 4.0}
         ws.send(json.dumps({"type": "end"}))
         start, rest = P.decode_frames_binary(ws.recv(timeout=WAIT))
         assert start == 96 and rest.shape == (1, 4, 108)
@@ -496,9 +508,18 @@ def test_serve_command(model, tmp_path):
         with StreamClient(match.group(1), seed=0) as client:
             got = cat(stream_blocks(client, a, block=1600))
         assert got == cat(local_frames(model, a, block=1600, seed=0))
-    finally:
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM drains: a session still open is closed with 1001 and a reason, and the process exits.
+        live = StreamClient(match.group(1), seed=0)
+        live.push(a[:1600])
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ProtocolError) as info:
+            live.end(timeout=WAIT)
+        assert info.value.code == 1001 and "shutting down" in str(info.value)
         rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            rc = proc.wait(timeout=60)
     assert rc == 0
 
 
@@ -567,19 +588,47 @@ def test_browser_demo(model, tmp_path):
         assert srv.server.closed_by_code[1000] == 1
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+def test_browser_demo_streams_a_two_minute_file(model, tmp_path):
+    """The page's file input: 2 minutes sent as fast as the credit allows, every frame back, close 1000."""
+    import soundfile as sf
+    from playwright.sync_api import sync_playwright
+
+    wav = tmp_path / "talk.wav"
+    sf.write(wav, speech_like(120.0, sr=48000, seed=4), 48000, subtype="PCM_16")
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    with ServerThread(model, ServeConfig(port=0)) as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(srv.url + "?hop=exact", timeout=WAIT * 1000)
+            page.set_input_files("#file", str(wav))
+            _wait_js(page, "window.unilsDemo.closeCode !== null", 240)
+            demo = page.evaluate("window.unilsDemo")
+            assert demo["errors"] == [] and demo["closeCode"] == 1000, demo
+            assert demo["framesReceived"] == 3000 and demo["stats"]["frames_emitted"] == 3000
+            # The page held audio back for credit instead of flooding the socket.
+            assert demo["maxWaitingBytes"] > demo["ready"]["flow"]["credit_bytes"]
+            assert demo["audioSent"] == pytest.approx(120.0, abs=0.02) and demo["ackedBytes"] <= demo["sentBytes"]
+        finally:
+            browser.close()
+
+
 def test_example_client(server, model, tmp_path, monkeypatch, capsys):
     import runpy
 
     from unils.audio import save_audio
 
-    save_audio(tmp_path / "a.wav", speech_like(4.4, seed=1))
-    save_audio(tmp_path / "b.wav", speech_like(4.0, seed=2))
+    # A 2-minute file, sent as fast as the server's credit allows (the example's default).
+    save_audio(tmp_path / "a.wav", speech_like(120.0, seed=1))
+    save_audio(tmp_path / "b.wav", speech_like(119.6, seed=2))
     example = Path(__file__).resolve().parent.parent / "examples" / "serve_client.py"
     monkeypatch.setattr(sys, "argv", ["serve_client.py", str(tmp_path / "a.wav"), "--partner", str(tmp_path / "b.wav"),
                                       "--url", server.ws_url, "-o", str(tmp_path / "m.npz")])
     runpy.run_path(str(example), run_name="__main__")
     out = capsys.readouterr().out
-    assert "algorithmic latency 4.16 s" in out and "110 frames" in out
+    assert "algorithmic latency 4.16 s" in out and "3000 frames" in out
     motion = Motion.load(tmp_path / "m.npz")
-    assert len(motion) == 110
+    assert len(motion) == 3000
     assert motion.allclose(model.generate(tmp_path / "a.wav", tmp_path / "b.wav", seed=0), atol=1e-5)

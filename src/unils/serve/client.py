@@ -11,6 +11,10 @@
 
 Frames arrive when the server has them (exact mode: a window, 4 s, at a time), so ``push`` often
 returns zero frames; :attr:`StreamClient.stats` holds the server's latest latency figures.
+
+Both clients honour the server's flow control: they never have more than
+``ready["flow"]["credit_bytes"]`` of audio sent and not yet acknowledged, so a program may push audio
+as fast as it has it (a text-to-speech engine, a file) and ``push`` simply waits for the model.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..errors import ProtocolError, StreamError
 from ..motion import MOTION_DIM, PARTS, Motion
-from .protocol import CLOSE_NORMAL, Hello, decode_frames_binary, encode_audio
+from .protocol import CLOSE_NORMAL, Clip, Hello, decode_frames_binary, encode_audio
 
 __all__ = ["StreamClient", "AsyncStreamClient", "FramesEvent"]
 
@@ -44,12 +48,22 @@ FramesEvent = Callable[[int, int, float], None]
 _CLIENT_MAX_SIZE = 64 << 20
 
 
+def _clipset(value: Any, both: bool) -> tuple[Clip | None, ...] | None:
+    # One clip (the person), or for `both` sessions a pair (person, partner) whose items may be None.
+    if value is None:
+        return None
+    if both and isinstance(value, (tuple, list)) and len(value) == 2:
+        return tuple(None if v is None else Clip.from_array(v) for v in value)
+    return (Clip.from_array(value),)
+
+
 def _make_hello(sample_rate: int, partner: bool, both: bool, encoding: str, format: str, seed: int | None,
                 hop_frames: int | None, smooth: bool, temperature: float | None, top_p: float | None,
-                cfg_scale: float | None) -> Hello:
+                cfg_scale: float | None, style: Any = None, prev_motion: Any = None) -> Hello:
     return Hello(sample_rate=int(sample_rate), encoding=encoding, channels=2 if (partner or both) else 1, both=both,
                  format=format, seed=seed, hop_frames=hop_frames, smooth=smooth, temperature=temperature,
-                 top_p=top_p, cfg_scale=cfg_scale)
+                 top_p=top_p, cfg_scale=cfg_scale, style=_clipset(style, both),
+                 prev_motion=_clipset(prev_motion, both))
 
 
 def _closed_error(exc: ConnectionClosed) -> ProtocolError:
@@ -79,6 +93,7 @@ class _Inbox:
         self.stats: dict[str, Any] | None = None
         self.ended = False
         self.received = 0
+        self.acked = 0  # audio bytes the server has consumed (flow control)
         self._pieces: list[list[np.ndarray]] = [[] for _ in range(hello.people)]
         self._fps = 25.0
 
@@ -100,6 +115,8 @@ class _Inbox:
             self._add(int(obj["start"]), arrays, now)
         elif kind == "stats":
             self.stats = obj
+        elif kind == "ack":
+            self.acked = int(obj["audio_bytes"])
         elif kind == "end":
             self.stats = obj
             self.ended = True
@@ -113,6 +130,11 @@ class _Inbox:
         self.received += arrays[0].shape[0]
         if self.on_frames is not None:
             self.on_frames(start, arrays[0].shape[0], now)
+
+    @property
+    def credit(self) -> int:
+        assert self.ready is not None
+        return int(self.ready["flow"]["credit_bytes"])
 
     def take(self) -> "Motion | tuple[Motion, Motion]":
         out = []
@@ -139,9 +161,13 @@ class StreamClient:
         temperature: sampling temperature, as in :meth:`unils.UniLS.stream`.
         top_p: nucleus threshold, as in :meth:`unils.UniLS.stream`.
         cfg_scale: classifier-free guidance scale, as in :meth:`unils.UniLS.stream`.
+        style: style clip (a :class:`~unils.Motion` or ``[frames, 108]`` array of at most one window),
+            as in :meth:`unils.UniLS.stream`; with ``both``, a pair ``(person, partner)`` (items may be None).
+        prev_motion: motion preceding the audio (at most one window), in the same form as ``style``.
         token: the server's token, if it has one.
         on_frames: optional callback ``(start, count, received_at)`` for every frames message.
         open_timeout: seconds to wait for the connection and the server's ``ready``.
+        credit_timeout: longest wait for the server to acknowledge audio before a send (flow control).
 
     Raises:
         ProtocolError: the server refused the connection or the hello (``code`` says why).
@@ -150,11 +176,14 @@ class StreamClient:
     def __init__(self, url: str, *, sample_rate: int = 16000, partner: bool = False, both: bool = False,
                  encoding: str = "float32", format: str = "binary", seed: int | None = None,
                  hop_frames: int | None = None, smooth: bool = True, temperature: float | None = None,
-                 top_p: float | None = None, cfg_scale: float | None = None, token: str | None = None,
-                 on_frames: FramesEvent | None = None, open_timeout: float = 10.0) -> None:
+                 top_p: float | None = None, cfg_scale: float | None = None, style: Any = None,
+                 prev_motion: Any = None, token: str | None = None, on_frames: FramesEvent | None = None,
+                 open_timeout: float = 10.0, credit_timeout: float = 120.0) -> None:
         self.hello = _make_hello(sample_rate, partner, both, encoding, format, seed, hop_frames, smooth, temperature,
-                                 top_p, cfg_scale)
+                                 top_p, cfg_scale, style, prev_motion)
         self._inbox = _Inbox(self.hello, on_frames)
+        self._sent = 0
+        self._credit_timeout = credit_timeout
         try:
             self._ws: SyncClientConnection = sconnect(url, additional_headers=_auth_headers(token),
                                                       open_timeout=open_timeout, max_size=_CLIENT_MAX_SIZE,
@@ -193,8 +222,20 @@ class StreamClient:
         """Send one block of audio (any length; both channels the same length)."""
         if self._inbox.ended:
             raise StreamError("this session has ended; open a new client")
+        data = encode_audio(self.hello, audio, partner_audio)
         try:
-            self._ws.send(encode_audio(self.hello, audio, partner_audio))
+            # Flow control: wait (reading frames and acks) while the server holds a full credit of our audio.
+            deadline = time.monotonic() + self._credit_timeout
+            while self._sent - self._inbox.acked >= self._inbox.credit:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ProtocolError(f"the server acknowledged no audio for {self._credit_timeout:g} s")
+                try:
+                    self._inbox.handle(self._ws.recv(timeout=left))
+                except TimeoutError:
+                    continue
+            self._ws.send(data)
+            self._sent += len(data)
         except ConnectionClosed as exc:
             raise _closed_error(exc) from None
 
@@ -261,25 +302,28 @@ class AsyncStreamClient:
     """
 
     def __init__(self, ws: ClientConnection, hello: Hello, inbox: _Inbox) -> None:
+        import asyncio
+
         self._ws = ws
         self.hello = hello
         self._inbox = inbox
         self._error: ProtocolError | None = None
-        import asyncio
-
+        self._sent = 0
+        self._acked = asyncio.Event()
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
     async def connect(cls, url: str, *, sample_rate: int = 16000, partner: bool = False, both: bool = False,
                       encoding: str = "float32", format: str = "binary", seed: int | None = None,
                       hop_frames: int | None = None, smooth: bool = True, temperature: float | None = None,
-                      top_p: float | None = None, cfg_scale: float | None = None, token: str | None = None,
-                      on_frames: FramesEvent | None = None, open_timeout: float = 10.0) -> "AsyncStreamClient":
+                      top_p: float | None = None, cfg_scale: float | None = None, style: Any = None,
+                      prev_motion: Any = None, token: str | None = None, on_frames: FramesEvent | None = None,
+                      open_timeout: float = 10.0) -> "AsyncStreamClient":
         """Connect, send the hello and wait for ``ready`` (arguments as :class:`StreamClient`)."""
         import asyncio
 
         hello = _make_hello(sample_rate, partner, both, encoding, format, seed, hop_frames, smooth, temperature,
-                            top_p, cfg_scale)
+                            top_p, cfg_scale, style, prev_motion)
         inbox = _Inbox(hello, on_frames)
         try:
             ws = await aconnect(url, additional_headers=_auth_headers(token), open_timeout=open_timeout,
@@ -300,12 +344,14 @@ class AsyncStreamClient:
         try:
             async for msg in self._ws:
                 self._inbox.handle(msg)
+                self._acked.set()
                 if self._inbox.ended:
                     break
         except ConnectionClosed as exc:
             self._error = _closed_error(exc)
         except ProtocolError as exc:
             self._error = exc
+        self._acked.set()  # wake a send waiting for credit: it reports the error
         if not self._inbox.ended and self._error is None:
             code = self._ws.close_code or 1006
             self._error = ProtocolError(f"the server closed the session ({code}) before its end: "
@@ -336,8 +382,17 @@ class AsyncStreamClient:
         self._check()
         if self._inbox.ended:
             raise StreamError("this session has ended; open a new client")
+        data = encode_audio(self.hello, audio, partner_audio)
+        while self._sent - self._inbox.acked >= self._inbox.credit:  # flow control, see StreamClient.send
+            if self._reader.done():
+                self._check()
+                raise StreamError("this session has ended; open a new client")
+            self._acked.clear()
+            await self._acked.wait()
+            self._check()
         try:
-            await self._ws.send(encode_audio(self.hello, audio, partner_audio))
+            await self._ws.send(data)
+            self._sent += len(data)
         except ConnectionClosed:
             await self._reader
             self._check()

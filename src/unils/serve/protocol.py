@@ -7,9 +7,10 @@ One WebSocket connection is one streaming session:
 
 1. client -> server, text: a JSON hello (``{"type": "hello", "sample_rate": 48000, ...}``);
 2. server -> client, text: ``{"type": "ready", ...}`` (or a close with a reason);
-3. client -> server, binary: audio blocks (PCM16 or float32, little-endian, channels interleaved);
+3. client -> server, binary: audio blocks (PCM16 or float32, little-endian, channels interleaved),
+   at most ``ready["flow"]["credit_bytes"]`` of them not yet acknowledged;
    server -> client: frames messages (JSON text or binary, as the hello chose) as frames become
-   final, each followed by a JSON ``stats`` message;
+   final, each followed by a JSON ``stats`` message, and ``ack`` messages as audio is consumed;
 4. client -> server, text: ``{"type": "end"}``; the server sends the remaining frames, a JSON
    ``end`` message, and closes with code 1000.
 """
@@ -17,9 +18,7 @@ One WebSocket connection is one streaming session:
 from __future__ import annotations
 
 import json
-import math
 import struct
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -27,11 +26,31 @@ import numpy as np
 from ..audio import to_mono_float32
 from ..errors import AudioError, ProtocolError
 from ..motion import MOTION_DIM, PARTS, Motion
+from .hello import (
+    CLOSE_BAD_HELLO,
+    CLOSE_TOO_BIG,
+    MAX_HELLO_BYTES,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    PROTOCOL_VERSION,
+    RANGES,
+    Clip,
+    Hello,
+    load_message,
+    parse_hello,
+)
 
 __all__ = [
     "PROTOCOL_VERSION",
     "Hello",
+    "Clip",
     "parse_hello",
+    "ack_message",
+    "RANGES",
+    "MAX_HELLO_BYTES",
+    "MAX_CONTROL_BYTES",
+    "MIN_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
     "decode_audio",
     "encode_audio",
     "parse_control",
@@ -49,195 +68,42 @@ __all__ = [
     "CLOSE_BAD_AUDIO",
     "CLOSE_BAD_MESSAGE",
     "CLOSE_IDLE",
+    "CLOSE_SLOW_READER",
+    "CLOSE_DEAD_PEER",
 ]
-
-#: Version of the message protocol: sent in the hello (a mismatch is refused) and in binary frame headers.
-PROTOCOL_VERSION = 1
 
 # Close codes. 1xxx are the standard ones (RFC 6455); 4xxx are this protocol's own.
 CLOSE_NORMAL = 1000  #: the session ended after the client's "end"
 CLOSE_GOING_AWAY = 1001  #: the server is shutting down
-CLOSE_TOO_BIG = 1009  #: a message exceeded the size limit
 CLOSE_INTERNAL = 1011  #: the model failed (a bug; logged on the server)
 CLOSE_TRY_LATER = 1013  #: all sessions are taken (--max-sessions)
-CLOSE_BAD_HELLO = 4000  #: the hello is malformed or asks for something unsupported
 CLOSE_BAD_AUDIO = 4001  #: an audio message cannot be decoded (length, NaN, out-of-range floats)
 CLOSE_BAD_MESSAGE = 4002  #: a message of the wrong kind or at the wrong time
-CLOSE_IDLE = 4008  #: no message within the idle timeout
+CLOSE_IDLE = 4008  #: no hello, or no non-empty message, within its deadline
+CLOSE_SLOW_READER = 4009  #: the client left its frames unread past the send deadline
+CLOSE_DEAD_PEER = 4010  #: keepalive: neither a pong nor any message within the ping timeout
 
 #: Binary frames message header: magic, version, people, first frame index, frame count.
 BINARY_MAGIC = b"ULSM"
 #: Layout of that header (little-endian): ``<4sHHII``.
 BINARY_HEADER = struct.Struct("<4sHHII")
-
-#: Accepted audio sample rates (Hz), inclusive; anything else is resampled to 16 kHz by the session.
-MIN_SAMPLE_RATE = 8000
-MAX_SAMPLE_RATE = 192000
+#: Control messages after the hello (``end``) are tiny; longer ones are refused (in UTF-8 bytes).
+MAX_CONTROL_BYTES = 8192
 
 #: float32 audio is expected in [-1, 1]; beyond this magnitude the bytes are almost surely not float
 #: audio (e.g. PCM16 sent as float32) and would only make the encoder produce garbage.
 MAX_FLOAT_MAGNITUDE = 16.0
 
-_ENCODINGS = {"pcm16": np.dtype("<i2"), "float32": np.dtype("<f4")}
-_FORMATS = ("json", "binary")
+_ENCODINGS: dict[str, np.dtype] = {"pcm16": np.dtype("<i2"), "float32": np.dtype("<f4")}
 
 
-@dataclass(frozen=True)
-class Hello:
-    """A validated hello: what the client will send and what it wants back.
+def ack_message(audio_bytes: int, hello: Hello) -> str:
+    """The server's flow-control acknowledgement: audio bytes consumed by the session so far.
 
-    Attributes:
-        sample_rate: rate of the audio the client sends (Hz).
-        encoding: ``"pcm16"`` (int16) or ``"float32"``, little-endian.
-        channels: 1 (the person only) or 2 (person and partner, interleaved sample by sample).
-        both: also animate the partner (needs ``channels=2``).
-        format: ``"json"`` (frames with named parts) or ``"binary"`` (compact float32).
-        seed: random seed (None = fresh randomness).
-        hop_frames: None for exact mode (equals offline generation), or the low-latency hop.
-        smooth: Savitzky-Golay smoothing.
-        temperature, top_p, cfg_scale: sampling knobs (None = model defaults).
+    A client may have at most ``ready["flow"]["credit_bytes"]`` bytes of audio sent and not yet
+    acknowledged; :class:`~unils.serve.StreamClient` and the browser page wait for acks beyond it.
     """
-
-    sample_rate: int
-    encoding: str = "pcm16"
-    channels: int = 1
-    both: bool = False
-    format: str = "json"
-    seed: int | None = None
-    hop_frames: int | None = None
-    smooth: bool = True
-    temperature: float | None = None
-    top_p: float | None = None
-    cfg_scale: float | None = None
-
-    @property
-    def bytes_per_sample(self) -> int:
-        """Bytes per audio sample of the chosen encoding."""
-        return _ENCODINGS[self.encoding].itemsize
-
-    @property
-    def people(self) -> int:
-        """People whose motion the session returns (2 with ``both``)."""
-        return 2 if self.both else 1
-
-    def to_message(self) -> str:
-        """The hello as the JSON text a client sends."""
-        return json.dumps({"type": "hello", "version": PROTOCOL_VERSION, **asdict(self)})
-
-    def session_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :meth:`unils.UniLS.stream`."""
-        return dict(
-            partner=self.channels == 2, both=self.both, sample_rate=self.sample_rate, seed=self.seed,
-            hop_frames=self.hop_frames, smooth=self.smooth, temperature=self.temperature, top_p=self.top_p,
-            cfg_scale=self.cfg_scale,
-        )
-
-
-def _load_object(text: str | bytes, what: str, code: int) -> dict[str, Any]:
-    if isinstance(text, bytes):
-        raise ProtocolError(f"the {what} must be a JSON text message, got {len(text)} bytes of binary data", code)
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"the {what} is not valid JSON ({exc})", code) from None
-    if not isinstance(obj, dict):
-        raise ProtocolError(f"the {what} must be a JSON object, got {type(obj).__name__}", code)
-    return obj
-
-
-def _int(obj: dict[str, Any], key: str, lo: int, hi: int, allow_none: bool) -> int | None:
-    v = obj.get(key)
-    if v is None and allow_none:
-        return None
-    # bool is an int in Python and JSON true would otherwise pass as 1.
-    if isinstance(v, bool) or not isinstance(v, int):
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        else:
-            raise ProtocolError(f"hello: {key} must be an integer, got {v!r}", CLOSE_BAD_HELLO)
-    if not lo <= v <= hi:
-        raise ProtocolError(f"hello: {key} must be between {lo} and {hi}, got {v}", CLOSE_BAD_HELLO)
-    return v
-
-
-def _float(obj: dict[str, Any], key: str) -> float | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ProtocolError(f"hello: {key} must be a finite number or null, got {v!r}", CLOSE_BAD_HELLO)
-    return float(v)
-
-
-def _bool(obj: dict[str, Any], key: str, default: bool) -> bool:
-    v = obj.get(key, default)
-    if not isinstance(v, bool):
-        raise ProtocolError(f"hello: {key} must be true or false, got {v!r}", CLOSE_BAD_HELLO)
-    return v
-
-
-def _choice(obj: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
-    v = obj.get(key, default)
-    if v not in choices:
-        raise ProtocolError(f"hello: {key} must be one of {', '.join(choices)}, got {v!r}", CLOSE_BAD_HELLO)
-    return v
-
-
-def parse_hello(text: str | bytes, window_frames: int = 100, min_hop_frames: int = 1) -> Hello:
-    """Validate a client's first message.
-
-    Unknown fields are refused (a misspelt option would otherwise be silently ignored).
-
-    Args:
-        text: the message as received (a ``bytes`` message is refused: the hello is text).
-        window_frames: the model's window; ``hop_frames`` may not exceed it.
-        min_hop_frames: the smallest low-latency hop the server allows (small hops cost
-            ``window / hop`` times the compute of exact mode).
-
-    Returns:
-        The validated :class:`Hello`.
-
-    Raises:
-        ProtocolError: with ``code == CLOSE_BAD_HELLO`` and a message naming the bad field.
-    """
-    obj = _load_object(text, "hello", CLOSE_BAD_HELLO)
-    if obj.get("type") != "hello":
-        raise ProtocolError(f'the first message must be {{"type": "hello", ...}}, got type {obj.get("type")!r}',
-                            CLOSE_BAD_HELLO)
-    allowed = {"type", "version"} | set(Hello.__dataclass_fields__)
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise ProtocolError(f"hello: unknown field(s) {', '.join(map(repr, unknown))}; allowed: "
-                            f"{', '.join(sorted(allowed))}", CLOSE_BAD_HELLO)
-    version = obj.get("version", PROTOCOL_VERSION)
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"hello: protocol version {version!r} is not supported (this server speaks "
-                            f"{PROTOCOL_VERSION})", CLOSE_BAD_HELLO)
-    if "sample_rate" not in obj:
-        raise ProtocolError("hello: sample_rate is required (the rate of the audio you will send, in Hz)",
-                            CLOSE_BAD_HELLO)
-    sample_rate = _int(obj, "sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, allow_none=False)
-    channels = _int(obj, "channels", 1, 2, allow_none=False) if "channels" in obj else 1
-    both = _bool(obj, "both", False)
-    if both and channels != 2:
-        raise ProtocolError("hello: both=true animates the partner too and needs channels=2 (person, partner)",
-                            CLOSE_BAD_HELLO)
-    lo = max(1, min(int(min_hop_frames), window_frames))
-    hop = _int(obj, "hop_frames", lo, window_frames, allow_none=True)
-    seed = _int(obj, "seed", 0, 2**63 - 1, allow_none=True)
-    return Hello(
-        sample_rate=int(sample_rate),  # type: ignore[arg-type]
-        encoding=_choice(obj, "encoding", tuple(_ENCODINGS), "pcm16"),
-        channels=int(channels),  # type: ignore[arg-type]
-        both=both,
-        format=_choice(obj, "format", _FORMATS, "json"),
-        seed=seed,
-        hop_frames=hop,
-        smooth=_bool(obj, "smooth", True),
-        temperature=_float(obj, "temperature"),
-        top_p=_float(obj, "top_p"),
-        cfg_scale=_float(obj, "cfg_scale"),
-    )
+    return json.dumps({"type": "ack", "audio_bytes": audio_bytes, "audio_s": audio_bytes / hello.bytes_per_second})
 
 
 def decode_audio(data: bytes, hello: Hello) -> list[np.ndarray]:
@@ -316,9 +182,9 @@ def parse_control(text: str) -> str:
     """Validate a text message after the hello; return its type (only ``"end"`` exists).
 
     Raises:
-        ProtocolError: with ``code == CLOSE_BAD_MESSAGE``.
+        ProtocolError: with ``code == CLOSE_BAD_MESSAGE`` (1009 beyond :data:`MAX_CONTROL_BYTES`).
     """
-    obj = _load_object(text, "control message", CLOSE_BAD_MESSAGE)
+    obj = load_message(text, "control message", CLOSE_BAD_MESSAGE, MAX_CONTROL_BYTES)
     kind = obj.get("type")
     if kind == "end":
         return "end"

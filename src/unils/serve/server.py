@@ -1,28 +1,28 @@
 """The ``unils serve`` WebSocket server: one connection = one streaming session.
 
 Built on the asyncio server of ``websockets``. The event loop only moves bytes; decoding audio,
-the model steps and frame encoding run in a thread pool (torch releases the GIL), so a slow session
-never blocks the others. Every failure of one session (bad hello, undecodable audio, a client that
-vanishes, an idle client) ends that session alone, with a close code and a readable reason.
+the model steps and frame encoding run on worker threads, scheduled round-robin across sessions
+(``scheduler.py``), so a slow or greedy session never blocks the others. Each connection's flow
+control and deadlines live in ``session.py``; who may connect in ``access.py``. Every failure of
+one session ends that session alone, with a close code and a readable reason.
 
-The same port serves the browser demo (``/``, static files shipped in the package) and a small
-health endpoint (``/healthz``).
+The same port serves the browser demo (``/``, static files shipped in the package), a health
+endpoint (``/healthz``) and Prometheus metrics (``/metrics``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import hmac
-import ipaddress
 import itertools
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable
@@ -31,42 +31,28 @@ from urllib.parse import parse_qs, urlsplit
 try:
     from websockets.asyncio.server import Server, ServerConnection, serve
     from websockets.datastructures import Headers
-    from websockets.exceptions import ConnectionClosed
     from websockets.http11 import Request, Response
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('unils serve needs the "serve" extra: pip install "unils[serve]"') from exc
 
-from ..errors import AudioError, ConfigError, ProtocolError, UniLSError
-from ..motion import PARTS
-from .protocol import (
-    CLOSE_BAD_AUDIO,
-    CLOSE_BAD_HELLO,
-    CLOSE_IDLE,
-    CLOSE_INTERNAL,
-    CLOSE_NORMAL,
-    CLOSE_TOO_BIG,
-    CLOSE_TRY_LATER,
-    PROTOCOL_VERSION,
-    Hello,
-    decode_audio,
-    frames_binary,
-    frames_json,
-    parse_control,
-    parse_hello,
-)
+from ..errors import ConfigError
+from .access import HostPolicy, is_loopback, token_ok
+from .metrics import ServerMetrics
+from .protocol import CLOSE_GOING_AWAY, PROTOCOL_VERSION
+from .scheduler import FairScheduler
+from .session import Connection
 
 if TYPE_CHECKING:
     from ..model import UniLS
     from ..streaming import StreamSession
 
-__all__ = ["ServeConfig", "UniLSServer", "ServerThread", "WS_PATH", "is_loopback"]
+__all__ = ["ServeConfig", "UniLSServer", "ServerThread", "WS_PATH", "is_loopback", "run"]
 
 logger = logging.getLogger("unils.serve")
+access = logging.getLogger("unils.serve.access")
 
-#: Path of the WebSocket endpoint; every other path is plain HTTP (demo page, health).
+#: Path of the WebSocket endpoint; every other path is plain HTTP (demo page, health, metrics).
 WS_PATH = "/ws"
-#: Text messages (hello, end) are tiny; anything longer is refused without parsing it.
-MAX_TEXT_BYTES = 8192
 
 # URL path -> (file in unils/serve/static, content type). Only these are served.
 _STATIC = {
@@ -79,19 +65,9 @@ _STATIC = {
 }
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass
 class ServeConfig:
-    """Settings of a :class:`UniLSServer`.
+    """Settings of a :class:`UniLSServer` (the idle and deadline rules are tabled in ``docs/serve.md``).
 
     Attributes:
         host: interface to bind. The default, 127.0.0.1, accepts local clients only; any other
@@ -99,15 +75,34 @@ class ServeConfig:
         port: TCP port (0 = any free port; read it back from :attr:`UniLSServer.port`).
         token: shared secret clients must present (``?token=`` in the URL or an
             ``Authorization: Bearer`` header). At least 8 characters.
-        max_sessions: concurrent sessions; one more is closed with code 1013 (try again later).
+        max_sessions: concurrent sessions (a valid hello takes a slot); one more is closed with 1013.
         max_message_bytes: largest message a client may send (larger: close code 1009).
-        idle_timeout_s: a session with no message for this long is closed (code 4008).
+        idle_timeout_s: a session that sends no non-empty message for this long, while the server
+            has none of its audio left to process, is closed (4008).
+        hello_timeout_s: a connection must send its hello within this time (else 4008); until then
+            it holds no session slot.
+        send_timeout_s: a send that waits this long for the client to read its frames closes the
+            session (4009) and frees its slot.
+        max_queued_audio_s: audio (seconds, at the client's rate) a session may have waiting for the
+            model; the protocol's credit. Beyond it the server stops reading that connection.
+        max_output_bytes: frames/stats bytes a session may have waiting to be sent; beyond it its
+            model work pauses until the client reads.
+        max_connections_per_address: open WebSocket connections per client IP (more: HTTP 429).
+        send_buffer_bytes: kernel send buffer of each connection (``SO_SNDBUF``). Bounded, so that
+            a client that stops reading is noticed after this much unread data, not after megabytes.
         workers: threads running model steps (default: ``min(max_sessions, CPU count)``).
         min_hop_frames: the smallest low-latency hop a client may ask for (a hop of ``h`` frames
             costs ``window / h`` times the compute of exact mode).
         allowed_origins: browser origins allowed besides the server's own (e.g.
             ``"https://app.example.com"``); requests from other web pages are refused (403).
-        ping_interval_s: keepalive ping period; a client that stops answering is dropped.
+        allowed_hosts: Host names accepted besides loopback names, IP literals and ``host`` (e.g. the
+            public name a TLS proxy forwards); others get 421 (DNS rebinding). ``"*"``: any.
+        ping_interval_s: keepalive: a client silent this long is pinged (None: no keepalive).
+        ping_timeout_s: a pinged client that neither answers nor sends anything for this long is
+            closed (4010); never counted while the server itself withholds reads.
+        drain_timeout_s: on shutdown, sessions are closed with 1001 and the server exits within this
+            time, even if a model step is still running.
+        close_timeout_s: how long a closing handshake may take before the connection is dropped.
     """
 
     host: str = "127.0.0.1"
@@ -116,10 +111,20 @@ class ServeConfig:
     max_sessions: int = 8
     max_message_bytes: int = 1 << 20
     idle_timeout_s: float = 30.0
+    hello_timeout_s: float = 5.0
+    send_timeout_s: float = 20.0
+    max_queued_audio_s: float = 4.0
+    max_output_bytes: int = 4 << 20
+    max_connections_per_address: int = 16
+    send_buffer_bytes: int = 256 * 1024
     workers: int | None = None
     min_hop_frames: int = 5
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     ping_interval_s: float | None = 20.0
+    ping_timeout_s: float = 20.0
+    drain_timeout_s: float = 5.0
+    close_timeout_s: float = 2.0
 
     def validate(self) -> "ServeConfig":
         """Refuse unsafe or impossible settings.
@@ -135,7 +140,9 @@ class ServeConfig:
                 "(--token or UNILS_SERVE_TOKEN), or bind to 127.0.0.1")
         if not 0 <= int(self.port) <= 65535:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
-        for name in ("max_sessions", "max_message_bytes", "idle_timeout_s", "min_hop_frames"):
+        for name in ("max_sessions", "max_message_bytes", "idle_timeout_s", "min_hop_frames", "hello_timeout_s",
+                     "send_timeout_s", "max_queued_audio_s", "max_output_bytes", "max_connections_per_address", "send_buffer_bytes",
+                     "ping_timeout_s", "drain_timeout_s", "close_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.workers is not None and self.workers < 1:
@@ -145,13 +152,6 @@ class ServeConfig:
 
 def _static_file(name: str) -> bytes:
     return (resources.files("unils.serve") / "static" / name).read_bytes()
-
-
-def _truncate_reason(text: str) -> str:
-    # A close frame's reason is at most 123 bytes of UTF-8.
-    text = " ".join(text.split())
-    raw = text.encode()
-    return text if len(raw) <= 123 else raw[:120].decode(errors="ignore") + "..."
 
 
 class UniLSServer:
@@ -177,23 +177,38 @@ class UniLSServer:
         self.model = model
         self.config = (config or ServeConfig()).validate()
         self._server: Server | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self.scheduler: FairScheduler | None = None  # type: ignore[assignment]
         self._active = 0
         self._ids = itertools.count(1)
         self._static = {path: (_static_file(name), ctype) for path, (name, ctype) in _STATIC.items()}
-        #: Sessions ended so far, by close code (1006: the client vanished without a close frame).
-        self.closed_by_code: Counter[int] = Counter()
-        self.sessions_opened = 0
+        self._policy = HostPolicy(self.config.host, self.config.allowed_hosts, self.config.allowed_origins)
+        self._connections: dict[int, Connection] = {}
+        self._per_address: Counter[str] = Counter()
+        self._draining = False
+        self.metrics = ServerMetrics()
+
+    @property
+    def closed_by_code(self) -> Counter[int]:
+        """Connections ended so far, by close code (1006: the client vanished without a close frame)."""
+        return self.metrics.closes
+
+    @property
+    def sessions_opened(self) -> int:
+        """Sessions started so far (valid hellos)."""
+        return self.metrics.sessions_total
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Bind and start accepting connections."""
         cfg = self.config
         workers = cfg.workers or max(1, min(cfg.max_sessions, os.cpu_count() or 1))
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unils-serve")
+        self.scheduler = FairScheduler(workers)
         self._server = await serve(
             self._handler, cfg.host, cfg.port, process_request=self._process_request,
-            max_size=cfg.max_message_bytes, ping_interval=cfg.ping_interval_s, ping_timeout=cfg.ping_interval_s,
+            # Keepalive is the session's own (session.py): it must not time out a client whose
+            # pongs wait behind audio the server itself has not read yet.
+            max_size=cfg.max_message_bytes, ping_interval=None, open_timeout=cfg.hello_timeout_s,
+            close_timeout=cfg.close_timeout_s,
             # Audio is incompressible noise to deflate; compression would only cost CPU.
             compression=None, server_header=None, logger=logging.getLogger("unils.serve.websockets"),
         )
@@ -201,14 +216,28 @@ class UniLSServer:
                     cfg.max_sessions, workers)
 
     async def stop(self) -> None:
-        """Close every connection (code 1001) and stop listening."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Drain: stop accepting, close every session with 1001, return within ``drain_timeout_s``."""
+        if self._server is None:
+            return
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        self._draining = True
+        server, self._server = self._server, None
+        server.close(close_connections=False)  # stop listening; sessions are closed below, with a reason
+        if self._connections:
+            logger.info("draining: closing %d connection(s)", len(self._connections))
+        for conn in list(self._connections.values()):
+            conn.finish(CLOSE_GOING_AWAY, "server shutting down; reconnect later or to another replica")
+        try:
+            await asyncio.wait_for(server.wait_closed(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            logger.warning("drain deadline (%g s) reached: dropping %d connection(s)", self.config.drain_timeout_s,
+                           len(self._connections))
+            for conn in list(self._connections.values()):
+                conn.ws.transport.abort()
+        if self.scheduler is not None:
+            if self.scheduler.busy:
+                logger.warning("exiting with %d model step(s) still running (abandoned)", self.scheduler.busy)
+            self.scheduler.shutdown()
 
     async def serve_forever(self) -> None:
         """Start (if needed) and serve until cancelled."""
@@ -254,8 +283,38 @@ class UniLSServer:
 
     @property
     def active_sessions(self) -> int:
-        """Sessions currently open."""
+        """Sessions currently holding a slot."""
         return self._active
+
+    @property
+    def open_connections(self) -> int:
+        """WebSocket connections currently open (with or without a hello)."""
+        return len(self._connections)
+
+    def queued_audio_s(self) -> float:
+        """Audio (seconds) received by all sessions and not yet consumed by the model."""
+        return sum(c.queued_bytes / c.hello.bytes_per_second for c in self._connections.values() if c.hello)
+
+    # ------------------------------------------------------------------ slots (called by session.py)
+    def take_slot(self) -> bool:
+        """Take a session slot for a connection that sent a valid hello (False: all taken, or draining)."""
+        if self._draining or self._active >= self.config.max_sessions:
+            return False
+        self._active += 1
+        return True
+
+    def release(self, conn: Connection) -> None:
+        """Free a connection's slot (if it held one) and count its close code; called once per connection."""
+        if conn.has_slot:
+            conn.has_slot = False
+            self._active -= 1
+        code = conn.closing[0] if conn.closing else 1006
+        self.metrics.closes[code] += 1
+
+    def stats_message(self, session: "StreamSession", push_s: float, kind: str = "stats") -> str:
+        """The JSON ``stats`` (or final ``end``) message of a session."""
+        return json.dumps({"type": kind, "frames_emitted": session.frames_emitted, "push_compute_s": push_s,
+                           **session.stats().__dict__})
 
     # ------------------------------------------------------------------ HTTP side
     def _response(self, status: int, reason: str, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> Response:
@@ -271,37 +330,42 @@ class UniLSServer:
             headers[k] = v
         return Response(status, reason, headers, body)
 
-    def _text(self, status: int, reason: str, text: str) -> Response:
+    def _refuse(self, connection: ServerConnection, request: Request, status: int, reason: str, text: str) -> Response:
+        self.metrics.http_refusals[status] += 1
+        peer = connection.remote_address[0] if connection.remote_address else "?"
+        access.warning("refused peer=%s path=%s status=%d reason=%r", peer, urlsplit(request.path).path, status, text)
         return self._response(status, reason, (text + "\n").encode(), "text/plain; charset=utf-8")
 
-    def _origin_ok(self, origin: str, host: str | None) -> bool:
-        if origin in self.config.allowed_origins:
-            return True
-        # A page served by this server has the server's own host:port as origin.
-        return host is not None and urlsplit(origin).netloc.lower() == host.lower()
-
-    def _token_ok(self, request: Request, query: dict[str, list[str]]) -> bool:
-        token = self.config.token
-        if token is None:
-            return True
-        supplied = (query.get("token") or [None])[0]
+    def _supplied_token(self, request: Request, query: dict[str, list[str]]) -> str | None:
+        tokens = query.get("token")
+        supplied = tokens[0] if tokens else None
         auth = request.headers.get("Authorization", "")
         if supplied is None and auth.lower().startswith("bearer "):
             supplied = auth[7:].strip()
-        return supplied is not None and hmac.compare_digest(supplied.encode(), token.encode())
+        return supplied
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         path, query = parts.path, parse_qs(parts.query)
+        host = request.headers.get("Host")
+        ok, why = self._policy.host_ok(host)
+        if not ok:
+            return self._refuse(connection, request, 421, "Misdirected Request", why)
         if path == WS_PATH:
             origin = request.headers.get("Origin")
-            if origin is not None and not self._origin_ok(origin, request.headers.get("Host")):
-                logger.warning("refused a WebSocket from origin %s", origin)
-                return self._text(403, "Forbidden", f"origin {origin} is not allowed (see --allow-origin)")
-            if not self._token_ok(request, query):
-                logger.warning("refused a WebSocket with a missing or wrong token")
-                return self._text(401, "Unauthorized", "missing or wrong token: add ?token=... to the URL or "
-                                  "an 'Authorization: Bearer ...' header")
+            if origin is not None and not self._policy.origin_ok(origin, host or ""):
+                return self._refuse(connection, request, 403, "Forbidden",
+                                    f"origin {origin} is not allowed (see --allow-origin)")
+            if not token_ok(self.config.token, self._supplied_token(request, query)):
+                return self._refuse(connection, request, 401, "Unauthorized", "missing or wrong token: add ?token=... "
+                                    "to the URL or an 'Authorization: Bearer ...' header")
+            if self._draining:
+                return self._refuse(connection, request, 503, "Service Unavailable", "the server is shutting down")
+            address = connection.remote_address[0] if connection.remote_address else "?"
+            if self._per_address[address] >= self.config.max_connections_per_address:
+                return self._refuse(connection, request, 429, "Too Many Requests",
+                                    f"too many connections from {address} (limit "
+                                    f"{self.config.max_connections_per_address})")
             return None  # go on with the WebSocket handshake
         if path in self._static:
             body, ctype = self._static[path]
@@ -310,126 +374,50 @@ class UniLSServer:
                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:",
             })
         if path == "/healthz":
-            body = json.dumps({"status": "ok", "model": self.model.config.name, "sessions": self._active,
-                               "max_sessions": self.config.max_sessions, "protocol": PROTOCOL_VERSION}).encode()
-            return self._response(200, "OK", body, "application/json")
-        return self._text(404, "Not Found", f"nothing at {path}: the demo is at /, the WebSocket at {WS_PATH}")
+            body = json.dumps({"status": "draining" if self._draining else "ok", "model": self.model.config.name,
+                               "sessions": self._active, "max_sessions": self.config.max_sessions,
+                               "protocol": PROTOCOL_VERSION}).encode()
+            return self._response(503 if self._draining else 200, "OK", body, "application/json")
+        if path == "/metrics":
+            if not token_ok(self.config.token, self._supplied_token(request, query)):
+                return self._refuse(connection, request, 401, "Unauthorized", "metrics need the token")
+            return self._response(200, "OK", self._metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        return self._refuse(connection, request, 404, "Not Found",
+                            f"nothing at {path}: the demo is at /, the WebSocket at {WS_PATH}")
 
-    # ------------------------------------------------------------------ sessions
-    async def _recv(self, ws: ServerConnection) -> str | bytes:
-        try:
-            # Cancelling recv() on timeout is safe in websockets: no message is lost or half-read.
-            msg = await asyncio.wait_for(ws.recv(), self.config.idle_timeout_s)
-        except asyncio.TimeoutError:
-            raise ProtocolError(f"idle timeout: no message for {self.config.idle_timeout_s:g} s", CLOSE_IDLE) from None
-        if isinstance(msg, str) and len(msg) > MAX_TEXT_BYTES:
-            raise ProtocolError(f"text messages are limited to {MAX_TEXT_BYTES} bytes (got {len(msg)})", CLOSE_TOO_BIG)
-        return msg
+    def _metrics_text(self) -> str:
+        sched = self.scheduler
+        gauges = {
+            "unils_serve_sessions_active": ("Sessions holding a slot.", float(self._active)),
+            "unils_serve_sessions_max": ("Configured --max-sessions.", float(self.config.max_sessions)),
+            "unils_serve_connections_open": ("Open WebSocket connections, with or without a hello.",
+                                             float(len(self._connections))),
+            "unils_serve_queued_audio_seconds": ("Audio received and not yet consumed by the model, all sessions.",
+                                                 self.queued_audio_s()),
+            "unils_serve_steps_running": ("Model work items running now.", float(sched.busy if sched else 0)),
+        }
+        return self.metrics.render(gauges, {"model": self.model.config.name, "protocol": str(PROTOCOL_VERSION)})
 
-    def _ready(self, sid: int, hello: Hello, session: "StreamSession") -> str:
-        cfg = self.model.config
-        return json.dumps({
-            "type": "ready", "version": PROTOCOL_VERSION, "session": sid, "model": cfg.name, "fps": self.model.fps,
-            "motion_dim": cfg.codec.motion_dim, "model_sample_rate": cfg.sample_rate,
-            "parts": {name: [s.start, s.stop] for name, s in PARTS.items()}, "people": hello.people,
-            "format": hello.format, "hop_frames": session.hop, "exact": hello.hop_frames is None,
-            "algorithmic_latency_s": session.algorithmic_latency_s,
-            "hello": json.loads(hello.to_message()),
-            "limits": {"max_message_bytes": self.config.max_message_bytes,
-                       "idle_timeout_s": self.config.idle_timeout_s},
-        })
-
-    @staticmethod
-    def _stats(session: "StreamSession", push_s: float, kind: str = "stats") -> str:
-        return json.dumps({"type": kind, "frames_emitted": session.frames_emitted, "push_compute_s": push_s,
-                           **session.stats().__dict__})
-
-    def _work(self, session: "StreamSession", hello: Hello, data: bytes | None) -> tuple[Any, str]:
-        """In a worker thread: decode, push (or flush when ``data`` is None), encode the reply."""
-        start = session.frames_emitted
-        if data is None:
-            t0 = time.perf_counter()
-            out = session.flush()
-        else:
-            channels = decode_audio(data, hello)
-            t0 = time.perf_counter()
-            try:
-                out = session.push(*channels)
-            except AudioError as exc:
-                raise ProtocolError(str(exc), CLOSE_BAD_AUDIO) from exc
-        push_s = time.perf_counter() - t0
-        if len(out[0] if isinstance(out, tuple) else out) == 0:
-            return None, ""
-        payload = frames_binary(out, start) if hello.format == "binary" else frames_json(out, start)
-        return payload, self._stats(session, push_s)
-
+    # ------------------------------------------------------------------ connections
     async def _handler(self, ws: ServerConnection) -> None:
-        cfg = self.config
-        sid = next(self._ids)
-        peer = ws.remote_address
-        if self._active >= cfg.max_sessions:
-            self.closed_by_code[CLOSE_TRY_LATER] += 1
-            logger.warning("session %d from %s refused: all %d sessions taken", sid, peer, cfg.max_sessions)
-            await ws.close(CLOSE_TRY_LATER, f"server busy: all {cfg.max_sessions} sessions are taken, try again later")
-            return
-        self._active += 1
-        self.sessions_opened += 1
-        loop = asyncio.get_running_loop()
-        session: StreamSession | None = None
-        pending: asyncio.Future[Any] | None = None
-        code, reason = CLOSE_NORMAL, "session complete"
+        conn = Connection(self, ws, next(self._ids))
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
+        address = ws.remote_address[0] if ws.remote_address else "?"
+        self._per_address[address] += 1
+        self._connections[conn.id] = conn
+        self.metrics.connections_total += 1
         try:
-            hello = parse_hello(await self._recv(ws), self.model.config.window_frames, cfg.min_hop_frames)
-            try:
-                session = self.model.stream(**hello.session_kwargs())
-            except (UniLSError, ValueError) as exc:
-                raise ProtocolError(f"hello: {exc}", CLOSE_BAD_HELLO) from exc
-            logger.info("session %d from %s: %s", sid, peer, hello)
-            await ws.send(self._ready(sid, hello, session))
-            while True:
-                msg = await self._recv(ws)
-                if isinstance(msg, str):
-                    parse_control(msg)  # only "end" is valid
-                    data = None
-                else:
-                    data = msg
-                pending = loop.run_in_executor(self._pool, self._work, session, hello, data)
-                payload, stats = await pending
-                pending = None
-                # Every frames message is followed by the session's figures.
-                if payload is not None:
-                    await ws.send(payload)
-                    await ws.send(stats)
-                if data is None:
-                    await ws.send(self._stats(session, 0.0, kind="end"))
-                    break
-        except ProtocolError as exc:
-            code, reason = exc.code, str(exc)
-            logger.info("session %d closed: %s (%d)", sid, reason, code)
-        except ConnectionClosed as exc:
-            # The client left (or the library closed the connection, e.g. for an oversize message).
-            code = exc.sent.code if exc.sent is not None else exc.rcvd.code if exc.rcvd is not None else 1006
-            self.closed_by_code[code] += 1
-            logger.info("session %d: connection closed (%s)", sid, exc)
-            code = 0
-        except Exception:  # a bug: keep the server and the other sessions alive, tell this client
-            logger.exception("session %d failed", sid)
-            code, reason = CLOSE_INTERNAL, "internal server error (logged on the server)"
+            await conn.run()
         finally:
-            self._active -= 1
-            if session is not None:
-                _close_when_done(session, pending)
-        if code:
-            self.closed_by_code[code] += 1
-            await ws.close(code, _truncate_reason(reason))
-
-
-def _close_when_done(session: "StreamSession", pending: "asyncio.Future[Any] | None") -> None:
-    # A step may still run in its thread (the client left mid-step); close after it, not under it.
-    if pending is not None and not pending.done():
-        pending.add_done_callback(lambda _f: session.close())
-    else:
-        session.close()
+            del self._connections[conn.id]
+            self._per_address[address] -= 1
+            if self._per_address[address] <= 0:
+                del self._per_address[address]
+            if conn.closing is None:  # cancelled (the loop is stopping)
+                conn.finish(CLOSE_GOING_AWAY, "server stopped")
+            conn.dispose()
 
 
 class ServerThread:
@@ -514,7 +502,12 @@ class ServerThread:
 
 
 def run(model: "UniLS", config: ServeConfig, on_ready: Callable[[UniLSServer], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (blocking). ``on_ready`` is called once the port is bound."""
+    """Serve until SIGINT/SIGTERM (blocking), then drain within ``config.drain_timeout_s``.
+
+    On the signal the server stops accepting, closes every session with 1001 and a reason, and
+    returns within the drain deadline even while a model step runs (its thread is abandoned).
+    ``on_ready`` is called once the port is bound.
+    """
     import signal
 
     async def main() -> None:
@@ -532,7 +525,8 @@ def run(model: "UniLS", config: ServeConfig, on_ready: Callable[[UniLSServer], N
         try:
             await stop.wait()
         finally:
-            logger.info("shutting down: closing %d session(s)", server.active_sessions)
+            logger.info("shutting down: draining %d session(s) within %g s", server.active_sessions,
+                        config.drain_timeout_s)
             await server.stop()
 
     asyncio.run(main())

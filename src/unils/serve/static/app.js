@@ -1,4 +1,6 @@
-// unils live avatar: microphone -> AudioWorklet -> PCM16 over WebSocket -> frames -> canvas.
+// unils live avatar: microphone (or a file) -> PCM16 over WebSocket -> frames -> canvas.
+// Flow control: the page never has more than ready.flow.credit_bytes of audio sent and not yet
+// acknowledged by the server ("ack" messages); blocks beyond it wait here, in order.
 import { drawAvatar, neutralFrame } from './avatar.js';
 
 const $ = (id) => document.getElementById(id);
@@ -8,11 +10,13 @@ const params = new URLSearchParams(location.search);
 const demo = {
   status: 'idle', ready: null, stats: null, closeCode: null, closeReason: '', errors: [],
   framesReceived: 0, framesShown: 0, audioSent: 0, lag: null, level: 0, sampleRate: null,
+  source: null, sentBytes: 0, ackedBytes: 0, waitingBytes: 0, maxWaitingBytes: 0,
 };
 window.unilsDemo = demo;
 
 let ws = null, audioCtx = null, micStream = null, worklet = null;
 let fps = 25, frames = [], base = 0, playStart = null, current = neutralFrame();
+let pending = [], credit = 0, endRequested = false, endSent = false;
 
 if (params.get('hop')) $('mode').value = params.get('hop');
 
@@ -33,13 +37,37 @@ function toPcm16(float32) {
   return out;
 }
 
+// Send queued blocks while the credit allows, then the end message once asked for and all is sent.
+function pump() {
+  if (!ws || ws.readyState !== WebSocket.OPEN || !demo.ready) return;
+  while (pending.length && demo.sentBytes - demo.ackedBytes < credit) {
+    const buf = pending.shift();
+    ws.send(buf);
+    demo.sentBytes += buf.byteLength;
+    demo.waitingBytes -= buf.byteLength;
+  }
+  demo.audioSent = demo.sentBytes / 2 / demo.sampleRate;
+  if (endRequested && !endSent && !pending.length) {
+    endSent = true;
+    setStatus('finishing');
+    ws.send(JSON.stringify({ type: 'end' }));  // the server flushes, sends "end" and closes
+  }
+}
+
+function queueAudio(float32) {
+  const buf = toPcm16(float32).buffer;
+  pending.push(buf);
+  demo.waitingBytes += buf.byteLength;
+  demo.maxWaitingBytes = Math.max(demo.maxWaitingBytes, demo.waitingBytes);
+  pump();
+}
+
 function onAudio(block) {
   let sum = 0;
   for (let i = 0; i < block.length; i++) sum += block[i] * block[i];
   demo.level = Math.sqrt(sum / block.length);
-  if (!ws || ws.readyState !== WebSocket.OPEN || !demo.ready) return;
-  ws.send(toPcm16(block).buffer);
-  demo.audioSent += block.length / audioCtx.sampleRate;
+  if (!ws || ws.readyState !== WebSocket.OPEN || !demo.ready || endRequested) return;
+  queueAudio(block);
 }
 
 function onMessage(event) {
@@ -48,8 +76,14 @@ function onMessage(event) {
   if (msg.type === 'ready') {
     demo.ready = msg;
     fps = msg.fps;
+    credit = msg.flow.credit_bytes;
     $('algo').textContent = fmt(msg.algorithmic_latency_s);
     setStatus(`streaming (session ${msg.session}, ${msg.exact ? 'exact' : 'hop ' + msg.hop_frames})`);
+    if (demo.source === 'file') sendFile();
+    pump();
+  } else if (msg.type === 'ack') {
+    demo.ackedBytes = msg.audio_bytes;
+    pump();
   } else if (msg.type === 'frames') {
     frames.push(...msg.frames);
     demo.framesReceived = msg.start + msg.count;
@@ -65,8 +99,40 @@ function onMessage(event) {
   }
 }
 
+let fileSamples = null;
+
+// A decoded file, queued in 20 ms blocks at once: the credit paces what goes out.
+function sendFile() {
+  const block = Math.round(demo.sampleRate * 0.02);
+  for (let i = 0; i < fileSamples.length; i += block) queueAudio(fileSamples.subarray(i, i + block));
+  endRequested = true;
+  pump();
+}
+
+async function startFile(file) {
+  $('start').disabled = true;
+  $('file').disabled = true;
+  demo.errors = [];
+  try {
+    const ctx = new AudioContext();
+    const decoded = await ctx.decodeAudioData(await file.arrayBuffer());
+    ctx.close();
+    fileSamples = decoded.getChannelData(0);
+    demo.sampleRate = decoded.sampleRate;
+    $('mic').textContent = `file, ${decoded.sampleRate} Hz, ${decoded.duration.toFixed(1)} s`;
+  } catch (err) {
+    demo.errors.push(String(err));
+    setStatus(`cannot read the file: ${err.message || err}`, true);
+    $('start').disabled = false;
+    $('file').disabled = false;
+    return;
+  }
+  connect('file');
+}
+
 async function start() {
   $('start').disabled = true;
+  $('file').disabled = true;
   demo.errors = [];
   try {
     audioCtx = new AudioContext();
@@ -88,18 +154,27 @@ async function start() {
     demo.errors.push(String(err));
     setStatus(`microphone unavailable: ${err.message || err}`, true);
     $('start').disabled = false;
+    $('file').disabled = false;
     return;
   }
+  connect('mic');
+}
+
+function connect(source) {
   const mode = $('mode').value;
   const token = params.get('token');
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   ws = new WebSocket(`${scheme}://${location.host}/ws` + (token ? `?token=${encodeURIComponent(token)}` : ''));
   ws.binaryType = 'arraybuffer';
   frames = []; base = 0; playStart = null;
-  Object.assign(demo, { ready: null, stats: null, closeCode: null, closeReason: '', framesReceived: 0, framesShown: 0, audioSent: 0, lag: null });
+  pending = []; credit = 0; endRequested = false; endSent = false;
+  Object.assign(demo, {
+    ready: null, stats: null, closeCode: null, closeReason: '', framesReceived: 0, framesShown: 0, audioSent: 0,
+    lag: null, source, sentBytes: 0, ackedBytes: 0, waitingBytes: 0, maxWaitingBytes: 0,
+  });
   setStatus('connecting');
   ws.onopen = () => ws.send(JSON.stringify({
-    type: 'hello', version: 1, sample_rate: audioCtx.sampleRate, encoding: 'pcm16', channels: 1, format: 'json',
+    type: 'hello', version: 1, sample_rate: demo.sampleRate, encoding: 'pcm16', channels: 1, format: 'json',
     seed: 0, hop_frames: mode === 'exact' ? null : Number(mode),
   }));
   ws.onmessage = onMessage;
@@ -109,7 +184,9 @@ async function start() {
     demo.closeReason = e.reason;
     if (e.code !== 1000) setStatus(`closed (${e.code})${e.reason ? ': ' + e.reason : ''}`, true);
     stopAudio();
+    pending = [];
     $('start').disabled = false;
+    $('file').disabled = false;
     $('stop').disabled = true;
   };
   $('stop').disabled = false;
@@ -124,10 +201,8 @@ function stopAudio() {
 function stop() {
   $('stop').disabled = true;
   stopAudio();
-  if (ws && ws.readyState === WebSocket.OPEN) {
-    setStatus('finishing');
-    ws.send(JSON.stringify({ type: 'end' }));  // the server flushes, sends "end" and closes
-  }
+  endRequested = true;  // the audio already queued is still sent, then the end message
+  pump();
 }
 
 function render(now) {
@@ -149,9 +224,11 @@ function render(now) {
   }
   drawAvatar($('avatar').getContext('2d'), current, { level: Math.min(1, demo.level * 5), caption: `frame ${demo.framesShown}` });
   $('audio').textContent = `${demo.audioSent.toFixed(1)} s`;
+  $('waiting').textContent = demo.sampleRate ? `${(demo.waitingBytes / 2 / demo.sampleRate).toFixed(1)} s` : '-';
   requestAnimationFrame(render);
 }
 
 $('start').addEventListener('click', start);
 $('stop').addEventListener('click', stop);
+$('file').addEventListener('change', (e) => { if (e.target.files.length) startFile(e.target.files[0]); });
 requestAnimationFrame(render);

@@ -1,0 +1,419 @@
+"""One WebSocket connection of ``unils serve``: hello, flow control, deadlines, ordered replies.
+
+Three tasks share a connection:
+
+* the **reader** keeps receiving (so pings, pongs and close frames are always read) until the
+  session holds ``credit_bytes`` of audio that the model has not consumed yet; then it stops
+  reading, and TCP back-pressure slows the sender. Clients that honour the protocol's credit
+  (``ack`` messages) never get there; one that ignores it is slowed, not dropped;
+* the **scheduler** (``scheduler.py``) runs the session's audio, piece by piece (one hop of audio,
+  about one model step, each), round-robin with the other sessions;
+* the **writer** sends frames, stats and acks in order, each send with a deadline: a client that
+  leaves its frames unread that long is closed with 4009 and its slot is freed.
+
+A keepalive replaces the websockets library's: a client is alive when it answers a ping *or sends
+anything*, and it is never timed out while the server itself is withholding reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from ..errors import AudioError, ProtocolError, UniLSError
+from ..motion import PARTS
+from .protocol import (
+    CLOSE_BAD_AUDIO,
+    CLOSE_BAD_HELLO,
+    CLOSE_DEAD_PEER,
+    CLOSE_IDLE,
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_SLOW_READER,
+    CLOSE_TRY_LATER,
+    PROTOCOL_VERSION,
+    Hello,
+    ack_message,
+    decode_audio,
+    frames_binary,
+    frames_json,
+    parse_control,
+    parse_hello,
+)
+
+if TYPE_CHECKING:
+    from ..streaming import StreamSession
+    from .server import UniLSServer
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger("unils.serve")
+access = logging.getLogger("unils.serve.access")
+
+_END = object()  # the writer's last message: after it, close with 1000
+
+
+@dataclass
+class _Piece:
+    nbytes: int
+    payload: Any = None
+    stats: str = ""
+    frames: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    final: bool = False
+
+
+def truncate_reason(text: str) -> str:
+    """A close frame's reason is at most 123 bytes of UTF-8."""
+    text = " ".join(text.split())
+    raw = text.encode()
+    return text if len(raw) <= 123 else raw[:120].decode(errors="ignore") + "..."
+
+
+class Connection:
+    """State and tasks of one connection (created by :class:`~unils.serve.UniLSServer`)."""
+
+    def __init__(self, server: UniLSServer, ws: ServerConnection, cid: int) -> None:
+        self.server = server
+        self.cfg = server.config
+        self.ws = ws
+        self.id = cid
+        self.peer = f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
+        self.hello: Hello | None = None
+        self.session: StreamSession | None = None
+        self.has_slot = False
+        self.queued_bytes = 0  # audio received, not yet consumed by the model
+        self.consumed_bytes = 0
+        self.acked_bytes = 0
+        self.credit_bytes = 0
+        self.frames_sent = 0
+        self.messages_received = 0
+        self.withholding = False
+        self.first_audio_at: float | None = None
+        self.last_activity = time.monotonic()
+        self.opened_at = time.monotonic()
+        self.closing: tuple[int, str] | None = None
+        self._done = asyncio.Event()
+        self._can_read = asyncio.Event()
+        self._out: deque[Any] = deque()
+        self._out_bytes = 0
+        self._out_ready = asyncio.Event()
+        self.lane: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ the whole life
+    async def run(self) -> None:
+        try:
+            await self._start()
+            if self.closing is None:
+                self._tasks = [asyncio.create_task(t) for t in (self._read(), self._write(), self._keepalive())]
+                await self._done.wait()
+        except ProtocolError as exc:
+            self.finish(exc.code, str(exc))
+        except ConnectionClosed as exc:
+            self.finish_closed(exc)
+        except Exception:  # a bug: keep the server and the other sessions alive, tell this client
+            logger.exception("connection %d failed", self.id)
+            self.finish(CLOSE_INTERNAL, "internal server error (logged on the server)")
+        finally:
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        code, reason = self.closing or (CLOSE_INTERNAL, "")
+        if code != 1006 and self.ws.close_code is None:
+            try:
+                await self.ws.close(code, truncate_reason(reason))
+            except Exception as exc:  # noqa: BLE001 - the peer is gone; nothing to tell it
+                logger.debug("conn %d: close failed (%s)", self.id, exc)
+
+    async def _start(self) -> None:
+        cfg, model = self.cfg, self.server.model
+        try:
+            first = await asyncio.wait_for(self.ws.recv(), cfg.hello_timeout_s)
+        except asyncio.TimeoutError:
+            raise ProtocolError(f"no hello within {cfg.hello_timeout_s:g} s", CLOSE_IDLE) from None
+        hello = parse_hello(first, model.config.window_frames, cfg.min_hop_frames)
+        if not self.server.take_slot():
+            raise ProtocolError(f"server busy: all {cfg.max_sessions} sessions are taken, try again later",
+                                CLOSE_TRY_LATER)
+        self.has_slot = True
+        self.hello = hello
+        try:
+            self.session = await asyncio.to_thread(open_session, model, hello)
+        except (UniLSError, ValueError, TypeError) as exc:
+            raise ProtocolError(f"hello: {exc}", CLOSE_BAD_HELLO) from exc
+        bps = hello.bytes_per_second
+        frame_bytes = hello.channels * hello.bytes_per_sample
+        self.credit_bytes = max(frame_bytes, int(cfg.max_queued_audio_s * bps) // frame_bytes * frame_bytes)
+        hop_samples = -(-self.session.hop * hello.sample_rate // int(model.fps))
+        self.piece_bytes = hop_samples * frame_bytes
+        assert self.server.scheduler is not None
+        self.lane = self.server.scheduler.lane(self._done_piece, lambda: self._out_bytes < self.cfg.max_output_bytes,
+                                               self._ahead_s)
+        self.server.metrics.sessions_total += 1
+        access.info("open conn=%d peer=%s sample_rate=%d channels=%d both=%s hop=%s format=%s", self.id, self.peer,
+                    hello.sample_rate, hello.channels, hello.both, hello.hop_frames, hello.format)
+        await self.ws.send(self._ready())
+
+    def _ready(self) -> str:
+        assert self.hello is not None and self.session is not None
+        m, cfg, hello = self.server.model, self.cfg, self.hello
+        return json.dumps({
+            "type": "ready", "version": PROTOCOL_VERSION, "session": self.id, "model": m.config.name, "fps": m.fps,
+            "motion_dim": m.config.codec.motion_dim, "model_sample_rate": m.config.sample_rate,
+            "parts": {name: [s.start, s.stop] for name, s in PARTS.items()}, "people": hello.people,
+            "format": hello.format, "hop_frames": self.session.hop, "exact": hello.hop_frames is None,
+            "algorithmic_latency_s": self.session.algorithmic_latency_s,
+            "hello": hello.to_dict(clips=False),
+            "flow": {"credit_bytes": self.credit_bytes, "ack_every_bytes": max(1, self.credit_bytes // 4),
+                     "max_queued_audio_s": cfg.max_queued_audio_s},
+            "limits": {"max_message_bytes": cfg.max_message_bytes, "idle_timeout_s": cfg.idle_timeout_s,
+                       "send_timeout_s": cfg.send_timeout_s, "ping_interval_s": cfg.ping_interval_s,
+                       "ping_timeout_s": cfg.ping_timeout_s},
+        })
+
+    # ------------------------------------------------------------------ ending
+    def finish(self, code: int, reason: str) -> None:
+        """Decide how the connection ends (the first decision wins), free its slot at once."""
+        if self.closing is not None:
+            return
+        self.closing = (code, reason)
+        if self.lane is not None:
+            self.lane.close()
+        self.server.release(self)
+        self._done.set()
+        self._can_read.set()
+        self._out_ready.set()
+        if code == CLOSE_INTERNAL:
+            level = logging.ERROR
+        elif code in (CLOSE_NORMAL, 1001, 1006):
+            level = logging.INFO
+        else:
+            level = logging.WARNING
+        audio_s = self.consumed_bytes / self.hello.bytes_per_second if self.hello else 0.0
+        access.log(level, "close conn=%d peer=%s code=%d reason=%r duration_s=%.2f audio_s=%.2f frames=%d", self.id,
+                   self.peer, code, reason, time.monotonic() - self.opened_at, audio_s, self.frames_sent)
+
+    def dispose(self) -> None:
+        """Release the model session; a step still running in its thread closes it when it returns."""
+        session, self.session = self.session, None
+        if session is None:
+            return
+        if self.lane is not None and self.lane.running:
+            self.lane.on_done = lambda _r, _e: session.close()
+        else:
+            session.close()
+
+    def finish_closed(self, exc: ConnectionClosed) -> None:
+        """The client closed (or vanished: 1006)."""
+        if exc.sent is not None:  # our echo of the client's close, or the library's own (1009: oversize)
+            self.finish(exc.sent.code, exc.sent.reason or "closed by the client")
+        elif exc.rcvd is not None:
+            self.finish(exc.rcvd.code, exc.rcvd.reason or "closed by the client")
+        else:
+            self.finish(1006, "the connection dropped without a close frame")
+
+    # ------------------------------------------------------------------ reading
+    async def _read(self) -> None:
+        cfg = self.cfg
+        ended = False
+        try:
+            while self.closing is None:
+                if self.queued_bytes >= self.credit_bytes and not ended:
+                    # Enough audio waits already: stop reading, let TCP slow the sender.
+                    self.withholding = True
+                    self._can_read.clear()
+                    await self._can_read.wait()
+                    self.withholding = False
+                    self.last_activity = time.monotonic()
+                    continue
+                if ended:
+                    msg = await self.ws.recv()
+                else:
+                    left = self.last_activity + cfg.idle_timeout_s - time.monotonic()
+                    try:
+                        msg = await asyncio.wait_for(self.ws.recv(), max(0.0, left))
+                    except asyncio.TimeoutError:
+                        if not self.lane.idle or self._out:  # the client waits for us, not we for it
+                            self.last_activity = time.monotonic()
+                        elif time.monotonic() - self.last_activity >= cfg.idle_timeout_s:
+                            raise ProtocolError(f"idle timeout: no audio for {cfg.idle_timeout_s:g} s",
+                                                CLOSE_IDLE) from None
+                        continue
+                self.messages_received += 1
+                if ended:
+                    raise ProtocolError('no message may follow {"type": "end"}', 4002)
+                if isinstance(msg, str):
+                    parse_control(msg)  # only "end" is valid
+                    ended = True
+                    self.lane.put(self._flush)
+                    continue
+                if not msg:
+                    continue  # allowed, but does not count as activity
+                self.last_activity = time.monotonic()
+                self._take_audio(msg)
+        except ProtocolError as exc:
+            self.finish(exc.code, str(exc))
+        except ConnectionClosed as exc:
+            self.finish_closed(exc)
+
+    def _ahead_s(self) -> float:
+        # How far the consumed audio runs ahead of the wall clock since the first audio arrived.
+        if self.first_audio_at is None or self.hello is None:
+            return 0.0
+        return self.consumed_bytes / self.hello.bytes_per_second - (time.monotonic() - self.first_audio_at)
+
+    def _take_audio(self, data: bytes) -> None:
+        assert self.hello is not None
+        if self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
+        frame = self.hello.channels * self.hello.bytes_per_sample
+        if len(data) % frame:
+            raise ProtocolError(
+                f"an audio message of {len(data)} bytes is not a whole number of {self.hello.channels}-channel "
+                f"{self.hello.encoding} samples ({frame} bytes each)", CLOSE_BAD_AUDIO)
+        self.queued_bytes += len(data)
+        # Pieces of at most one hop of audio: about one model step each, so sessions take turns.
+        for i in range(0, len(data), self.piece_bytes):
+            piece = data[i : i + self.piece_bytes]
+            self.lane.put(lambda p=piece: self._push(p))
+
+    # ------------------------------------------------------------------ model work (worker threads)
+    def _reply(self, out: Any, start: int, nbytes: int, t0: float, steps0: int, final: bool) -> _Piece:
+        assert self.session is not None and self.hello is not None
+        seconds = time.perf_counter() - t0
+        stats = self.session.stats()
+        n = len(out[0] if isinstance(out, tuple) else out)
+        piece = _Piece(nbytes, frames=n, steps=stats.steps - steps0, seconds=seconds, final=final)
+        if n:
+            piece.payload = frames_binary(out, start) if self.hello.format == "binary" else frames_json(out, start)
+            piece.stats = self.server.stats_message(self.session, seconds)
+        return piece
+
+    def _push(self, data: bytes) -> _Piece:
+        assert self.session is not None and self.hello is not None
+        channels = decode_audio(data, self.hello)
+        start, steps0, t0 = self.session.frames_emitted, self.session.stats().steps, time.perf_counter()
+        try:
+            out = self.session.push(*channels)
+        except AudioError as exc:
+            raise ProtocolError(str(exc), CLOSE_BAD_AUDIO) from exc
+        return self._reply(out, start, len(data), t0, steps0, final=False)
+
+    def _flush(self) -> _Piece:
+        assert self.session is not None
+        start, steps0, t0 = self.session.frames_emitted, self.session.stats().steps, time.perf_counter()
+        return self._reply(self.session.flush(), start, 0, t0, steps0, final=True)
+
+    # ------------------------------------------------------------------ back on the event loop
+    def _done_piece(self, piece: _Piece | None, error: BaseException | None) -> None:
+        if self.closing is not None:
+            return
+        if error is not None:
+            if isinstance(error, ProtocolError):
+                self.finish(error.code, str(error))
+            else:
+                logger.error("conn %d: a step failed", self.id, exc_info=(type(error), error, error.__traceback__))
+                self.finish(CLOSE_INTERNAL, "internal server error (logged on the server)")
+            return
+        assert piece is not None and self.hello is not None
+        m = self.server.metrics
+        m.observe_steps(piece.steps, piece.seconds)
+        m.audio_seconds_total += piece.nbytes / self.hello.bytes_per_second
+        self.queued_bytes -= piece.nbytes
+        self.consumed_bytes += piece.nbytes
+        if piece.payload is not None:
+            self._send(piece.payload, frames=piece.frames)
+            self._send(piece.stats)
+        if self.consumed_bytes - self.acked_bytes >= max(1, self.credit_bytes // 4):
+            self.acked_bytes = self.consumed_bytes
+            self._send(ack_message(self.consumed_bytes, self.hello))
+        if piece.final:
+            assert self.session is not None
+            self._send(self.server.stats_message(self.session, 0.0, kind="end"))
+            self._send(_END)
+        if self.lane.idle:
+            self.last_activity = time.monotonic()  # caught up: the idle clock starts now
+        if self.queued_bytes < self.credit_bytes:
+            self._can_read.set()
+
+    def _send(self, msg: Any, frames: int = 0) -> None:
+        self._out.append((msg, frames))
+        self._out_bytes += len(msg) if isinstance(msg, (str, bytes)) else 0
+        self._out_ready.set()
+
+    async def _write(self) -> None:
+        try:
+            while self.closing is None:
+                if not self._out:
+                    self._out_ready.clear()
+                    await self._out_ready.wait()
+                    continue
+                msg, frames = self._out.popleft()
+                if msg is _END:
+                    self.finish(CLOSE_NORMAL, "session complete")
+                    return
+                try:
+                    await asyncio.wait_for(self.ws.send(msg), self.cfg.send_timeout_s)
+                except asyncio.TimeoutError:
+                    self.finish(CLOSE_SLOW_READER, f"frames left unread for {self.cfg.send_timeout_s:g} s")
+                    return
+                self._out_bytes -= len(msg)
+                self.frames_sent += frames
+                self.server.metrics.frames_total += frames
+                self.lane.wake()  # it may have been paused while this output waited
+        except ConnectionClosed as exc:
+            self.finish_closed(exc)
+
+    # ------------------------------------------------------------------ keepalive
+    async def _keepalive(self) -> None:
+        cfg = self.cfg
+        if not cfg.ping_interval_s:
+            return
+        try:
+            while self.closing is None:
+                seen = self.messages_received
+                await asyncio.sleep(cfg.ping_interval_s)
+                if self.withholding or self.messages_received != seen:
+                    continue  # it is sending: alive (or we are the ones not reading)
+                pong = cast("asyncio.Future[float]", await self.ws.ping())
+                sent = time.monotonic()
+                while not pong.done():
+                    await asyncio.wait([pong], timeout=min(0.5, cfg.ping_timeout_s))
+                    if self.withholding or self.messages_received != seen:
+                        break
+                    if not pong.done() and time.monotonic() - sent >= cfg.ping_timeout_s:
+                        self.finish(CLOSE_DEAD_PEER, f"keepalive: no pong nor message within {cfg.ping_timeout_s:g} s")
+                        return
+        except ConnectionClosed as exc:
+            self.finish_closed(exc)
+
+
+def open_session(model: Any, hello: Hello) -> StreamSession:
+    """Open the model's streaming session for a hello (explicit keyword arguments, as the Python API)."""
+    style = _clips(hello.style)
+    if hello.prev_motion is None:
+        return model.stream(partner=hello.partner, both=hello.both, sample_rate=hello.sample_rate, seed=hello.seed,
+                            temperature=hello.temperature, top_p=hello.top_p, cfg_scale=hello.cfg_scale,
+                            smooth=hello.smooth, hop_frames=hello.hop_frames, style=style)
+    return model.stream(partner=hello.partner, both=hello.both, sample_rate=hello.sample_rate, seed=hello.seed,
+                        temperature=hello.temperature, top_p=hello.top_p, cfg_scale=hello.cfg_scale,
+                        smooth=hello.smooth, hop_frames=hello.hop_frames, style=style,
+                        prev_motion=_clips(hello.prev_motion))
+
+
+def _clips(clips: Any) -> Any:
+    # One clip: the person's (an array); two: one per person of a `both` session (a tuple).
+    if clips is None:
+        return None
+    arrays = tuple(None if c is None else c.array() for c in clips)
+    return arrays[0] if len(arrays) == 1 else arrays
