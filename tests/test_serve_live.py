@@ -246,7 +246,7 @@ def test_host_policy_unit():
     [
         ('{"type": "hello", "sample_rate": 16000, "seed": ' + "[" * 3000 + "]" * 3000 + "}", 4000, "nests 3001"),
         (hello(cfg_scale=1e308), 4000, "cfg_scale must be between 0 and 100"),
-        (hello(temperature=1e-300), 4000, "temperature must be between 0.01 and 100"),
+        (hello(temperature=1e-300), 4000, "temperature must be between 0.001 and 100"),
         (hello(top_p=2), 4000, "top_p must be between 0 and 1"),
         (hello(version=True), 4000, "version True"),
         (hello(version=1.0), 4000, "version 1.0"),
@@ -280,7 +280,7 @@ def test_text_limits_count_bytes(model):
     assert closed.value.rcvd.code == P.CLOSE_TOO_BIG and "10002 bytes" in closed.value.rcvd.reason
 
 
-@pytest.mark.parametrize("knobs", [{"temperature": 0.01, "cfg_scale": 100.0, "top_p": 0.0},
+@pytest.mark.parametrize("knobs", [{"temperature": 0.001, "cfg_scale": 100.0, "top_p": 0.0},
                                    {"temperature": 100.0, "cfg_scale": 0.0, "top_p": 1.0}])
 def test_knob_extremes_stay_finite(model, knobs):
     h = P.parse_hello(hello(seed=0, **knobs))

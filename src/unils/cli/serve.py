@@ -54,6 +54,40 @@ def register(sub: Any) -> None:
         default=[],
         help="a browser origin allowed besides the server's own (repeatable)",
     )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        help="a Host name accepted besides loopback names, IP literals and --host (repeatable; '*' = any); "
+        "foreign Hosts get 421 (DNS rebinding)",
+    )
+    p.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=16,
+        help="WebSocket connections per client IP (default 16)",
+    )
+    p.add_argument(
+        "--hello-timeout", type=float, default=5.0, help="seconds to send the hello (default 5; else 4008)"
+    )
+    p.add_argument(
+        "--send-timeout",
+        type=float,
+        default=20.0,
+        help="close a client that leaves its frames unread this long (s, default 20; code 4009)",
+    )
+    p.add_argument(
+        "--max-queued-audio",
+        type=float,
+        default=4.0,
+        help="seconds of audio a session may have waiting before its sender is slowed (default 4)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=5.0,
+        help="on SIGTERM/SIGINT, exit within this many seconds (default 5)",
+    )
     options.add_model_flags(p)
     p.set_defaults(func=run)
 
@@ -79,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         min_hop_frames=args.min_hop_frames,
         allowed_origins=tuple(args.allow_origin),
+        allowed_hosts=tuple(args.allow_host),
+        max_connections_per_address=args.max_connections_per_address,
+        hello_timeout_s=args.hello_timeout,
+        send_timeout_s=args.send_timeout,
+        max_queued_audio_s=args.max_queued_audio,
+        drain_timeout_s=args.drain_timeout,
     ).validate()  # refuse an unsafe configuration before loading the model
     model = options.load_model(args)
 

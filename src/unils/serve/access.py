@@ -67,7 +67,9 @@ class HostPolicy:
         allowed_origins: browser origins allowed besides the server's own (``--allow-origin``).
     """
 
-    def __init__(self, bind_host: str, allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = ()):
+    def __init__(
+        self, bind_host: str, allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = ()
+    ):
         names = {n.lower().rstrip(".") for n in allowed_hosts}
         if bind_host not in ("", "0.0.0.0", "::"):
             names.add(bind_host.strip("[]").lower())
@@ -84,8 +86,10 @@ class HostPolicy:
             return False, f"malformed Host header {header!r}"
         if self._any or name in self._names or is_loopback(name) or _is_ip(name):
             return True, ""
-        return False, (f"Host {name!r} is not this server's (a DNS-rebinding page would send it); a reverse "
-                       "proxy's public name must be allowed with --allow-host")
+        return False, (
+            f"Host {name!r} is not this server's (a DNS-rebinding page would send it); a reverse "
+            "proxy's public name must be allowed with --allow-host"
+        )
 
     def origin_ok(self, origin: str, host_header: str) -> bool:
         """Whether a browser page at ``origin`` may open a WebSocket (Host already validated)."""

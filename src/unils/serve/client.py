@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -57,13 +58,36 @@ def _clipset(value: Any, both: bool) -> tuple[Clip | None, ...] | None:
     return (Clip.from_array(value),)
 
 
-def _make_hello(sample_rate: int, partner: bool, both: bool, encoding: str, format: str, seed: int | None,
-                hop_frames: int | None, smooth: bool, temperature: float | None, top_p: float | None,
-                cfg_scale: float | None, style: Any = None, prev_motion: Any = None) -> Hello:
-    return Hello(sample_rate=int(sample_rate), encoding=encoding, channels=2 if (partner or both) else 1, both=both,
-                 format=format, seed=seed, hop_frames=hop_frames, smooth=smooth, temperature=temperature,
-                 top_p=top_p, cfg_scale=cfg_scale, style=_clipset(style, both),
-                 prev_motion=_clipset(prev_motion, both))
+def _make_hello(
+    sample_rate: int,
+    partner: bool,
+    both: bool,
+    encoding: str,
+    format: str,
+    seed: int | None,
+    hop_frames: int | None,
+    smooth: bool,
+    temperature: float | None,
+    top_p: float | None,
+    cfg_scale: float | None,
+    style: Any = None,
+    prev_motion: Any = None,
+) -> Hello:
+    return Hello(
+        sample_rate=int(sample_rate),
+        encoding=encoding,
+        channels=2 if (partner or both) else 1,
+        both=both,
+        format=format,
+        seed=seed,
+        hop_frames=hop_frames,
+        smooth=smooth,
+        temperature=temperature,
+        top_p=top_p,
+        cfg_scale=cfg_scale,
+        style=_clipset(style, both),
+        prev_motion=_clipset(prev_motion, both),
+    )
 
 
 def _closed_error(exc: ConnectionClosed) -> ProtocolError:
@@ -110,8 +134,12 @@ class _Inbox:
             self._fps = float(obj["fps"])
         elif kind == "frames":
             people = [obj["frames"]] + ([obj["partner_frames"]] if "partner_frames" in obj else [])
-            arrays = [np.asarray([[x for n in PARTS for x in f[n]] for f in rows], np.float32).reshape(-1, MOTION_DIM)
-                      for rows in people]
+            arrays = [
+                np.asarray([[x for n in PARTS for x in f[n]] for f in rows], np.float32).reshape(
+                    -1, MOTION_DIM
+                )
+                for rows in people
+            ]
             self._add(int(obj["start"]), arrays, now)
         elif kind == "stats":
             self.stats = obj
@@ -123,8 +151,10 @@ class _Inbox:
 
     def _add(self, start: int, arrays: list[np.ndarray], now: float) -> None:
         if start != self.received or len(arrays) != len(self._pieces):
-            raise ProtocolError(f"frames out of order: got frame {start} with {len(arrays)} people, expected frame "
-                                f"{self.received} with {len(self._pieces)}")
+            raise ProtocolError(
+                f"frames out of order: got frame {start} with {len(arrays)} people, expected frame "
+                f"{self.received} with {len(self._pieces)}"
+            )
         for piece, arr in zip(self._pieces, arrays):
             piece.append(arr)
         self.received += arrays[0].shape[0]
@@ -136,7 +166,7 @@ class _Inbox:
         assert self.ready is not None
         return int(self.ready["flow"]["credit_bytes"])
 
-    def take(self) -> "Motion | tuple[Motion, Motion]":
+    def take(self) -> Motion | tuple[Motion, Motion]:
         out = []
         for i, piece in enumerate(self._pieces):
             arr = np.concatenate(piece) if piece else np.zeros((0, MOTION_DIM), np.float32)
@@ -173,21 +203,54 @@ class StreamClient:
         ProtocolError: the server refused the connection or the hello (``code`` says why).
     """
 
-    def __init__(self, url: str, *, sample_rate: int = 16000, partner: bool = False, both: bool = False,
-                 encoding: str = "float32", format: str = "binary", seed: int | None = None,
-                 hop_frames: int | None = None, smooth: bool = True, temperature: float | None = None,
-                 top_p: float | None = None, cfg_scale: float | None = None, style: Any = None,
-                 prev_motion: Any = None, token: str | None = None, on_frames: FramesEvent | None = None,
-                 open_timeout: float = 10.0, credit_timeout: float = 120.0) -> None:
-        self.hello = _make_hello(sample_rate, partner, both, encoding, format, seed, hop_frames, smooth, temperature,
-                                 top_p, cfg_scale, style, prev_motion)
+    def __init__(
+        self,
+        url: str,
+        *,
+        sample_rate: int = 16000,
+        partner: bool = False,
+        both: bool = False,
+        encoding: str = "float32",
+        format: str = "binary",
+        seed: int | None = None,
+        hop_frames: int | None = None,
+        smooth: bool = True,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        cfg_scale: float | None = None,
+        style: Any = None,
+        prev_motion: Any = None,
+        token: str | None = None,
+        on_frames: FramesEvent | None = None,
+        open_timeout: float = 10.0,
+        credit_timeout: float = 120.0,
+    ) -> None:
+        self.hello = _make_hello(
+            sample_rate,
+            partner,
+            both,
+            encoding,
+            format,
+            seed,
+            hop_frames,
+            smooth,
+            temperature,
+            top_p,
+            cfg_scale,
+            style,
+            prev_motion,
+        )
         self._inbox = _Inbox(self.hello, on_frames)
         self._sent = 0
         self._credit_timeout = credit_timeout
         try:
-            self._ws: SyncClientConnection = sconnect(url, additional_headers=_auth_headers(token),
-                                                      open_timeout=open_timeout, max_size=_CLIENT_MAX_SIZE,
-                                                      compression=None)
+            self._ws: SyncClientConnection = sconnect(
+                url,
+                additional_headers=_auth_headers(token),
+                open_timeout=open_timeout,
+                max_size=_CLIENT_MAX_SIZE,
+                compression=None,
+            )
         except InvalidStatus as exc:
             raise _refused_error(exc) from None
         # websockets >= 17.1 wants its sync connection entered as a context manager; this object is
@@ -239,7 +302,7 @@ class StreamClient:
         except ConnectionClosed as exc:
             raise _closed_error(exc) from None
 
-    def receive(self, timeout: float = 0.0) -> "Motion | tuple[Motion, Motion]":
+    def receive(self, timeout: float = 0.0) -> Motion | tuple[Motion, Motion]:
         """Frames that have arrived and were not returned yet.
 
         Args:
@@ -257,12 +320,12 @@ class StreamClient:
             wait = 0
         return self._inbox.take()
 
-    def push(self, audio: Any, partner_audio: Any = None) -> "Motion | tuple[Motion, Motion]":
+    def push(self, audio: Any, partner_audio: Any = None) -> Motion | tuple[Motion, Motion]:
         """Send a block, then return the frames that have arrived so far (without waiting)."""
         self.send(audio, partner_audio)
         return self.receive(0)
 
-    def end(self, timeout: float = 120.0) -> "Motion | tuple[Motion, Motion]":
+    def end(self, timeout: float = 120.0) -> Motion | tuple[Motion, Motion]:
         """End the audio; wait for the server to flush; return the frames not returned yet."""
         try:
             self._ws.send(json.dumps({"type": "end"}))
@@ -287,7 +350,7 @@ class StreamClient:
         """Close the connection (the server ends the session)."""
         self._ws.close(CLOSE_NORMAL)
 
-    def __enter__(self) -> "StreamClient":
+    def __enter__(self) -> StreamClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -313,21 +376,54 @@ class AsyncStreamClient:
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def connect(cls, url: str, *, sample_rate: int = 16000, partner: bool = False, both: bool = False,
-                      encoding: str = "float32", format: str = "binary", seed: int | None = None,
-                      hop_frames: int | None = None, smooth: bool = True, temperature: float | None = None,
-                      top_p: float | None = None, cfg_scale: float | None = None, style: Any = None,
-                      prev_motion: Any = None, token: str | None = None, on_frames: FramesEvent | None = None,
-                      open_timeout: float = 10.0) -> "AsyncStreamClient":
+    async def connect(
+        cls,
+        url: str,
+        *,
+        sample_rate: int = 16000,
+        partner: bool = False,
+        both: bool = False,
+        encoding: str = "float32",
+        format: str = "binary",
+        seed: int | None = None,
+        hop_frames: int | None = None,
+        smooth: bool = True,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        cfg_scale: float | None = None,
+        style: Any = None,
+        prev_motion: Any = None,
+        token: str | None = None,
+        on_frames: FramesEvent | None = None,
+        open_timeout: float = 10.0,
+    ) -> AsyncStreamClient:
         """Connect, send the hello and wait for ``ready`` (arguments as :class:`StreamClient`)."""
         import asyncio
 
-        hello = _make_hello(sample_rate, partner, both, encoding, format, seed, hop_frames, smooth, temperature,
-                            top_p, cfg_scale, style, prev_motion)
+        hello = _make_hello(
+            sample_rate,
+            partner,
+            both,
+            encoding,
+            format,
+            seed,
+            hop_frames,
+            smooth,
+            temperature,
+            top_p,
+            cfg_scale,
+            style,
+            prev_motion,
+        )
         inbox = _Inbox(hello, on_frames)
         try:
-            ws = await aconnect(url, additional_headers=_auth_headers(token), open_timeout=open_timeout,
-                                max_size=_CLIENT_MAX_SIZE, compression=None)
+            ws = await aconnect(
+                url,
+                additional_headers=_auth_headers(token),
+                open_timeout=open_timeout,
+                max_size=_CLIENT_MAX_SIZE,
+                compression=None,
+            )
         except InvalidStatus as exc:
             raise _refused_error(exc) from None
         try:
@@ -354,8 +450,11 @@ class AsyncStreamClient:
         self._acked.set()  # wake a send waiting for credit: it reports the error
         if not self._inbox.ended and self._error is None:
             code = self._ws.close_code or 1006
-            self._error = ProtocolError(f"the server closed the session ({code}) before its end: "
-                                        f"{self._ws.close_reason or 'no reason given'}", code)
+            self._error = ProtocolError(
+                f"the server closed the session ({code}) before its end: "
+                f"{self._ws.close_reason or 'no reason given'}",
+                code,
+            )
 
     def _check(self) -> None:
         if self._error is not None:
@@ -398,17 +497,17 @@ class AsyncStreamClient:
             self._check()
             raise
 
-    def receive(self) -> "Motion | tuple[Motion, Motion]":
+    def receive(self) -> Motion | tuple[Motion, Motion]:
         """Frames that have arrived and were not returned yet (never waits)."""
         self._check()
         return self._inbox.take()
 
-    async def push(self, audio: Any, partner_audio: Any = None) -> "Motion | tuple[Motion, Motion]":
+    async def push(self, audio: Any, partner_audio: Any = None) -> Motion | tuple[Motion, Motion]:
         """Send a block, then return the frames that have arrived so far (without waiting)."""
         await self.send(audio, partner_audio)
         return self.receive()
 
-    async def end(self, timeout: float = 120.0) -> "Motion | tuple[Motion, Motion]":
+    async def end(self, timeout: float = 120.0) -> Motion | tuple[Motion, Motion]:
         """End the audio; wait for the server to flush; return the frames not returned yet."""
         import asyncio
 
@@ -433,10 +532,10 @@ class AsyncStreamClient:
             self._reader.cancel()
             try:
                 await self._reader
-            except BaseException:  # noqa: BLE001 - cancelled on purpose
+            except BaseException:
                 pass
 
-    async def __aenter__(self) -> "AsyncStreamClient":
+    async def __aenter__(self) -> AsyncStreamClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

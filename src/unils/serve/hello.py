@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import SAMPLING_RANGES
 from ..errors import ProtocolError
 from ..motion import MOTION_DIM
 
@@ -54,9 +55,9 @@ MAX_SAMPLE_RATE = 192000
 MAX_HELLO_BYTES = 256 * 1024
 #: Deepest nesting of arrays/objects a message may have (the hello needs 3: object, clip, shape).
 MAX_JSON_DEPTH = 8
-#: Inclusive ranges of the sampling knobs. Within them the model's arithmetic stays finite:
-#: logits are multiplied by ``1 / temperature`` and by ``cfg_scale`` before the softmax.
-RANGES: dict[str, tuple[float, float]] = {"temperature": (0.01, 100.0), "top_p": (0.0, 1.0), "cfg_scale": (0.0, 100.0)}
+#: Inclusive ranges of the sampling knobs: the model's own (:data:`unils.config.SAMPLING_RANGES`), within
+#: which its arithmetic stays finite (logits are multiplied by ``1 / temperature`` and by ``cfg_scale``).
+RANGES: dict[str, tuple[float, float]] = SAMPLING_RANGES
 #: Largest seed: integers JavaScript and every JSON parser represent exactly.
 MAX_SEED = 2**53 - 1
 
@@ -84,7 +85,9 @@ class Clip:
         """Encode a ``[frames, 108]`` array (or a :class:`~unils.Motion`)."""
         a = np.asarray(arr.to_array() if hasattr(arr, "to_array") else arr, dtype="<f4")
         if a.ndim != 2 or a.shape[1] != MOTION_DIM:
-            raise ProtocolError(f"a clip must be [frames, {MOTION_DIM}], got shape {list(a.shape)}", CLOSE_BAD_HELLO)
+            raise ProtocolError(
+                f"a clip must be [frames, {MOTION_DIM}], got shape {list(a.shape)}", CLOSE_BAD_HELLO
+            )
         return cls(int(a.shape[0]), np.ascontiguousarray(a).tobytes())
 
     def to_json(self) -> dict[str, Any]:
@@ -153,8 +156,19 @@ class Hello:
     def to_dict(self, clips: bool = True) -> dict[str, Any]:
         """The hello as a JSON-ready dict (``clips=False`` gives clip sizes instead of their data)."""
         out: dict[str, Any] = {"type": "hello", "version": PROTOCOL_VERSION}
-        for name in ("sample_rate", "encoding", "channels", "both", "format", "seed", "hop_frames", "smooth",
-                     "temperature", "top_p", "cfg_scale"):
+        for name in (
+            "sample_rate",
+            "encoding",
+            "channels",
+            "both",
+            "format",
+            "seed",
+            "hop_frames",
+            "smooth",
+            "temperature",
+            "top_p",
+            "cfg_scale",
+        ):
             out[name] = getattr(self, name)
         out["partner"] = self.partner
         for name in ("style", "prev_motion"):
@@ -175,7 +189,8 @@ def _depth(text: str) -> int:
     skeleton = _STRING.sub("", text)
     steps = np.frombuffer(skeleton.encode("ascii", "replace"), np.uint8)
     delta = np.where((steps == ord("[")) | (steps == ord("{")), 1, 0) - np.where(
-        (steps == ord("]")) | (steps == ord("}")), 1, 0)
+        (steps == ord("]")) | (steps == ord("}")), 1, 0
+    )
     return int(np.cumsum(delta).max(initial=0))
 
 
@@ -187,10 +202,14 @@ def load_message(text: str | bytes, what: str, code: int, max_bytes: int) -> dic
             than :data:`MAX_JSON_DEPTH` (``code``), invalid JSON or not an object (``code``).
     """
     if isinstance(text, (bytes, bytearray, memoryview)):
-        raise ProtocolError(f"the {what} must be a JSON text message, got {len(text)} bytes of binary data", code)
+        raise ProtocolError(
+            f"the {what} must be a JSON text message, got {len(text)} bytes of binary data", code
+        )
     size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
-        raise ProtocolError(f"the {what} is {size} bytes of UTF-8; the limit is {max_bytes} bytes", CLOSE_TOO_BIG)
+        raise ProtocolError(
+            f"the {what} is {size} bytes of UTF-8; the limit is {max_bytes} bytes", CLOSE_TOO_BIG
+        )
     depth = _depth(text)
     if depth > MAX_JSON_DEPTH:
         raise ProtocolError(f"the {what} nests {depth} levels deep; the limit is {MAX_JSON_DEPTH}", code)
@@ -251,10 +270,16 @@ def _clip(v: Any, key: str, max_frames: int) -> Clip:
     if not isinstance(v, dict) or set(v) != {"shape", "data"}:
         raise _bad(f'{key} must be {{"shape": [frames, {MOTION_DIM}], "data": "<base64 float32>"}}')
     shape, data = v["shape"], v["data"]
-    if (not isinstance(shape, list) or len(shape) != 2 or any(isinstance(s, bool) or not isinstance(s, int)
-                                                               for s in shape)
-            or shape[1] != MOTION_DIM or not 1 <= shape[0] <= max_frames):
-        raise _bad(f"{key}: shape must be [frames, {MOTION_DIM}] with 1 <= frames <= {max_frames}, got {shape!r}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or any(isinstance(s, bool) or not isinstance(s, int) for s in shape)
+        or shape[1] != MOTION_DIM
+        or not 1 <= shape[0] <= max_frames
+    ):
+        raise _bad(
+            f"{key}: shape must be [frames, {MOTION_DIM}] with 1 <= frames <= {max_frames}, got {shape!r}"
+        )
     want = shape[0] * MOTION_DIM * 4
     if not isinstance(data, str) or len(data) != 4 * -(-want // 3):
         raise _bad(f"{key}: data must be the base64 of {want} bytes ({4 * -(-want // 3)} characters)")
@@ -281,8 +306,9 @@ def _clips(obj: dict[str, Any], key: str, people: int, max_frames: int) -> ClipS
 _FIELDS = {"type", "version", "partner", *Hello.__dataclass_fields__}
 
 
-def parse_hello(text: str | bytes, window_frames: int = 100, min_hop_frames: int = 1,
-                max_bytes: int = MAX_HELLO_BYTES) -> Hello:
+def parse_hello(
+    text: str | bytes, window_frames: int = 100, min_hop_frames: int = 1, max_bytes: int = MAX_HELLO_BYTES
+) -> Hello:
     """Validate a client's first message.
 
     Unknown fields are refused (a misspelt option would otherwise be silently ignored).
@@ -302,8 +328,10 @@ def parse_hello(text: str | bytes, window_frames: int = 100, min_hop_frames: int
     """
     obj = load_message(text, "hello", CLOSE_BAD_HELLO, max_bytes)
     if obj.get("type") != "hello":
-        raise ProtocolError(f'the first message must be {{"type": "hello", ...}}, got type {obj.get("type")!r}',
-                            CLOSE_BAD_HELLO)
+        raise ProtocolError(
+            f'the first message must be {{"type": "hello", ...}}, got type {obj.get("type")!r}',
+            CLOSE_BAD_HELLO,
+        )
     unknown = sorted(set(obj) - _FIELDS)
     if unknown:
         raise _bad(f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(_FIELDS))}")
@@ -317,11 +345,15 @@ def parse_hello(text: str | bytes, window_frames: int = 100, min_hop_frames: int
     channels = _int(obj, "channels", 1, 2, allow_none=False) if "channels" in obj else None
     partner = _bool(obj, "partner", False) if "partner" in obj else None
     if channels is not None and partner is not None and (channels == 2) != partner:
-        raise _bad(f"partner={str(partner).lower()} contradicts channels={channels} (partner audio is channel 2)")
+        raise _bad(
+            f"partner={str(partner).lower()} contradicts channels={channels} (partner audio is channel 2)"
+        )
     both = _bool(obj, "both", False)
     n_channels = channels if channels is not None else 2 if partner else 1
     if both and n_channels != 2:
-        raise _bad("both=true needs channels=2 (or partner=true): it animates the partner from the partner's audio")
+        raise _bad(
+            "both=true needs channels=2 (or partner=true): it animates the partner from the partner's audio"
+        )
     lo = max(1, min(int(min_hop_frames), window_frames))
     people = 2 if both else 1
     return Hello(

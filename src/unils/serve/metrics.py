@@ -50,22 +50,46 @@ class ServerMetrics:
         metric("unils_serve_info", "gauge", "Model and protocol of this server.", [(f"{{{labels}}}", 1)])
         for name, (help_, value) in gauges.items():
             metric(name, "gauge", help_, [("", value)])
-        metric("unils_serve_connections_total", "counter", "WebSocket connections accepted.",
-               [("", self.connections_total)])
-        metric("unils_serve_sessions_total", "counter", "Sessions started (a valid hello was received).",
-               [("", self.sessions_total)])
-        metric("unils_serve_frames_total", "counter", "Motion frames sent to clients.", [("", self.frames_total)])
+        metric(
+            "unils_serve_connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            [("", self.connections_total)],
+        )
+        metric(
+            "unils_serve_sessions_total",
+            "counter",
+            "Sessions started (a valid hello was received).",
+            [("", self.sessions_total)],
+        )
+        metric(
+            "unils_serve_frames_total", "counter", "Motion frames sent to clients.", [("", self.frames_total)]
+        )
         metric("unils_serve_steps_total", "counter", "Model steps run.", [("", self.steps_total)])
-        metric("unils_serve_audio_seconds_total", "counter", "Audio consumed by sessions (seconds).",
-               [("", self.audio_seconds_total)])
-        metric("unils_serve_closes_total", "counter", "Connections ended, by WebSocket close code.",
-               [(f'{{code="{c}"}}', n) for c, n in sorted(self.closes.items())])
-        metric("unils_serve_http_refusals_total", "counter", "HTTP requests refused before any WebSocket, by status.",
-               [(f'{{status="{c}"}}', n) for c, n in sorted(self.http_refusals.items())])
+        metric(
+            "unils_serve_audio_seconds_total",
+            "counter",
+            "Audio consumed by sessions (seconds).",
+            [("", self.audio_seconds_total)],
+        )
+        metric(
+            "unils_serve_closes_total",
+            "counter",
+            "Connections ended, by WebSocket close code.",
+            [(f'{{code="{c}"}}', n) for c, n in sorted(self.closes.items())],
+        )
+        metric(
+            "unils_serve_http_refusals_total",
+            "counter",
+            "HTTP requests refused before any WebSocket, by status.",
+            [(f'{{status="{c}"}}', n) for c, n in sorted(self.http_refusals.items())],
+        )
         cumulative, samples = 0, []
         for bound, n in zip((*STEP_BUCKETS, float("inf")), self._buckets):
             cumulative += n
-            samples.append((f'_bucket{{le="{"+Inf" if bound == float("inf") else _num(bound)}"}}', cumulative))
+            samples.append(
+                (f'_bucket{{le="{"+Inf" if bound == float("inf") else _num(bound)}"}}', cumulative)
+            )
         out.append("# HELP unils_serve_step_seconds Compute time of one model step.")
         out.append("# TYPE unils_serve_step_seconds histogram")
         out.extend(f"unils_serve_step_seconds{suffix} {_num(v)}" for suffix, v in samples)

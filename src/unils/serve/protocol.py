@@ -103,7 +103,9 @@ def ack_message(audio_bytes: int, hello: Hello) -> str:
     A client may have at most ``ready["flow"]["credit_bytes"]`` bytes of audio sent and not yet
     acknowledged; :class:`~unils.serve.StreamClient` and the browser page wait for acks beyond it.
     """
-    return json.dumps({"type": "ack", "audio_bytes": audio_bytes, "audio_s": audio_bytes / hello.bytes_per_second})
+    return json.dumps(
+        {"type": "ack", "audio_bytes": audio_bytes, "audio_s": audio_bytes / hello.bytes_per_second}
+    )
 
 
 def decode_audio(data: bytes, hello: Hello) -> list[np.ndarray]:
@@ -125,20 +127,28 @@ def decode_audio(data: bytes, hello: Hello) -> list[np.ndarray]:
     if len(data) % step:
         raise ProtocolError(
             f"an audio message of {len(data)} bytes is not a whole number of {hello.channels}-channel "
-            f"{hello.encoding} samples ({step} bytes each)", CLOSE_BAD_AUDIO)
+            f"{hello.encoding} samples ({step} bytes each)",
+            CLOSE_BAD_AUDIO,
+        )
     samples = np.frombuffer(data, dtype=dtype).reshape(-1, hello.channels)
     if hello.encoding == "float32" and samples.size:
         finite = np.isfinite(samples)
         if not finite.all():
-            raise ProtocolError(f"float32 audio holds {int((~finite).sum())} NaN/inf samples", CLOSE_BAD_AUDIO)
+            raise ProtocolError(
+                f"float32 audio holds {int((~finite).sum())} NaN/inf samples", CLOSE_BAD_AUDIO
+            )
         peak = float(np.abs(samples).max())
         if peak > MAX_FLOAT_MAGNITUDE:
             raise ProtocolError(
                 f"float32 audio is expected in [-1, 1], got a sample of magnitude {peak:.3g} (are these PCM16 "
-                "bytes? then say encoding=pcm16 in the hello)", CLOSE_BAD_AUDIO)
+                "bytes? then say encoding=pcm16 in the hello)",
+                CLOSE_BAD_AUDIO,
+            )
     # Native byte order, contiguous: what the session's validation expects.
-    return [np.ascontiguousarray(samples[:, c]).astype(dtype.newbyteorder("="), copy=False)
-            for c in range(hello.channels)]
+    return [
+        np.ascontiguousarray(samples[:, c]).astype(dtype.newbyteorder("="), copy=False)
+        for c in range(hello.channels)
+    ]
 
 
 def _channel(block: Any, name: str, encoding: str) -> np.ndarray:
@@ -167,14 +177,19 @@ def encode_audio(hello: Hello, audio: Any, partner_audio: Any = None) -> bytes:
         AudioError: missing or extra partner audio, different lengths, NaN/inf samples.
     """
     if (partner_audio is None) != (hello.channels == 1):
-        raise AudioError("this session has 2 channels: pass partner_audio with every block" if hello.channels == 2
-                         else "this session has 1 channel: open it with partner=True to send partner audio")
+        raise AudioError(
+            "this session has 2 channels: pass partner_audio with every block"
+            if hello.channels == 2
+            else "this session has 1 channel: open it with partner=True to send partner audio"
+        )
     chans = [_channel(audio, "audio", hello.encoding)]
     if partner_audio is not None:
         chans.append(_channel(partner_audio, "partner_audio", hello.encoding))
         if chans[0].shape != chans[1].shape:
-            raise AudioError(f"audio and partner_audio blocks must have the same length, got {chans[0].shape[0]} "
-                             f"and {chans[1].shape[0]} samples")
+            raise AudioError(
+                f"audio and partner_audio blocks must have the same length, got {chans[0].shape[0]} "
+                f"and {chans[1].shape[0]} samples"
+            )
     return np.stack(chans, axis=1).tobytes()
 
 
@@ -189,16 +204,20 @@ def parse_control(text: str) -> str:
     if kind == "end":
         return "end"
     if kind == "hello":
-        raise ProtocolError("a session takes one hello; open a new connection for a new session", CLOSE_BAD_MESSAGE)
-    raise ProtocolError(f'unknown message type {kind!r}: after the hello send binary audio and finally '
-                        f'{{"type": "end"}}', CLOSE_BAD_MESSAGE)
+        raise ProtocolError(
+            "a session takes one hello; open a new connection for a new session", CLOSE_BAD_MESSAGE
+        )
+    raise ProtocolError(
+        f'unknown message type {kind!r}: after the hello send binary audio and finally {{"type": "end"}}',
+        CLOSE_BAD_MESSAGE,
+    )
 
 
-def _people(motion: "Motion | tuple[Motion, Motion]") -> list[Motion]:
+def _people(motion: Motion | tuple[Motion, Motion]) -> list[Motion]:
     return list(motion) if isinstance(motion, tuple) else [motion]
 
 
-def frames_json(motion: "Motion | tuple[Motion, Motion]", start: int) -> str:
+def frames_json(motion: Motion | tuple[Motion, Motion], start: int) -> str:
     """A JSON frames message: ``{"type": "frames", "start", "count", "frames": [...]}``.
 
     Each frame is ``{"index", "time", "expression", "head_pose", "jaw", "eyes"}``; a ``both``
@@ -211,16 +230,24 @@ def frames_json(motion: "Motion | tuple[Motion, Motion]", start: int) -> str:
 
     def rows(m: Motion) -> list[dict[str, Any]]:
         parts = {name: getattr(m, name).astype(np.float32).tolist() for name in PARTS}
-        return [{"index": start + i, "time": (start + i) / fps, **{n: parts[n][i] for n in PARTS}}
-                for i in range(count)]
+        return [
+            {"index": start + i, "time": (start + i) / fps, **{n: parts[n][i] for n in PARTS}}
+            for i in range(count)
+        ]
 
-    msg: dict[str, Any] = {"type": "frames", "start": start, "count": count, "fps": fps, "frames": rows(people[0])}
+    msg: dict[str, Any] = {
+        "type": "frames",
+        "start": start,
+        "count": count,
+        "fps": fps,
+        "frames": rows(people[0]),
+    }
     if len(people) == 2:
         msg["partner_frames"] = rows(people[1])
     return json.dumps(msg)
 
 
-def frames_binary(motion: "Motion | tuple[Motion, Motion]", start: int) -> bytes:
+def frames_binary(motion: Motion | tuple[Motion, Motion], start: int) -> bytes:
     """A binary frames message: 16-byte header then float32 ``[people, count, 108]``, little-endian.
 
     Header (``<4sHHII``): ``b"ULSM"``, protocol version, people (1 or 2), index of the first frame,
@@ -228,7 +255,9 @@ def frames_binary(motion: "Motion | tuple[Motion, Motion]", start: int) -> bytes
     """
     people = _people(motion)
     arr = np.stack([m.to_array() for m in people]).astype("<f4", copy=False)
-    return BINARY_HEADER.pack(BINARY_MAGIC, PROTOCOL_VERSION, len(people), start, arr.shape[1]) + arr.tobytes()
+    return (
+        BINARY_HEADER.pack(BINARY_MAGIC, PROTOCOL_VERSION, len(people), start, arr.shape[1]) + arr.tobytes()
+    )
 
 
 def decode_frames_binary(data: bytes) -> tuple[int, np.ndarray]:
@@ -244,9 +273,13 @@ def decode_frames_binary(data: bytes) -> tuple[int, np.ndarray]:
         raise ProtocolError(f"binary frames message too short ({len(data)} bytes)", CLOSE_BAD_MESSAGE)
     magic, version, people, start, count = BINARY_HEADER.unpack_from(data)
     if magic != BINARY_MAGIC or version != PROTOCOL_VERSION:
-        raise ProtocolError(f"not a unils frames message (magic {magic!r}, version {version})", CLOSE_BAD_MESSAGE)
+        raise ProtocolError(
+            f"not a unils frames message (magic {magic!r}, version {version})", CLOSE_BAD_MESSAGE
+        )
     expected = BINARY_HEADER.size + people * count * MOTION_DIM * 4
     if len(data) != expected:
-        raise ProtocolError(f"binary frames message has {len(data)} bytes, expected {expected}", CLOSE_BAD_MESSAGE)
+        raise ProtocolError(
+            f"binary frames message has {len(data)} bytes, expected {expected}", CLOSE_BAD_MESSAGE
+        )
     frames = np.frombuffer(data, "<f4", offset=BINARY_HEADER.size).reshape(people, count, MOTION_DIM)
     return start, frames.astype(np.float32)

@@ -40,8 +40,13 @@ Done = Callable[[Any, "BaseException | None"], None]
 class Lane:
     """One session's queue of work items (callables run in a worker thread, in order)."""
 
-    def __init__(self, scheduler: FairScheduler, on_done: Done, can_run: Callable[[], bool] = lambda: True,
-                 ahead_s: Callable[[], float] = lambda: 0.0) -> None:
+    def __init__(
+        self,
+        scheduler: FairScheduler,
+        on_done: Done,
+        can_run: Callable[[], bool] = lambda: True,
+        ahead_s: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self._scheduler = scheduler
         self.on_done = on_done
         self.can_run = can_run  # False while the session's output waits for a slow reader
@@ -81,7 +86,9 @@ class FairScheduler:
         self._ring: deque[Lane] = deque()
         self._busy = 0
         self._jobs: queue.SimpleQueue[tuple[Lane, Callable[[], Any]] | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
+        ]
         for t in self._threads:
             t.start()
 
@@ -90,8 +97,12 @@ class FairScheduler:
         """Items running now."""
         return self._busy
 
-    def lane(self, on_done: Done, can_run: Callable[[], bool] = lambda: True,
-             ahead_s: Callable[[], float] = lambda: 0.0) -> Lane:
+    def lane(
+        self,
+        on_done: Done,
+        can_run: Callable[[], bool] = lambda: True,
+        ahead_s: Callable[[], float] = lambda: 0.0,
+    ) -> Lane:
         """A new lane for one session (``ahead_s``: how far its audio is ahead of real time)."""
         return Lane(self, on_done, can_run, ahead_s)
 
@@ -127,7 +138,7 @@ class FairScheduler:
             lane, fn = job
             try:
                 result, error = fn(), None
-            except BaseException as exc:  # noqa: BLE001 - reported to the session, which closes with 1011
+            except BaseException as exc:
                 result, error = None, exc
             try:
                 self._loop.call_soon_threadsafe(self._finished, lane, result, error)

@@ -22,10 +22,11 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 try:
@@ -126,7 +127,7 @@ class ServeConfig:
     drain_timeout_s: float = 5.0
     close_timeout_s: float = 2.0
 
-    def validate(self) -> "ServeConfig":
+    def validate(self) -> ServeConfig:
         """Refuse unsafe or impossible settings.
 
         Raises:
@@ -137,12 +138,25 @@ class ServeConfig:
         if self.token is None and not is_loopback(self.host):
             raise ConfigError(
                 f"binding to {self.host!r} exposes the server beyond this machine: pass a token "
-                "(--token or UNILS_SERVE_TOKEN), or bind to 127.0.0.1")
+                "(--token or UNILS_SERVE_TOKEN), or bind to 127.0.0.1"
+            )
         if not 0 <= int(self.port) <= 65535:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
-        for name in ("max_sessions", "max_message_bytes", "idle_timeout_s", "min_hop_frames", "hello_timeout_s",
-                     "send_timeout_s", "max_queued_audio_s", "max_output_bytes", "max_connections_per_address", "send_buffer_bytes",
-                     "ping_timeout_s", "drain_timeout_s", "close_timeout_s"):
+        for name in (
+            "max_sessions",
+            "max_message_bytes",
+            "idle_timeout_s",
+            "min_hop_frames",
+            "hello_timeout_s",
+            "send_timeout_s",
+            "max_queued_audio_s",
+            "max_output_bytes",
+            "max_connections_per_address",
+            "send_buffer_bytes",
+            "ping_timeout_s",
+            "drain_timeout_s",
+            "close_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.workers is not None and self.workers < 1:
@@ -173,7 +187,7 @@ class UniLSServer:
         config: settings (validated on construction).
     """
 
-    def __init__(self, model: "UniLS", config: ServeConfig | None = None) -> None:
+    def __init__(self, model: UniLS, config: ServeConfig | None = None) -> None:
         self.model = model
         self.config = (config or ServeConfig()).validate()
         self._server: Server | None = None
@@ -204,16 +218,28 @@ class UniLSServer:
         workers = cfg.workers or max(1, min(cfg.max_sessions, os.cpu_count() or 1))
         self.scheduler = FairScheduler(workers)
         self._server = await serve(
-            self._handler, cfg.host, cfg.port, process_request=self._process_request,
+            self._handler,
+            cfg.host,
+            cfg.port,
+            process_request=self._process_request,
             # Keepalive is the session's own (session.py): it must not time out a client whose
             # pongs wait behind audio the server itself has not read yet.
-            max_size=cfg.max_message_bytes, ping_interval=None, open_timeout=cfg.hello_timeout_s,
+            max_size=cfg.max_message_bytes,
+            ping_interval=None,
+            open_timeout=cfg.hello_timeout_s,
             close_timeout=cfg.close_timeout_s,
             # Audio is incompressible noise to deflate; compression would only cost CPU.
-            compression=None, server_header=None, logger=logging.getLogger("unils.serve.websockets"),
+            compression=None,
+            server_header=None,
+            logger=logging.getLogger("unils.serve.websockets"),
         )
-        logger.info("serving %s on %s (max %d sessions, %d model threads)", self.model.config.name, self.url,
-                    cfg.max_sessions, workers)
+        logger.info(
+            "serving %s on %s (max %d sessions, %d model threads)",
+            self.model.config.name,
+            self.url,
+            cfg.max_sessions,
+            workers,
+        )
 
     async def stop(self) -> None:
         """Drain: stop accepting, close every session with 1001, return within ``drain_timeout_s``."""
@@ -230,8 +256,11 @@ class UniLSServer:
         try:
             await asyncio.wait_for(server.wait_closed(), max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            logger.warning("drain deadline (%g s) reached: dropping %d connection(s)", self.config.drain_timeout_s,
-                           len(self._connections))
+            logger.warning(
+                "drain deadline (%g s) reached: dropping %d connection(s)",
+                self.config.drain_timeout_s,
+                len(self._connections),
+            )
             for conn in list(self._connections.values()):
                 conn.ws.transport.abort()
         if self.scheduler is not None:
@@ -249,7 +278,7 @@ class UniLSServer:
         finally:
             await self.stop()
 
-    async def __aenter__(self) -> "UniLSServer":
+    async def __aenter__(self) -> UniLSServer:
         await self.start()
         return self
 
@@ -311,29 +340,43 @@ class UniLSServer:
         code = conn.closing[0] if conn.closing else 1006
         self.metrics.closes[code] += 1
 
-    def stats_message(self, session: "StreamSession", push_s: float, kind: str = "stats") -> str:
+    def stats_message(self, session: StreamSession, push_s: float, kind: str = "stats") -> str:
         """The JSON ``stats`` (or final ``end``) message of a session."""
-        return json.dumps({"type": kind, "frames_emitted": session.frames_emitted, "push_compute_s": push_s,
-                           **session.stats().__dict__})
+        return json.dumps(
+            {
+                "type": kind,
+                "frames_emitted": session.frames_emitted,
+                "push_compute_s": push_s,
+                **session.stats().__dict__,
+            }
+        )
 
     # ------------------------------------------------------------------ HTTP side
-    def _response(self, status: int, reason: str, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> Response:
-        headers = Headers([
-            ("Date", email.utils.formatdate(usegmt=True)),
-            ("Connection", "close"),
-            ("Content-Length", str(len(body))),
-            ("Content-Type", ctype),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-        ])
+    def _response(
+        self, status: int, reason: str, body: bytes, ctype: str, extra: dict[str, str] | None = None
+    ) -> Response:
+        headers = Headers(
+            [
+                ("Date", email.utils.formatdate(usegmt=True)),
+                ("Connection", "close"),
+                ("Content-Length", str(len(body))),
+                ("Content-Type", ctype),
+                ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
+            ]
+        )
         for k, v in (extra or {}).items():
             headers[k] = v
         return Response(status, reason, headers, body)
 
-    def _refuse(self, connection: ServerConnection, request: Request, status: int, reason: str, text: str) -> Response:
+    def _refuse(
+        self, connection: ServerConnection, request: Request, status: int, reason: str, text: str
+    ) -> Response:
         self.metrics.http_refusals[status] += 1
         peer = connection.remote_address[0] if connection.remote_address else "?"
-        access.warning("refused peer=%s path=%s status=%d reason=%r", peer, urlsplit(request.path).path, status, text)
+        access.warning(
+            "refused peer=%s path=%s status=%d reason=%r", peer, urlsplit(request.path).path, status, text
+        )
         return self._response(status, reason, (text + "\n").encode(), "text/plain; charset=utf-8")
 
     def _supplied_token(self, request: Request, query: dict[str, list[str]]) -> str | None:
@@ -354,49 +397,91 @@ class UniLSServer:
         if path == WS_PATH:
             origin = request.headers.get("Origin")
             if origin is not None and not self._policy.origin_ok(origin, host or ""):
-                return self._refuse(connection, request, 403, "Forbidden",
-                                    f"origin {origin} is not allowed (see --allow-origin)")
+                return self._refuse(
+                    connection,
+                    request,
+                    403,
+                    "Forbidden",
+                    f"origin {origin} is not allowed (see --allow-origin)",
+                )
             if not token_ok(self.config.token, self._supplied_token(request, query)):
-                return self._refuse(connection, request, 401, "Unauthorized", "missing or wrong token: add ?token=... "
-                                    "to the URL or an 'Authorization: Bearer ...' header")
+                return self._refuse(
+                    connection,
+                    request,
+                    401,
+                    "Unauthorized",
+                    "missing or wrong token: add ?token=... "
+                    "to the URL or an 'Authorization: Bearer ...' header",
+                )
             if self._draining:
-                return self._refuse(connection, request, 503, "Service Unavailable", "the server is shutting down")
+                return self._refuse(
+                    connection, request, 503, "Service Unavailable", "the server is shutting down"
+                )
             address = connection.remote_address[0] if connection.remote_address else "?"
             if self._per_address[address] >= self.config.max_connections_per_address:
-                return self._refuse(connection, request, 429, "Too Many Requests",
-                                    f"too many connections from {address} (limit "
-                                    f"{self.config.max_connections_per_address})")
+                return self._refuse(
+                    connection,
+                    request,
+                    429,
+                    "Too Many Requests",
+                    f"too many connections from {address} (limit {self.config.max_connections_per_address})",
+                )
             return None  # go on with the WebSocket handshake
         if path in self._static:
             body, ctype = self._static[path]
-            return self._response(200, "OK", body, ctype, {
-                # The page only talks to its own server.
-                "Content-Security-Policy": "default-src 'self'; img-src 'self' data:",
-            })
+            return self._response(
+                200,
+                "OK",
+                body,
+                ctype,
+                {
+                    # The page only talks to its own server.
+                    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:",
+                },
+            )
         if path == "/healthz":
-            body = json.dumps({"status": "draining" if self._draining else "ok", "model": self.model.config.name,
-                               "sessions": self._active, "max_sessions": self.config.max_sessions,
-                               "protocol": PROTOCOL_VERSION}).encode()
+            body = json.dumps(
+                {
+                    "status": "draining" if self._draining else "ok",
+                    "model": self.model.config.name,
+                    "sessions": self._active,
+                    "max_sessions": self.config.max_sessions,
+                    "protocol": PROTOCOL_VERSION,
+                }
+            ).encode()
             return self._response(503 if self._draining else 200, "OK", body, "application/json")
         if path == "/metrics":
             if not token_ok(self.config.token, self._supplied_token(request, query)):
                 return self._refuse(connection, request, 401, "Unauthorized", "metrics need the token")
-            return self._response(200, "OK", self._metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
-        return self._refuse(connection, request, 404, "Not Found",
-                            f"nothing at {path}: the demo is at /, the WebSocket at {WS_PATH}")
+            return self._response(
+                200, "OK", self._metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8"
+            )
+        return self._refuse(
+            connection,
+            request,
+            404,
+            "Not Found",
+            f"nothing at {path}: the demo is at /, the WebSocket at {WS_PATH}",
+        )
 
     def _metrics_text(self) -> str:
         sched = self.scheduler
         gauges = {
             "unils_serve_sessions_active": ("Sessions holding a slot.", float(self._active)),
             "unils_serve_sessions_max": ("Configured --max-sessions.", float(self.config.max_sessions)),
-            "unils_serve_connections_open": ("Open WebSocket connections, with or without a hello.",
-                                             float(len(self._connections))),
-            "unils_serve_queued_audio_seconds": ("Audio received and not yet consumed by the model, all sessions.",
-                                                 self.queued_audio_s()),
+            "unils_serve_connections_open": (
+                "Open WebSocket connections, with or without a hello.",
+                float(len(self._connections)),
+            ),
+            "unils_serve_queued_audio_seconds": (
+                "Audio received and not yet consumed by the model, all sessions.",
+                self.queued_audio_s(),
+            ),
             "unils_serve_steps_running": ("Model work items running now.", float(sched.busy if sched else 0)),
         }
-        return self.metrics.render(gauges, {"model": self.model.config.name, "protocol": str(PROTOCOL_VERSION)})
+        return self.metrics.render(
+            gauges, {"model": self.model.config.name, "protocol": str(PROTOCOL_VERSION)}
+        )
 
     # ------------------------------------------------------------------ connections
     async def _handler(self, ws: ServerConnection) -> None:
@@ -433,14 +518,14 @@ class ServerThread:
         config: settings.
     """
 
-    def __init__(self, model: "UniLS", config: ServeConfig | None = None) -> None:
+    def __init__(self, model: UniLS, config: ServeConfig | None = None) -> None:
         self.server = UniLSServer(model, config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
         self._started: Future[None] = Future()
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         """Start serving; returns once the port is bound (raises what binding raised)."""
         self._thread = threading.Thread(target=self._run, name="unils-serve-loop", daemon=True)
         self._thread.start()
@@ -480,7 +565,12 @@ class ServerThread:
 
     def stop(self) -> None:
         """Close all sessions and stop the thread."""
-        if self._loop is not None and self._stopped is not None and self._thread is not None and self._thread.is_alive():
+        if (
+            self._loop is not None
+            and self._stopped is not None
+            and self._thread is not None
+            and self._thread.is_alive()
+        ):
             self._loop.call_soon_threadsafe(self._stopped.set)
             self._thread.join()
 
@@ -494,14 +584,14 @@ class ServerThread:
         """The WebSocket endpoint, ``ws://host:port/ws``."""
         return self.server.ws_url
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
 
-def run(model: "UniLS", config: ServeConfig, on_ready: Callable[[UniLSServer], None] | None = None) -> None:
+def run(model: UniLS, config: ServeConfig, on_ready: Callable[[UniLSServer], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (blocking), then drain within ``config.drain_timeout_s``.
 
     On the signal the server stops accepting, closes every session with 1001 and a reason, and
@@ -525,8 +615,11 @@ def run(model: "UniLS", config: ServeConfig, on_ready: Callable[[UniLSServer], N
         try:
             await stop.wait()
         finally:
-            logger.info("shutting down: draining %d session(s) within %g s", server.active_sessions,
-                        config.drain_timeout_s)
+            logger.info(
+                "shutting down: draining %d session(s) within %g s",
+                server.active_sessions,
+                config.drain_timeout_s,
+            )
             await server.stop()
 
     asyncio.run(main())

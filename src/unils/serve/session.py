@@ -115,7 +115,9 @@ class Connection:
         try:
             await self._start()
             if self.closing is None:
-                self._tasks = [asyncio.create_task(t) for t in (self._read(), self._write(), self._keepalive())]
+                self._tasks = [
+                    asyncio.create_task(t) for t in (self._read(), self._write(), self._keepalive())
+                ]
                 await self._done.wait()
         except ProtocolError as exc:
             self.finish(exc.code, str(exc))
@@ -132,7 +134,7 @@ class Connection:
         if code != 1006 and self.ws.close_code is None:
             try:
                 await self.ws.close(code, truncate_reason(reason))
-            except Exception as exc:  # noqa: BLE001 - the peer is gone; nothing to tell it
+            except Exception as exc:
                 logger.debug("conn %d: close failed (%s)", self.id, exc)
 
     async def _start(self) -> None:
@@ -143,8 +145,9 @@ class Connection:
             raise ProtocolError(f"no hello within {cfg.hello_timeout_s:g} s", CLOSE_IDLE) from None
         hello = parse_hello(first, model.config.window_frames, cfg.min_hop_frames)
         if not self.server.take_slot():
-            raise ProtocolError(f"server busy: all {cfg.max_sessions} sessions are taken, try again later",
-                                CLOSE_TRY_LATER)
+            raise ProtocolError(
+                f"server busy: all {cfg.max_sessions} sessions are taken, try again later", CLOSE_TRY_LATER
+            )
         self.has_slot = True
         self.hello = hello
         try:
@@ -157,29 +160,55 @@ class Connection:
         hop_samples = -(-self.session.hop * hello.sample_rate // int(model.fps))
         self.piece_bytes = hop_samples * frame_bytes
         assert self.server.scheduler is not None
-        self.lane = self.server.scheduler.lane(self._done_piece, lambda: self._out_bytes < self.cfg.max_output_bytes,
-                                               self._ahead_s)
+        self.lane = self.server.scheduler.lane(
+            self._done_piece, lambda: self._out_bytes < self.cfg.max_output_bytes, self._ahead_s
+        )
         self.server.metrics.sessions_total += 1
-        access.info("open conn=%d peer=%s sample_rate=%d channels=%d both=%s hop=%s format=%s", self.id, self.peer,
-                    hello.sample_rate, hello.channels, hello.both, hello.hop_frames, hello.format)
+        access.info(
+            "open conn=%d peer=%s sample_rate=%d channels=%d both=%s hop=%s format=%s",
+            self.id,
+            self.peer,
+            hello.sample_rate,
+            hello.channels,
+            hello.both,
+            hello.hop_frames,
+            hello.format,
+        )
         await self.ws.send(self._ready())
 
     def _ready(self) -> str:
         assert self.hello is not None and self.session is not None
         m, cfg, hello = self.server.model, self.cfg, self.hello
-        return json.dumps({
-            "type": "ready", "version": PROTOCOL_VERSION, "session": self.id, "model": m.config.name, "fps": m.fps,
-            "motion_dim": m.config.codec.motion_dim, "model_sample_rate": m.config.sample_rate,
-            "parts": {name: [s.start, s.stop] for name, s in PARTS.items()}, "people": hello.people,
-            "format": hello.format, "hop_frames": self.session.hop, "exact": hello.hop_frames is None,
-            "algorithmic_latency_s": self.session.algorithmic_latency_s,
-            "hello": hello.to_dict(clips=False),
-            "flow": {"credit_bytes": self.credit_bytes, "ack_every_bytes": max(1, self.credit_bytes // 4),
-                     "max_queued_audio_s": cfg.max_queued_audio_s},
-            "limits": {"max_message_bytes": cfg.max_message_bytes, "idle_timeout_s": cfg.idle_timeout_s,
-                       "send_timeout_s": cfg.send_timeout_s, "ping_interval_s": cfg.ping_interval_s,
-                       "ping_timeout_s": cfg.ping_timeout_s},
-        })
+        return json.dumps(
+            {
+                "type": "ready",
+                "version": PROTOCOL_VERSION,
+                "session": self.id,
+                "model": m.config.name,
+                "fps": m.fps,
+                "motion_dim": m.config.codec.motion_dim,
+                "model_sample_rate": m.config.sample_rate,
+                "parts": {name: [s.start, s.stop] for name, s in PARTS.items()},
+                "people": hello.people,
+                "format": hello.format,
+                "hop_frames": self.session.hop,
+                "exact": hello.hop_frames is None,
+                "algorithmic_latency_s": self.session.algorithmic_latency_s,
+                "hello": hello.to_dict(clips=False),
+                "flow": {
+                    "credit_bytes": self.credit_bytes,
+                    "ack_every_bytes": max(1, self.credit_bytes // 4),
+                    "max_queued_audio_s": cfg.max_queued_audio_s,
+                },
+                "limits": {
+                    "max_message_bytes": cfg.max_message_bytes,
+                    "idle_timeout_s": cfg.idle_timeout_s,
+                    "send_timeout_s": cfg.send_timeout_s,
+                    "ping_interval_s": cfg.ping_interval_s,
+                    "ping_timeout_s": cfg.ping_timeout_s,
+                },
+            }
+        )
 
     # ------------------------------------------------------------------ ending
     def finish(self, code: int, reason: str) -> None:
@@ -200,8 +229,17 @@ class Connection:
         else:
             level = logging.WARNING
         audio_s = self.consumed_bytes / self.hello.bytes_per_second if self.hello else 0.0
-        access.log(level, "close conn=%d peer=%s code=%d reason=%r duration_s=%.2f audio_s=%.2f frames=%d", self.id,
-                   self.peer, code, reason, time.monotonic() - self.opened_at, audio_s, self.frames_sent)
+        access.log(
+            level,
+            "close conn=%d peer=%s code=%d reason=%r duration_s=%.2f audio_s=%.2f frames=%d",
+            self.id,
+            self.peer,
+            code,
+            reason,
+            time.monotonic() - self.opened_at,
+            audio_s,
+            self.frames_sent,
+        )
 
     def dispose(self) -> None:
         """Release the model session; a step still running in its thread closes it when it returns."""
@@ -246,8 +284,9 @@ class Connection:
                         if not self.lane.idle or self._out:  # the client waits for us, not we for it
                             self.last_activity = time.monotonic()
                         elif time.monotonic() - self.last_activity >= cfg.idle_timeout_s:
-                            raise ProtocolError(f"idle timeout: no audio for {cfg.idle_timeout_s:g} s",
-                                                CLOSE_IDLE) from None
+                            raise ProtocolError(
+                                f"idle timeout: no audio for {cfg.idle_timeout_s:g} s", CLOSE_IDLE
+                            ) from None
                         continue
                 self.messages_received += 1
                 if ended:
@@ -280,7 +319,9 @@ class Connection:
         if len(data) % frame:
             raise ProtocolError(
                 f"an audio message of {len(data)} bytes is not a whole number of {self.hello.channels}-channel "
-                f"{self.hello.encoding} samples ({frame} bytes each)", CLOSE_BAD_AUDIO)
+                f"{self.hello.encoding} samples ({frame} bytes each)",
+                CLOSE_BAD_AUDIO,
+            )
         self.queued_bytes += len(data)
         # Pieces of at most one hop of audio: about one model step each, so sessions take turns.
         for i in range(0, len(data), self.piece_bytes):
@@ -295,7 +336,9 @@ class Connection:
         n = len(out[0] if isinstance(out, tuple) else out)
         piece = _Piece(nbytes, frames=n, steps=stats.steps - steps0, seconds=seconds, final=final)
         if n:
-            piece.payload = frames_binary(out, start) if self.hello.format == "binary" else frames_json(out, start)
+            piece.payload = (
+                frames_binary(out, start) if self.hello.format == "binary" else frames_json(out, start)
+            )
             piece.stats = self.server.stats_message(self.session, seconds)
         return piece
 
@@ -322,7 +365,9 @@ class Connection:
             if isinstance(error, ProtocolError):
                 self.finish(error.code, str(error))
             else:
-                logger.error("conn %d: a step failed", self.id, exc_info=(type(error), error, error.__traceback__))
+                logger.error(
+                    "conn %d: a step failed", self.id, exc_info=(type(error), error, error.__traceback__)
+                )
                 self.finish(CLOSE_INTERNAL, "internal server error (logged on the server)")
             return
         assert piece is not None and self.hello is not None
@@ -392,7 +437,9 @@ class Connection:
                     if self.withholding or self.messages_received != seen:
                         break
                     if not pong.done() and time.monotonic() - sent >= cfg.ping_timeout_s:
-                        self.finish(CLOSE_DEAD_PEER, f"keepalive: no pong nor message within {cfg.ping_timeout_s:g} s")
+                        self.finish(
+                            CLOSE_DEAD_PEER, f"keepalive: no pong nor message within {cfg.ping_timeout_s:g} s"
+                        )
                         return
         except ConnectionClosed as exc:
             self.finish_closed(exc)
@@ -402,13 +449,31 @@ def open_session(model: Any, hello: Hello) -> StreamSession:
     """Open the model's streaming session for a hello (explicit keyword arguments, as the Python API)."""
     style = _clips(hello.style)
     if hello.prev_motion is None:
-        return model.stream(partner=hello.partner, both=hello.both, sample_rate=hello.sample_rate, seed=hello.seed,
-                            temperature=hello.temperature, top_p=hello.top_p, cfg_scale=hello.cfg_scale,
-                            smooth=hello.smooth, hop_frames=hello.hop_frames, style=style)
-    return model.stream(partner=hello.partner, both=hello.both, sample_rate=hello.sample_rate, seed=hello.seed,
-                        temperature=hello.temperature, top_p=hello.top_p, cfg_scale=hello.cfg_scale,
-                        smooth=hello.smooth, hop_frames=hello.hop_frames, style=style,
-                        prev_motion=_clips(hello.prev_motion))
+        return model.stream(
+            partner=hello.partner,
+            both=hello.both,
+            sample_rate=hello.sample_rate,
+            seed=hello.seed,
+            temperature=hello.temperature,
+            top_p=hello.top_p,
+            cfg_scale=hello.cfg_scale,
+            smooth=hello.smooth,
+            hop_frames=hello.hop_frames,
+            style=style,
+        )
+    return model.stream(
+        partner=hello.partner,
+        both=hello.both,
+        sample_rate=hello.sample_rate,
+        seed=hello.seed,
+        temperature=hello.temperature,
+        top_p=hello.top_p,
+        cfg_scale=hello.cfg_scale,
+        smooth=hello.smooth,
+        hop_frames=hello.hop_frames,
+        style=style,
+        prev_motion=_clips(hello.prev_motion),
+    )
 
 
 def _clips(clips: Any) -> Any:
