@@ -563,9 +563,13 @@ def test_browser_demo(model, tmp_path):
             console = []
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-            page.goto(srv.url + "?hop=10", timeout=WAIT * 1000)
+            page.goto(srv.url + "?hop=10&arkit=1", timeout=WAIT * 1000)
             page.click("#start")
             _wait_js(page, "window.unilsDemo.framesReceived >= 75 && window.unilsDemo.framesShown > 20", 90)
+            # ARKit asked for in the hello: the panel shows the weights of the frame on screen.
+            assert page.evaluate("window.unilsDemo.ready.arkit_names.length") == 52
+            assert page.evaluate("window.unilsDemo.arkitShown.weights.length") == 52
+            assert "jawOpen" in page.inner_text("#arkit-panel") and page.is_visible("#arkit-panel")
             demo = page.evaluate("window.unilsDemo")
             page.screenshot(path=str(tmp_path / "demo.png"))
             shot = os.environ.get("UNILS_DEMO_SCREENSHOT")

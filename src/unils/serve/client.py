@@ -35,9 +35,10 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('the unils serve client needs the "serve" extra: pip install "unils[serve]"') from exc
 
+from ..arkit import ArkitAnimation, from_livelink_values
 from ..errors import ProtocolError, StreamError
 from ..motion import MOTION_DIM, PARTS, Motion
-from .protocol import CLOSE_NORMAL, Clip, Hello, decode_frames_binary, encode_audio
+from .protocol import ARKIT_MAGIC, CLOSE_NORMAL, Clip, Hello, decode_frames_binary, encode_audio
 
 __all__ = ["StreamClient", "AsyncStreamClient", "FramesEvent"]
 
@@ -72,6 +73,7 @@ def _make_hello(
     cfg_scale: float | None,
     style: Any = None,
     prev_motion: Any = None,
+    arkit: bool = False,
 ) -> Hello:
     return Hello(
         sample_rate=int(sample_rate),
@@ -87,6 +89,7 @@ def _make_hello(
         cfg_scale=cfg_scale,
         style=_clipset(style, both),
         prev_motion=_clipset(prev_motion, both),
+        arkit=bool(arkit),
     )
 
 
@@ -107,6 +110,12 @@ def _auth_headers(token: str | None) -> dict[str, str] | None:
     return {"Authorization": f"Bearer {token}"} if token else None
 
 
+def _empty_arkit(fps: float) -> ArkitAnimation:
+    return ArkitAnimation(
+        np.zeros((0, 52), np.float32), np.zeros((0, 3), np.float32), np.zeros((0, 2, 2), np.float32), fps
+    )
+
+
 class _Inbox:
     """Client-side state shared by both clients: frames received, latest stats, end of session."""
 
@@ -119,11 +128,22 @@ class _Inbox:
         self.received = 0
         self.acked = 0  # audio bytes the server has consumed (flow control)
         self._pieces: list[list[np.ndarray]] = [[] for _ in range(hello.people)]
+        self._arkit: list[list[ArkitAnimation]] = [[] for _ in range(hello.people)]
         self._fps = 25.0
 
     def handle(self, msg: str | bytes) -> None:
         now = time.perf_counter()
         if isinstance(msg, bytes):
+            if msg[:4] == ARKIT_MAGIC:
+                start, values = decode_frames_binary(msg, ARKIT_MAGIC)
+                for piece, v in zip(self._arkit, values):
+                    w, head, eyes = from_livelink_values(v)
+                    piece.append(
+                        ArkitAnimation(
+                            w.astype(np.float32), head.astype(np.float32), eyes.astype(np.float32), self._fps
+                        )
+                    )
+                return
             start, arr = decode_frames_binary(msg)
             self._add(start, list(arr), now)
             return
@@ -141,6 +161,17 @@ class _Inbox:
                 for rows in people
             ]
             self._add(int(obj["start"]), arrays, now)
+            for piece, key in zip(self._arkit, ("arkit", "partner_arkit")):
+                if key in obj:
+                    entries = obj[key]
+                    piece.append(
+                        ArkitAnimation(
+                            np.asarray([e["weights"] for e in entries], np.float32),
+                            np.asarray([e["head"] for e in entries], np.float32),
+                            np.asarray([e["eyes"] for e in entries], np.float32).reshape(-1, 2, 2),
+                            self._fps,
+                        )
+                    )
         elif kind == "stats":
             self.stats = obj
         elif kind == "ack":
@@ -165,6 +196,13 @@ class _Inbox:
     def credit(self) -> int:
         assert self.ready is not None
         return int(self.ready["flow"]["credit_bytes"])
+
+    def take_arkit(self) -> ArkitAnimation | tuple[ArkitAnimation, ArkitAnimation]:
+        out = []
+        for i, piece in enumerate(self._arkit):
+            out.append(ArkitAnimation.concatenate(piece) if piece else _empty_arkit(self._fps))
+            self._arkit[i] = []
+        return (out[0], out[1]) if len(out) == 2 else out[0]
 
     def take(self) -> Motion | tuple[Motion, Motion]:
         out = []
@@ -194,6 +232,8 @@ class StreamClient:
         style: style clip (a :class:`~unils.Motion` or ``[frames, 108]`` array of at most one window),
             as in :meth:`unils.UniLS.stream`; with ``both``, a pair ``(person, partner)`` (items may be None).
         prev_motion: motion preceding the audio (at most one window), in the same form as ``style``.
+        arkit: also receive ARKit-52 weights with head and eye rotation for every frame
+            (:meth:`receive_arkit`).
         token: the server's token, if it has one.
         on_frames: optional callback ``(start, count, received_at)`` for every frames message.
         open_timeout: seconds to wait for the connection and the server's ``ready``.
@@ -220,6 +260,7 @@ class StreamClient:
         cfg_scale: float | None = None,
         style: Any = None,
         prev_motion: Any = None,
+        arkit: bool = False,
         token: str | None = None,
         on_frames: FramesEvent | None = None,
         open_timeout: float = 10.0,
@@ -239,6 +280,7 @@ class StreamClient:
             cfg_scale,
             style,
             prev_motion,
+            arkit,
         )
         self._inbox = _Inbox(self.hello, on_frames)
         self._sent = 0
@@ -325,6 +367,10 @@ class StreamClient:
         self.send(audio, partner_audio)
         return self.receive(0)
 
+    def receive_arkit(self) -> ArkitAnimation | tuple[ArkitAnimation, ArkitAnimation]:
+        """ARKit frames (sessions opened with ``arkit=True``) that arrived with the frames returned so far."""
+        return self._inbox.take_arkit()
+
     def end(self, timeout: float = 120.0) -> Motion | tuple[Motion, Motion]:
         """End the audio; wait for the server to flush; return the frames not returned yet."""
         try:
@@ -393,6 +439,7 @@ class AsyncStreamClient:
         cfg_scale: float | None = None,
         style: Any = None,
         prev_motion: Any = None,
+        arkit: bool = False,
         token: str | None = None,
         on_frames: FramesEvent | None = None,
         open_timeout: float = 10.0,
@@ -414,6 +461,7 @@ class AsyncStreamClient:
             cfg_scale,
             style,
             prev_motion,
+            arkit,
         )
         inbox = _Inbox(hello, on_frames)
         try:
@@ -501,6 +549,10 @@ class AsyncStreamClient:
         """Frames that have arrived and were not returned yet (never waits)."""
         self._check()
         return self._inbox.take()
+
+    def receive_arkit(self) -> ArkitAnimation | tuple[ArkitAnimation, ArkitAnimation]:
+        """ARKit frames (sessions opened with ``arkit=True``) that have arrived and were not returned yet."""
+        return self._inbox.take_arkit()
 
     async def push(self, audio: Any, partner_audio: Any = None) -> Motion | tuple[Motion, Motion]:
         """Send a block, then return the frames that have arrived so far (without waiting)."""

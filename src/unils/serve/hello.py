@@ -117,6 +117,9 @@ class Hello:
         cfg_scale: classifier-free guidance scale (None = the model's default).
         style: style clip(s): ``(person,)`` or, for ``both``, ``(person, partner)``; None = none.
         prev_motion: motion preceding the audio, in the same form as ``style``.
+        arkit: also send each frame as Apple ARKit-52 weights with head and eye rotation (see
+            :mod:`unils.arkit`): JSON frames get ``arkit`` (and ``partner_arkit``) entries, binary
+            sessions get an ``ULSA`` message after each ``ULSM`` one.
     """
 
     sample_rate: int
@@ -132,6 +135,7 @@ class Hello:
     cfg_scale: float | None = None
     style: ClipSet | None = None
     prev_motion: ClipSet | None = None
+    arkit: bool = False
 
     @property
     def bytes_per_sample(self) -> int:
@@ -168,6 +172,7 @@ class Hello:
             "temperature",
             "top_p",
             "cfg_scale",
+            "arkit",
         ):
             out[name] = getattr(self, name)
         out["partner"] = self.partner
@@ -370,4 +375,5 @@ def parse_hello(
         cfg_scale=_float(obj, "cfg_scale"),
         style=_clips(obj, "style", people, window_frames),
         prev_motion=_clips(obj, "prev_motion", people, window_frames),
+        arkit=_bool(obj, "arkit", False),
     )

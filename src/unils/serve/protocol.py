@@ -58,7 +58,10 @@ __all__ = [
     "frames_binary",
     "decode_frames_binary",
     "BINARY_MAGIC",
+    "ARKIT_MAGIC",
     "BINARY_HEADER",
+    "arkit_json",
+    "arkit_binary",
     "CLOSE_NORMAL",
     "CLOSE_GOING_AWAY",
     "CLOSE_TOO_BIG",
@@ -85,6 +88,8 @@ CLOSE_DEAD_PEER = 4010  #: keepalive: neither a pong nor any message within the 
 
 #: Binary frames message header: magic, version, people, first frame index, frame count.
 BINARY_MAGIC = b"ULSM"
+#: First bytes of a binary ARKit message (sent after each ``ULSM`` message when the hello asks ``arkit``).
+ARKIT_MAGIC = b"ULSA"
 #: Layout of that header (little-endian): ``<4sHHII``.
 BINARY_HEADER = struct.Struct("<4sHHII")
 #: Control messages after the hello (``end``) are tiny; longer ones are refused (in UTF-8 bytes).
@@ -217,12 +222,13 @@ def _people(motion: Motion | tuple[Motion, Motion]) -> list[Motion]:
     return list(motion) if isinstance(motion, tuple) else [motion]
 
 
-def frames_json(motion: Motion | tuple[Motion, Motion], start: int) -> str:
+def frames_json(motion: Motion | tuple[Motion, Motion], start: int, arkit: list[Any] | None = None) -> str:
     """A JSON frames message: ``{"type": "frames", "start", "count", "frames": [...]}``.
 
     Each frame is ``{"index", "time", "expression", "head_pose", "jaw", "eyes"}``; a ``both``
     session adds ``"partner_frames"`` in the same form. Values are the float32 values written in
-    full (they read back bit for bit).
+    full (they read back bit for bit). With ``arkit`` (one :class:`~unils.arkit.ArkitAnimation` per
+    person) the message also has ``"arkit"`` (and ``"partner_arkit"``), see :func:`arkit_json`.
     """
     people = _people(motion)
     count = len(people[0])
@@ -244,6 +250,9 @@ def frames_json(motion: Motion | tuple[Motion, Motion], start: int) -> str:
     }
     if len(people) == 2:
         msg["partner_frames"] = rows(people[1])
+    if arkit is not None:
+        for key, entries in zip(("arkit", "partner_arkit"), arkit_json(arkit)):
+            msg[key] = entries
     return json.dumps(msg)
 
 
@@ -260,26 +269,58 @@ def frames_binary(motion: Motion | tuple[Motion, Motion], start: int) -> bytes:
     )
 
 
-def decode_frames_binary(data: bytes) -> tuple[int, np.ndarray]:
-    """Read a binary frames message.
+def arkit_json(animations: list[Any]) -> list[list[dict[str, Any]]]:
+    """Per person, the ARKit entries of a JSON frames message: ``{"weights", "head", "eyes"}`` per frame.
+
+    ``weights`` are the 52 blendshapes in the order of ``ready.arkit_names`` (Apple's names, Unreal's
+    ``EARFaceBlendShape`` order), in [0, 1]; ``head`` is yaw, pitch, roll and ``eyes`` is
+    ``[[left yaw, left pitch], [right yaw, right pitch]]``, all in radians.
+    """
+    return [
+        [
+            {"weights": w.tolist(), "head": h.tolist(), "eyes": e.tolist()}
+            for w, h, e in zip(
+                a.weights.astype(np.float32), a.head.astype(np.float32), a.eyes.astype(np.float32)
+            )
+        ]
+        for a in animations
+    ]
+
+
+def arkit_binary(animations: list[Any], start: int) -> bytes:
+    """A binary ARKit message: 16-byte header then float32 ``[people, count, 61]``, little-endian.
+
+    Header (``<4sHHII``) as the frames message with magic ``b"ULSA"``. The 61 values per frame are a
+    Live Link Face packet's (``unils.arkit.LIVELINK_NAMES``): 52 weights, then head yaw, pitch, roll
+    and each eye's yaw, pitch, roll, rotations divided by pi as Unreal reads them.
+    """
+    arr = np.stack([a.livelink_values() for a in animations]).astype("<f4", copy=False)
+    return (
+        BINARY_HEADER.pack(ARKIT_MAGIC, PROTOCOL_VERSION, len(animations), start, arr.shape[1])
+        + arr.tobytes()
+    )
+
+
+def decode_frames_binary(data: bytes, magic: bytes = BINARY_MAGIC) -> tuple[int, np.ndarray]:
+    """Read a binary frames message (or, with ``magic=ARKIT_MAGIC``, a binary ARKit message).
 
     Returns:
-        ``(start, frames)`` with ``frames`` a float32 array ``[people, count, 108]``.
+        ``(start, values)`` with ``values`` float32 ``[people, count, 108]`` (``[people, count, 61]``
+        for ARKit).
 
     Raises:
         ProtocolError: bad magic, version or length.
     """
+    width = {BINARY_MAGIC: MOTION_DIM, ARKIT_MAGIC: 61}[magic]
     if len(data) < BINARY_HEADER.size:
-        raise ProtocolError(f"binary frames message too short ({len(data)} bytes)", CLOSE_BAD_MESSAGE)
-    magic, version, people, start, count = BINARY_HEADER.unpack_from(data)
-    if magic != BINARY_MAGIC or version != PROTOCOL_VERSION:
+        raise ProtocolError(f"binary message too short ({len(data)} bytes)", CLOSE_BAD_MESSAGE)
+    got, version, people, start, count = BINARY_HEADER.unpack_from(data)
+    if got != magic or version != PROTOCOL_VERSION:
         raise ProtocolError(
-            f"not a unils frames message (magic {magic!r}, version {version})", CLOSE_BAD_MESSAGE
+            f"not a unils {magic!r} message (magic {got!r}, version {version})", CLOSE_BAD_MESSAGE
         )
-    expected = BINARY_HEADER.size + people * count * MOTION_DIM * 4
+    expected = BINARY_HEADER.size + people * count * width * 4
     if len(data) != expected:
-        raise ProtocolError(
-            f"binary frames message has {len(data)} bytes, expected {expected}", CLOSE_BAD_MESSAGE
-        )
-    frames = np.frombuffer(data, "<f4", offset=BINARY_HEADER.size).reshape(people, count, MOTION_DIM)
-    return start, frames.astype(np.float32)
+        raise ProtocolError(f"binary message has {len(data)} bytes, expected {expected}", CLOSE_BAD_MESSAGE)
+    values = np.frombuffer(data, "<f4", offset=BINARY_HEADER.size).reshape(people, count, width)
+    return start, values.astype(np.float32)

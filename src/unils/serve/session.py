@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from ..arkit import ARKIT_NAMES, ArkitConverter
 from ..errors import AudioError, ProtocolError, UniLSError
 from ..motion import PARTS
 from .protocol import (
@@ -42,6 +43,7 @@ from .protocol import (
     PROTOCOL_VERSION,
     Hello,
     ack_message,
+    arkit_binary,
     decode_audio,
     frames_binary,
     frames_json,
@@ -65,6 +67,7 @@ _END = object()  # the writer's last message: after it, close with 1000
 class _Piece:
     nbytes: int
     payload: Any = None
+    arkit_payload: bytes | None = None  # binary sessions with ``arkit``: the ULSA message after the frames
     stats: str = ""
     frames: int = 0
     steps: int = 0
@@ -90,6 +93,7 @@ class Connection:
         self.peer = f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
         self.hello: Hello | None = None
         self.session: StreamSession | None = None
+        self.arkit: ArkitConverter | None = None
         self.has_slot = False
         self.queued_bytes = 0  # audio received, not yet consumed by the model
         self.consumed_bytes = 0
@@ -150,6 +154,9 @@ class Connection:
             )
         self.has_slot = True
         self.hello = hello
+        if hello.arkit:
+            # Frame by frame, so pieces converted as they come equal the whole motion converted at once.
+            self.arkit = ArkitConverter()
         try:
             self.session = await asyncio.to_thread(open_session, model, hello)
         except (UniLSError, ValueError, TypeError) as exc:
@@ -195,6 +202,7 @@ class Connection:
                 "exact": hello.hop_frames is None,
                 "algorithmic_latency_s": self.session.algorithmic_latency_s,
                 "hello": hello.to_dict(clips=False),
+                **({"arkit_names": list(ARKIT_NAMES)} if hello.arkit else {}),
                 "flow": {
                     "credit_bytes": self.credit_bytes,
                     "ack_every_bytes": max(1, self.credit_bytes // 4),
@@ -336,9 +344,14 @@ class Connection:
         n = len(out[0] if isinstance(out, tuple) else out)
         piece = _Piece(nbytes, frames=n, steps=stats.steps - steps0, seconds=seconds, final=final)
         if n:
-            piece.payload = (
-                frames_binary(out, start) if self.hello.format == "binary" else frames_json(out, start)
-            )
+            people = list(out) if isinstance(out, tuple) else [out]
+            arkit = [self.arkit.push(m) for m in people] if self.arkit is not None else None
+            if self.hello.format == "binary":
+                piece.payload = frames_binary(out, start)
+                if arkit is not None:
+                    piece.arkit_payload = arkit_binary(arkit, start)
+            else:
+                piece.payload = frames_json(out, start, arkit=arkit)
             piece.stats = self.server.stats_message(self.session, seconds)
         return piece
 
@@ -378,6 +391,8 @@ class Connection:
         self.consumed_bytes += piece.nbytes
         if piece.payload is not None:
             self._send(piece.payload, frames=piece.frames)
+            if piece.arkit_payload is not None:
+                self._send(piece.arkit_payload)
             self._send(piece.stats)
         if self.consumed_bytes - self.acked_bytes >= max(1, self.credit_bytes // 4):
             self.acked_bytes = self.consumed_bytes
@@ -447,20 +462,6 @@ class Connection:
 
 def open_session(model: Any, hello: Hello) -> StreamSession:
     """Open the model's streaming session for a hello (explicit keyword arguments, as the Python API)."""
-    style = _clips(hello.style)
-    if hello.prev_motion is None:
-        return model.stream(
-            partner=hello.partner,
-            both=hello.both,
-            sample_rate=hello.sample_rate,
-            seed=hello.seed,
-            temperature=hello.temperature,
-            top_p=hello.top_p,
-            cfg_scale=hello.cfg_scale,
-            smooth=hello.smooth,
-            hop_frames=hello.hop_frames,
-            style=style,
-        )
     return model.stream(
         partner=hello.partner,
         both=hello.both,
@@ -471,7 +472,7 @@ def open_session(model: Any, hello: Hello) -> StreamSession:
         cfg_scale=hello.cfg_scale,
         smooth=hello.smooth,
         hop_frames=hello.hop_frames,
-        style=style,
+        style=_clips(hello.style),
         prev_motion=_clips(hello.prev_motion),
     )
 

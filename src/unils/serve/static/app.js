@@ -19,6 +19,25 @@ let fps = 25, frames = [], base = 0, playStart = null, current = neutralFrame();
 let pending = [], credit = 0, endRequested = false, endSent = false;
 
 if (params.get('hop')) $('mode').value = params.get('hop');
+if (params.get('arkit')) $('arkit').checked = true;
+
+// ARKit: with the box ticked the hello asks for "arkit": true and each frame carries its 52 weights and
+// head/eye angles (unils.arkit); the panel shows a few of them for the frame on screen.
+const ARKIT_SHOWN = ['jawOpen', 'eyeBlinkLeft', 'eyeBlinkRight', 'eyeLookUpLeft', 'eyeLookDownLeft',
+  'eyeLookInLeft', 'eyeLookOutLeft', 'mouthSmileLeft', 'browInnerUp'];
+let arkitIndex = null;
+
+function showArkit(entry) {
+  const panel = $('arkit-panel');
+  if (!entry || !arkitIndex) { panel.hidden = true; return; }
+  panel.hidden = false;
+  const deg = (r) => (r * 180 / Math.PI).toFixed(1);
+  panel.innerHTML = ARKIT_SHOWN.map((name) => {
+    const w = entry.weights[arkitIndex[name]] ?? 0;
+    return `<tr><th>${name}</th><td><meter min="0" max="1" value="${w}"></meter> ${w.toFixed(2)}</td></tr>`;
+  }).join('') + `<tr><th>head yaw / pitch / roll</th><td>${entry.head.map(deg).join(' / ')} deg</td></tr>`;
+  demo.arkitShown = entry;
+}
 
 function setStatus(text, error = false) {
   demo.status = text;
@@ -76,6 +95,7 @@ function onMessage(event) {
   if (msg.type === 'ready') {
     demo.ready = msg;
     fps = msg.fps;
+    arkitIndex = msg.arkit_names ? Object.fromEntries(msg.arkit_names.map((n, i) => [n, i])) : null;
     credit = msg.flow.credit_bytes;
     $('algo').textContent = fmt(msg.algorithmic_latency_s);
     setStatus(`streaming (session ${msg.session}, ${msg.exact ? 'exact' : 'hop ' + msg.hop_frames})`);
@@ -85,6 +105,7 @@ function onMessage(event) {
     demo.ackedBytes = msg.audio_bytes;
     pump();
   } else if (msg.type === 'frames') {
+    if (msg.arkit) msg.frames.forEach((f, i) => { f.arkit = msg.arkit[i]; });
     frames.push(...msg.frames);
     demo.framesReceived = msg.start + msg.count;
     demo.lag = demo.audioSent - demo.framesReceived / fps;
@@ -175,7 +196,7 @@ function connect(source) {
   setStatus('connecting');
   ws.onopen = () => ws.send(JSON.stringify({
     type: 'hello', version: 1, sample_rate: demo.sampleRate, encoding: 'pcm16', channels: 1, format: 'json',
-    seed: 0, hop_frames: mode === 'exact' ? null : Number(mode),
+    seed: 0, hop_frames: mode === 'exact' ? null : Number(mode), arkit: $('arkit').checked,
   }));
   ws.onmessage = onMessage;
   ws.onerror = () => demo.errors.push('websocket error');
@@ -223,6 +244,7 @@ function render(now) {
     }
   }
   drawAvatar($('avatar').getContext('2d'), current, { level: Math.min(1, demo.level * 5), caption: `frame ${demo.framesShown}` });
+  showArkit(current.arkit);
   $('audio').textContent = `${demo.audioSent.toFixed(1)} s`;
   $('waiting').textContent = demo.sampleRate ? `${(demo.waitingBytes / 2 / demo.sampleRate).toFixed(1)} s` : '-';
   requestAnimationFrame(render);
