@@ -36,8 +36,16 @@ SQRT_1_3 = math.sqrt(1 / 3)  # unbiased std of [0, 1, 0, 1]
 @pytest.fixture(scope="module")
 def flame():
     a = synthetic_flame_arrays(seed=1)
-    return FlameModel(a["v_template"], a["shapedirs"], a["posedirs"], a["J_regressor"], a["weights"],
-                      a["kintree_table"], a["f"], dtype=torch.float64)
+    return FlameModel(
+        a["v_template"],
+        a["shapedirs"],
+        a["posedirs"],
+        a["J_regressor"],
+        a["weights"],
+        a["kintree_table"],
+        a["f"],
+        dtype=torch.float64,
+    )
 
 
 def rand_motion(frames: int, seed: int, scale: float = 0.3) -> np.ndarray:
@@ -288,10 +296,80 @@ def test_cli_evaluate(tmp_path, capsys, flame, monkeypatch):
     pred_dir, gt_dir = make_folders(tmp_path, n=2)
     flame.save(tmp_path / "flame.pt")
     out = tmp_path / "scores.json"
-    assert main(["evaluate", str(pred_dir), str(gt_dir), "--flame", str(tmp_path / "flame.pt"), "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(pred_dir),
+                str(gt_dir),
+                "--flame",
+                str(tmp_path / "flame.pt"),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "S_LVE" in printed and "L_FDD" in printed and "2 sequence" in printed
     data = json.loads(out.read_text())
     assert data["flame"] is True and data["summary"]["S_LVE"] > 0
     assert main(["evaluate", str(pred_dir), str(tmp_path)]) == 2
     assert "no prediction" in capsys.readouterr().err
+
+
+def test_evaluate_shards_over_torchrun_ranks_and_equals_one_process(tmp_path, flame):
+    """`torchrun -m unils evaluate`: files shared among 2 gloo ranks; rank 0 reports the same scores."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    pred_dir, gt_dir = make_folders(tmp_path, n=5)
+    flame.save(tmp_path / "flame.pt")
+    single = tmp_path / "single.json"
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                str(pred_dir),
+                str(gt_dir),
+                "--flame",
+                str(tmp_path / "flame.pt"),
+                "--json",
+                str(single),
+            ]
+        )
+        == 0
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sharded = tmp_path / "sharded.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "unils",
+        "-q",
+        "evaluate",
+        str(pred_dir),
+        str(gt_dir),
+        "--flame",
+        str(tmp_path / "flame.pt"),
+        "--json",
+        str(sharded),
+    ]
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("5 sequence(s) scored") == 1  # rank 0 alone prints
+    assert json.loads(sharded.read_text()) == json.loads(single.read_text())

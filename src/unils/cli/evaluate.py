@@ -39,15 +39,24 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``unils evaluate``."""
+    from ..batch.shard import DistContext
     from ..metrics import evaluate_folder
 
+    # Under torchrun the files are shared among the processes; rank 0 reports.
+    ctx = DistContext.from_env()
     flame = None
     flame_path = args.flame or os.environ.get("UNILS_FLAME")
     if flame_path:
         from ..flame import FlameModel
 
-        flame = FlameModel.from_file(flame_path, device=args.device)
-    result = evaluate_folder(args.pred_dir, args.gt_dir, flame=flame, length_tolerance=args.length_tolerance)
+        device = args.device if ctx.world_size == 1 else ctx.device(args.device)
+        flame = FlameModel.from_file(flame_path, device=device)
+    result = evaluate_folder(
+        args.pred_dir, args.gt_dir, flame=flame, length_tolerance=args.length_tolerance, dist=ctx
+    )
+    ctx.close()
+    if not ctx.is_main:
+        return 0
     print(result.table())
     note = (
         "" if flame is not None else "; coefficient metrics only (--flame or $UNILS_FLAME adds LVE/MHD/FDD)"

@@ -8,7 +8,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from ..errors import EvaluationError
 from ..motion import PARTS, Motion
 from .ground_truth import load_ground_truth
 from .scores import METRIC_UNITS, diversity, evaluate_sequence
+
+if TYPE_CHECKING:
+    from ..batch.shard import DistContext
 
 __all__ = ["EvaluationResult", "evaluate_folder"]
 
@@ -118,14 +121,49 @@ def _group(key: str) -> str:
     return "coefficients, all frames"
 
 
+def _score_pairs(
+    names: list[str],
+    pred_files: dict[str, Path],
+    gt_files: dict[str, Path],
+    flame: Any | None,
+    length_tolerance: int,
+    chunk_size: int,
+) -> tuple[dict[str, tuple[dict[str, float], int, Motion, Motion]], tuple[str, str] | None]:
+    """Score ``names``; stops at the first bad pair and returns it as ``(name, message)``."""
+    out: dict[str, tuple[dict[str, float], int, Motion, Motion]] = {}
+    for name in names:
+        pred = Motion.load(pred_files[name])
+        truth = load_ground_truth(gt_files[name])
+        gt = truth.motion
+        if pred.fps != gt.fps:
+            return out, (name, f"{name}: prediction at {pred.fps:g} fps, ground truth at {gt.fps:g} fps")
+        if abs(len(pred) - len(gt)) > length_tolerance:
+            return out, (
+                name,
+                f"{name}: prediction has {len(pred)} frames, ground truth {len(gt)} "
+                f"(more than the tolerance of {length_tolerance})",
+            )
+        t = min(len(pred), len(gt))
+        mask = None if truth.speech_mask is None else truth.speech_mask[:t]
+        metrics = evaluate_sequence(pred[:t], gt[:t], speech_mask=mask, flame=flame, chunk_size=chunk_size)
+        out[name] = (metrics, t, pred[:t], gt[:t])
+        logger.info("%s: %d frames scored", name, t)
+    return out, None
+
+
 def evaluate_folder(
     pred_dir: str | os.PathLike[str],
     gt_dir: str | os.PathLike[str],
     flame: Any | None = None,
     length_tolerance: int = 2,
     chunk_size: int = 256,
+    dist: DistContext | None = None,
 ) -> EvaluationResult:
     """Score every prediction against the ground truth of the same name.
+
+    Under ``torchrun`` (or with ``dist``) the files are shared among the processes, balanced by file
+    size with the same rule as ``unils generate --batch``; every process returns the whole result,
+    equal to a single process's.
 
     Files are matched by name without suffix (``clip01.npz`` <-> ``clip01.npz``/``.json``/``.csv``).
     Predictions are any motion files; ground truths are :func:`save_ground_truth` files (or plain
@@ -138,6 +176,7 @@ def evaluate_folder(
         flame: optional :class:`~unils.flame.FlameModel`; without it only coefficient metrics are computed.
         length_tolerance: largest accepted frame-count difference per pair.
         chunk_size: frames turned into vertices at once.
+        dist: the process's place in a torchrun job (default: read from the environment).
 
     Returns:
         The :class:`EvaluationResult`.
@@ -164,29 +203,31 @@ def evaluate_folder(
         logger.warning(
             "%d prediction(s) have no ground truth and are ignored: %s", len(unmatched), unmatched[:5]
         )
+    # The same sharding as `unils generate --batch` (imported here: it brings torch.distributed in).
+    from ..batch.shard import DistContext, balanced_assignment
+
+    ctx = dist if dist is not None else DistContext.from_env()
+    mine = names
+    if ctx.world_size > 1:
+        ctx.init()
+        sizes = [float(pred_files[n].stat().st_size + gt_files[n].stat().st_size) for n in names]
+        mine = [names[i] for i in balanced_assignment(sizes, ctx.world_size)[ctx.rank]]
+    scored, error = _score_pairs(mine, pred_files, gt_files, flame, length_tolerance, chunk_size)
+    found: dict[str, tuple[dict[str, float], int, Motion, Motion]] = {}
+    errors: list[tuple[int, str]] = []
+    for part_scored, part_error in ctx.all_gather((scored, error)):
+        found.update(part_scored)
+        if part_error is not None:
+            errors.append((names.index(part_error[0]), part_error[1]))
+    if errors:
+        raise EvaluationError(min(errors)[1])
     per_file: dict[str, dict[str, float]] = {}
     frames: dict[str, int] = {}
     preds, gts = [], []
-    for name in names:
-        pred = Motion.load(pred_files[name])
-        truth = load_ground_truth(gt_files[name])
-        gt = truth.motion
-        if pred.fps != gt.fps:
-            raise EvaluationError(f"{name}: prediction at {pred.fps:g} fps, ground truth at {gt.fps:g} fps")
-        if abs(len(pred) - len(gt)) > length_tolerance:
-            raise EvaluationError(
-                f"{name}: prediction has {len(pred)} frames, ground truth {len(gt)} "
-                f"(more than the tolerance of {length_tolerance})"
-            )
-        t = min(len(pred), len(gt))
-        mask = None if truth.speech_mask is None else truth.speech_mask[:t]
-        per_file[name] = evaluate_sequence(
-            pred[:t], gt[:t], speech_mask=mask, flame=flame, chunk_size=chunk_size
-        )
-        frames[name] = t
-        preds.append(pred[:t])
-        gts.append(gt[:t])
-        logger.info("%s: %d frames scored", name, t)
+    for name in names:  # merged in name order, whichever process scored each
+        per_file[name], frames[name], pred, gt = found[name]
+        preds.append(pred)
+        gts.append(gt)
     keys: list[str] = []
     for metrics in per_file.values():
         keys += [k for k in metrics if k not in keys]
