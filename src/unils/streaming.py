@@ -188,6 +188,15 @@ class StreamSession:
         """Frames returned so far by :meth:`push` and :meth:`flush`."""
         return self._emitted
 
+    @property
+    def buffered_samples(self) -> int:
+        """Audio samples (16 kHz, per channel, the longest channel) the session holds for future windows.
+
+        At most about one window: audio no future window needs is dropped, so long streams keep a
+        flat memory footprint.
+        """
+        return max((b.shape[0] for b in self._buffers), default=0)
+
     def stats(self) -> LatencyStats:
         """Latency and real-time figures measured so far."""
         times = np.asarray(self._step_times) if self._step_times else np.zeros(1)
