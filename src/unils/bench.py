@@ -139,6 +139,7 @@ def run_benchmark(
     audio_autocast: str | None = None,
     cfg_scale: float = 1.5,
     threads: int | None = None,
+    compile: bool = False,
 ) -> list[BenchResult]:
     """Time two-party generation for each audio length and batch size: defaults vs the official procedure.
 
@@ -158,13 +159,18 @@ def run_benchmark(
         audio_autocast: "bfloat16"/"float16" to run the audio encoder under autocast (default path).
         cfg_scale: guidance scale (1.5 as the official scripts).
         threads: torch CPU threads (default: torch's).
+        compile: ``torch.compile`` the default path's audio encoder and generator blocks first
+            (:meth:`unils.UniLS.compile`; the warm-up pays for compilation).
     """
     if threads:
         torch.set_num_threads(threads)
     exact = random_model(config).to(device).set_precision("float32")
     shared = choose_precision(dtype, device).exact and not audio_autocast
+    shared = shared and not compile
     fast = exact if shared else copy.deepcopy(exact)
     fast.set_precision(dtype)
+    if compile:
+        fast.compile()
     if audio_autocast:
         fast.set_audio_autocast(audio_autocast)
     # Warm-up: first calls pay for allocator growth and kernel selection; keep them out of the figures.
@@ -209,6 +215,7 @@ def run_benchmark(
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_native_bf16": cpu_has_native(torch.bfloat16),
         "precision_reason": fast.precision.reason,
+        "compiled": compile,
         "model": (config or UniLSConfig.large()).name,
     }
     for res in results:

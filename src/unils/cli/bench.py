@@ -51,6 +51,9 @@ def register(sub: Any) -> None:
         metavar="PRECISION",
         help="also measure the drift of these precisions vs float32 (default: bfloat16 int8)",
     )
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the default path first (GPUs mostly)"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--json", default=None, help="write results as JSON")
     p.set_defaults(func=run)
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         audio_autocast=args.audio_autocast,
         threads=args.threads,
+        compile=args.compile,
     )
     first = results[0].extra
     print(
