@@ -327,37 +327,8 @@ def test_evaluate_shards_over_torchrun_ranks_and_equals_one_process(tmp_path, fl
 
     pred_dir, gt_dir = make_folders(tmp_path, n=5)
     flame.save(tmp_path / "flame.pt")
-    single = tmp_path / "single.json"
-    assert (
-        main(
-            [
-                "-q",
-                "evaluate",
-                str(pred_dir),
-                str(gt_dir),
-                "--flame",
-                str(tmp_path / "flame.pt"),
-                "--json",
-                str(single),
-            ]
-        )
-        == 0
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    sharded = tmp_path / "sharded.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(port),
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # each rank's threads: the same float sums
+    args = [
         "-m",
         "unils",
         "-q",
@@ -366,9 +337,18 @@ def test_evaluate_shards_over_torchrun_ranks_and_equals_one_process(tmp_path, fl
         str(gt_dir),
         "--flame",
         str(tmp_path / "flame.pt"),
-        "--json",
-        str(sharded),
     ]
+    single = tmp_path / "single.json"
+    one = subprocess.run(
+        [sys.executable, *args, "--json", str(single)], env=env, capture_output=True, timeout=300
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sharded = tmp_path / "sharded.json"
+    dist = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
+    cmd = [sys.executable, *dist, "--master_port", str(port), *args, "--json", str(sharded)]
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("5 sequence(s) scored") == 1  # rank 0 alone prints
