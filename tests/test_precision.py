@@ -18,7 +18,9 @@ def probe(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
 
     def set_native(native: bool) -> None:
-        monkeypatch.setattr(unils.precision, "cpu_has_native", lambda dtype: native and dtype == torch.bfloat16)
+        monkeypatch.setattr(
+            unils.precision, "cpu_has_native", lambda dtype: native and dtype == torch.bfloat16
+        )
 
     return set_native
 
@@ -97,7 +99,9 @@ def test_int8_audio_encoder(tiny_model, tmp_path):
 
 
 def test_quantize_replaces_only_linear_layers():
-    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU(), torch.nn.Sequential(torch.nn.Linear(8, 2)))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.GELU(), torch.nn.Sequential(torch.nn.Linear(8, 2))
+    )
     x = torch.randn(3, 4)
     want = net(x)
     assert quantize_linear_int8(net) == 2
@@ -108,3 +112,44 @@ def test_quantize_replaces_only_linear_layers():
 def test_cpu_kind_names_the_isa():
     kind = cpu_kind()
     assert torch.backends.cpu.get_cpu_capability() in kind and "bfloat16" in kind
+
+
+def _mel_config():
+    from helpers import tiny_config
+
+    from unils.config import AudioEncoderConfig, MelConfig
+
+    cfg = tiny_config()
+    cfg.audio_encoder = AudioEncoderConfig(
+        type="mel", mel=MelConfig(channels=16, out_dim=16, n_mels=20, num_layers=1)
+    )
+    return cfg
+
+
+@pytest.mark.parametrize("encoder", ["wav2vec2", "mel"])
+@pytest.mark.parametrize("precision", ["bfloat16", "float16", "int8"])
+def test_every_entry_point_runs_in_every_precision(encoder, precision):
+    """Regression: the mel front end's buffers were cast to bfloat16 and its STFT failed under "auto"."""
+    from helpers import randomize_, tiny_config
+
+    cfg = tiny_config() if encoder == "wav2vec2" else _mel_config()
+    torch.manual_seed(0)
+    model = randomize_(UniLS(cfg)).eval()
+    a, b = speech_like(4.5, seed=1), speech_like(4.5, seed=2)
+    ref = model.generate(a, b, seed=0, temperature=0.001, smooth=False)
+    model.set_precision(precision)
+    got = model.generate(a, b, seed=0, temperature=0.001, smooth=False)
+    assert len(got) == len(ref) == 113 and np.isfinite(got.to_array()).all()
+    assert float(np.abs(got.to_array() - ref.to_array()).mean()) < 0.5 * float(np.abs(ref.to_array()).mean())
+    first, second = model.generate_both(a, b, seed=0)
+    batch = model.generate_batch([a, (a, b)], seed=0)
+    assert len(first) == len(second) == len(batch[1]) == 113
+    with model.stream(seed=0) as session:
+        frames = [session.push(a[i : i + 8000], b[i : i + 8000]) for i in range(0, len(a), 8000)]
+        frames.append(session.flush())
+    assert sum(len(f) for f in frames) == 113
+    if encoder == "mel":  # signal processing stays float32 whatever the model's precision
+        assert (
+            model.audio_encoder.filters.dtype == torch.float32
+            and model.audio_encoder.window.dtype == torch.float32
+        )

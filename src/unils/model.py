@@ -6,6 +6,7 @@ The class is thin on purpose: the math lives in :mod:`unils.nn`, the window step
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -154,7 +155,7 @@ class UniLS(nn.Module):
         Raises:
             ConfigError: the model runs in int8 (a run-time form of the weights that cannot be saved).
         """
-        if self.precision.name == "int8":
+        if self.precision.audio_encoder == "int8":
             raise ConfigError(
                 "int8 is a run-time form of the weights: save a model loaded with dtype='float32'"
             )
@@ -171,17 +172,24 @@ class UniLS(nn.Module):
             ValueError: an unknown precision, int8 off the CPU, or leaving int8 (reload the model).
         """
         chosen = choose_precision(dtype, self.device)
-        if self.precision.name == "int8" and chosen.name != "int8":
+        if self.precision.audio_encoder == "int8" and chosen.name != "int8":
             raise ValueError("the weights were quantized to int8: reload the model for another precision")
         self.generator.to(chosen.dtype)
         if chosen.audio_encoder == "int8":
-            if self.precision.name != "int8":
+            transformer = getattr(self.audio_encoder, "encoder", None)
+            if transformer is None:
+                # The log-mel front end has no transformer: int8 would save nothing and it stays float32.
+                chosen = dataclasses.replace(
+                    chosen,
+                    audio_encoder="float32",
+                    reason=chosen.reason + "; the mel audio encoder stays float32",
+                )
+            elif self.precision.audio_encoder != "int8":
                 self.audio_encoder.to(torch.float32)
-                # wav2vec2: its transformer only (the conv front end stays float32, as does the projection
-                # whose weight sets the input dtype).
-                layers = quantize_linear_int8(getattr(self.audio_encoder, "encoder", self.audio_encoder))
+                # wav2vec2's transformer only: the conv front end and the projection stay float32.
+                layers = quantize_linear_int8(transformer)
                 logger.info("int8: %d linear layers of the audio encoder quantized", layers)
-        else:
+        if chosen.audio_encoder != "int8":
             self.audio_encoder.to(_DTYPE_OF[chosen.audio_encoder])
         self.precision = chosen
         self.engine.clear_caches()

@@ -8,6 +8,7 @@ the bundled demo model and real-time CPU use need. Same interface as the wav2vec
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,6 +72,15 @@ class MelEncoder(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.proj = nn.Linear(config.channels, config.out_dim)
         self.norm = nn.LayerNorm(config.out_dim)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> MelEncoder:
+        # The STFT window and the mel filters are signal processing, computed in float32 whatever the
+        # model's precision (as wav2vec2's front end): a cast moves them, never lowers them.
+        window, filters = self.window, self.filters
+        super()._apply(fn, recurse)
+        self.window = window.to(device=self.window.device)
+        self.filters = filters.to(device=self.filters.device)
+        return self
 
     @property
     def out_dim(self) -> int:
