@@ -140,7 +140,6 @@ def load_model(args: argparse.Namespace) -> UniLS:
             "rule-based motion, for trying unils out); pass --model for a real checkpoint"
         )
     model = UniLS.from_pretrained(args.model, device=args.device, dtype=args.dtype)
-    logging.getLogger("unils").info("precision %s (%s)", model.precision, model.precision.reason)
     if args.audio_autocast:
         model.set_audio_autocast(args.audio_autocast)
     return model
