@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .audio import AudioInput, load_audio, pad_to_same_length
 from .checkpoint import load_state_dict_strict, read_checkpoint, save_checkpoint
@@ -33,9 +33,7 @@ from .generation import (
 )
 from .hub import resolve_checkpoint
 from .motion import Motion, MotionLike
-from .nn.build import build_audio_encoder
-from .nn.codec import MotionCodec
-from .nn.generator import Generator
+from .nn.build import UniLSModules, build_audio_encoder
 from .precision import Precision, choose_precision, cpu_has_native, quantize_linear_int8
 from .smoothing import savgol_filter
 from .streaming import StreamSession
@@ -47,7 +45,7 @@ logger = logging.getLogger("unils")
 _DTYPE_OF = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class UniLS(nn.Module):
+class UniLS(UniLSModules):
     """UniLS: audio of a person (and optionally of their partner) -> that person's FLAME motion.
 
     Build one with :meth:`from_pretrained`; it holds weights only, so one instance can serve many
@@ -61,11 +59,9 @@ class UniLS(nn.Module):
     """
 
     def __init__(self, config: UniLSConfig) -> None:
-        super().__init__()
-        self.config = config.validate()
-        self.codec = MotionCodec(config.codec)
-        self.audio_encoder = build_audio_encoder(config)
-        self.generator = Generator(config.generator, config.codec, config.audio_encoder.out_dim)
+        super().__init__(
+            config
+        )  # the weights: codec, audio encoder, generator (as the converter builds them)
         #: Runs windows for offline calls and streaming sessions alike (holds references, not copies).
         self.engine = WindowEngine(self.config, self.codec, self.generator, self.audio_encoder)
         #: The number formats the model computes in (see :meth:`set_precision`).

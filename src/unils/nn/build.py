@@ -44,7 +44,9 @@ class UniLSModules(nn.Module):
         self.eval()
 
     def forward(self, *args: object) -> None:  # pragma: no cover - a weight container, not a network
-        raise TypeError("UniLSModules holds weights only; load them into unils.UniLS to generate")
+        raise TypeError(
+            "not callable: generate with UniLS.generate() or UniLS.stream() (this holds the weights)"
+        )
 
     def set_precision(self, dtype: torch.dtype | str) -> UniLSModules:
         """Cast the generator and audio encoder to ``dtype``; the codec and its statistics stay float32."""
