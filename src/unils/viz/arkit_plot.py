@@ -12,7 +12,8 @@ import numpy as np
 from ..arkit import ARKIT_NAMES, ArkitAnimation
 from ..errors import ArkitError
 from ._deps import require
-from .avatar import _LOOKS, _active_runs
+from .avatar import active_runs, participant_colour
+from .plot import column_figure
 
 __all__ = ["plot_arkit"]
 
@@ -49,7 +50,6 @@ def plot_arkit(
         ArkitError: no animations, more than 4, or different frame rates.
     """
     require("matplotlib")
-    from matplotlib.figure import Figure
 
     anims = [animations] if isinstance(animations, ArkitAnimation) else list(animations)
     if not 1 <= len(anims) <= 4 or not all(isinstance(a, ArkitAnimation) for a in anims):
@@ -63,27 +63,16 @@ def plot_arkit(
     rows = ["jawOpen", "eyeLook", "head", "gaze"]
     if any(a.expression_mapped for a in anims):
         rows.append("expressions")
-    n = len(anims)
-    width, height = 6.4 * n, 1.6 * len(rows) + 0.9
-    fig = Figure(figsize=(width, height), dpi=dpi)
-    fig.subplots_adjust(
-        left=0.8 / width,
-        right=1 - 0.15 / width,
-        bottom=0.5 / height,
-        top=1 - 0.3 / height,
-        wspace=0.8 * n / width,
-        hspace=0.22,
-    )
-    axes = np.array(fig.subplots(len(rows), n, sharex=True, squeeze=False))
+    fig, axes = column_figure(len(rows), len(anims), dpi, row_height=1.6)
     for j, anim in enumerate(anims):
         t = anim.times
-        colour = "#{:02x}{:02x}{:02x}".format(*_LOOKS[j % len(_LOOKS)].shirt)
+        colour = participant_colour(j)
         for r, row in enumerate(rows):
             ax = axes[r, j]
             act = acts[j]
             if act is not None:
                 act = np.asarray(act, bool)[: len(t)]
-                for start, stop in _active_runs(act):
+                for start, stop in active_runs(act):
                     ax.axvspan(t[start], t[min(stop, len(t) - 1)], color=colour, alpha=0.13, lw=0)
             _row(ax, row, anim, expression_channels)
             ax.grid(True, alpha=0.3)

@@ -653,7 +653,7 @@ class SchematicRenderer:
             curves.append(world(local))
             shown.append(nz > -0.1)  # a little past the limb, so the hair reaches the outline
         for (c0, f0), (c1, f1) in itertools.pairwise(zip(curves, shown)):
-            for a, b in _active_runs(f0 & f1):
+            for a, b in active_runs(f0 & f1):
                 if b - a >= 2:
                     draw.polygon(_flat(img(np.r_[c0[a:b], c1[a:b][::-1]])), fill=hair)
 
@@ -796,7 +796,7 @@ class SchematicRenderer:
                 )
             else:
                 n_frames = max(len(act), 1)
-                for start, stop in _active_runs(np.asarray(act, bool)):
+                for start, stop in active_runs(np.asarray(act, bool)):
                     xa = x0 + (x1 - x0) * start / n_frames
                     xb = x0 + (x1 - x0) * stop / n_frames
                     draw.rectangle([xa, y + 1, max(xa + 1, xb), y + row - 2], fill=look.shirt)
@@ -811,7 +811,13 @@ class _Timeline:
     x1: float
 
 
-def _active_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+def participant_colour(index: int) -> str:
+    """The ``#rrggbb`` colour of participant ``index`` (its avatar's shirt), shared by every plot."""
+    return "#{:02x}{:02x}{:02x}".format(*_LOOKS[index % len(_LOOKS)].shirt)
+
+
+def active_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` frame ranges where ``mask`` is true (for shading speech in plots)."""
     padded = np.concatenate([[0], mask.astype(np.int8), [0]])
     edges = np.flatnonzero(np.diff(padded))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))

@@ -15,15 +15,36 @@ import numpy as np
 
 from ..motion import Motion
 from ._deps import require
-from .avatar import _LOOKS, _active_runs, check_participants
+from .avatar import active_runs, check_participants, participant_colour
 
 __all__ = ["plot_motion"]
 
 _PART_ROWS = ("jaw", "head_pose", "eyes", "expression")
 
 
-def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
+def column_figure(
+    rows: int, columns: int, dpi: int, row_height: float, height_ratios: Sequence[float] | None = None
+) -> tuple[Any, np.ndarray]:
+    """A figure of ``rows`` x ``columns`` axes sharing x, one 6.4-inch column per participant.
+
+    Margins are fixed in inches: much faster to save than a constrained layout, and as tidy here.
+    Shared by the motion plot and the ARKit plot. Needs matplotlib.
+    """
+    from matplotlib.figure import Figure
+
+    ratios = list(height_ratios) if height_ratios is not None else [1.0] * rows
+    width, height = 6.4 * columns, row_height * sum(ratios) + 0.9
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    fig.subplots_adjust(
+        left=0.8 / width,
+        right=1 - 0.15 / width,
+        bottom=0.5 / height,
+        top=1 - 0.3 / height,
+        wspace=0.8 * columns / width,
+        hspace=0.22,
+    )
+    axes = fig.subplots(rows, columns, sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios})
+    return fig, np.array(axes)
 
 
 def plot_motion(
@@ -59,30 +80,15 @@ def plot_motion(
         MotionError: no motions, or motions of different lengths or frame rates.
     """
     require("matplotlib")
-    from matplotlib.figure import Figure
-
     motions, activity, labels = check_participants(motions, activity, labels)
     n = len(motions)
     has_activity = any(a is not None for a in activity)
     rows = (["speech"] if has_activity else []) + list(_PART_ROWS)
     ratios = [0.45 if r == "speech" else 1.0 for r in rows]
-    width, height = 6.4 * n, 1.7 * sum(ratios) + 0.9
-    fig = Figure(figsize=(width, height), dpi=dpi)
-    # Fixed margins in inches: much faster to save than a constrained layout, and as tidy here.
-    fig.subplots_adjust(
-        left=0.8 / width,
-        right=1 - 0.15 / width,
-        bottom=0.5 / height,
-        top=1 - 0.3 / height,
-        wspace=0.8 * n / width,
-        hspace=0.22,
-    )
-    axes = np.array(
-        fig.subplots(len(rows), n, sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios})
-    )
+    fig, axes = column_figure(len(rows), n, dpi, row_height=1.7, height_ratios=ratios)
     for j, motion in enumerate(motions):
         t = motion.times
-        colour = _hex(_LOOKS[j % len(_LOOKS)].shirt)
+        colour = participant_colour(j)
         for r, row in enumerate(rows):
             ax = axes[r, j]
             if row == "speech":
@@ -91,7 +97,7 @@ def plot_motion(
                 continue
             own = activity[j]
             if own is not None:
-                for start, stop in _active_runs(own):
+                for start, stop in active_runs(own):
                     ax.axvspan(t[start], t[min(stop, len(t) - 1)], color=colour, alpha=0.13, lw=0)
             _part_row(ax, row, motion, expression_coefs)
             if r == 0:
@@ -115,8 +121,8 @@ def _speech_row(ax: Any, activity: Sequence[np.ndarray | None], labels: Sequence
                 0.5 * (t[-1] + step), y + 0.4, "no audio", ha="center", va="center", fontsize=8, color="0.5"
             )
             continue
-        colour = _hex(_LOOKS[k % len(_LOOKS)].shirt)
-        for start, stop in _active_runs(act):
+        colour = participant_colour(k)
+        for start, stop in active_runs(act):
             ax.broken_barh([(t[start], (stop - start) * step)], (y + 0.1, 0.6), color=colour)
     ax.set_yticks(
         [len(activity) - 1 - k + 0.4 for k in range(len(activity))], [str(x) for x in labels], fontsize=8
