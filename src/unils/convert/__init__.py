@@ -45,9 +45,6 @@ from .official import ConversionReport, convert_official, file_sha256, read_offi
 from .select import Candidate, choose_official, peek_stage
 from .wav2vec2 import DEFAULT_AUDIO_ENCODER, load_wav2vec2
 
-# kept for unils.train, which read the wav2vec2 weights through this name before the split
-_load_wav2vec2 = load_wav2vec2
-
 __all__ = [
     "DEFAULT_AUDIO_ENCODER",
     "Candidate",

@@ -468,12 +468,12 @@ def _export_stage(folder: Path) -> str:
 
 
 def _wav2vec2_tensors(source: str | os.PathLike[str], config: UniLSConfig) -> dict[str, Tensor]:
-    from ..convert import _load_wav2vec2
+    from ..convert import load_wav2vec2
     from ..nn.wav2vec2 import convert_hf_state_dict
 
     if config.audio_encoder.type != "wav2vec2":
         raise ValueError("--audio-encoder is for wav2vec2 models; this config uses the mel front end")
-    sd, _cfg, desc = _load_wav2vec2(source, None, None, False)
+    sd, _cfg, desc = load_wav2vec2(source)
     logger.info("stage 3 audio encoder from %s", desc)
     return convert_hf_state_dict(sd)
 
