@@ -79,7 +79,7 @@ def same_outputs(a: Path, b: Path) -> bool:
 
     names = sorted(p.name for p in a.glob("*.npz"))
     return names == sorted(p.name for p in b.glob("*.npz")) and all(
-        np.array_equal(Motion.read(a / n).to_array(), Motion.read(b / n).to_array()) for n in names
+        np.array_equal(Motion.load(a / n).to_array(), Motion.load(b / n).to_array()) for n in names
     )
 
 
