@@ -1,15 +1,7 @@
 """Official UniLS checkpoints (``torch.save({"model", "meta_cfg"})``) -> unils folders.
 
-What a conversion does, in order:
-
-1. reads the ``.pt`` with ``torch.load(weights_only=True)`` (the only place unils reads a pickle);
-2. strips wrapper prefixes (``module.``, ``model.``, ``net.``, ``_orig_mod.``, peft's ``base_model.model.``);
-3. merges every peft LoRA adapter into its base weight, ``W + (alpha / r) * B @ A``, and takes the
-   trained ``modules_to_save`` copies (dropping the frozen ``original_module`` ones);
-4. renames official keys to ours with one table (:func:`official_to_unils_key`, bijective);
-5. maps ``meta_cfg["MODEL"]`` to :class:`~unils.config.UniLSConfig` (or infers sizes from shapes);
-6. takes the wav2vec2 weights from the checkpoint when present, else from a transformers folder/repo;
-7. loads everything strictly (every key used, every tensor filled) and writes a unils folder.
+The steps of a conversion (prefix stripping, LoRA merge, key table, meta_cfg -> config, wav2vec2
+sourcing, strict loading) are listed once, in :mod:`~unils.convert.official`.
 
 Only stage-3 (audio) checkpoints are converted; stage-1 codec and stage-2 audio-free prior
 checkpoints are training intermediates and are refused (or skipped when choosing a file).
