@@ -60,6 +60,8 @@ class OptionField:
         flag: the CLI flag (``--no-smooth`` for a boolean that defaults to True).
         range: inclusive (low, high) for floats, else None.
         per_person: whether a pair / a list gives one value per person in multi-person calls.
+        cli_default: the command line's default where it differs from ``default`` (the seed: 0, so
+            that commands are reproducible), else ``default``.
     """
 
     name: str
@@ -69,10 +71,20 @@ class OptionField:
     flag: str
     range: tuple[float, float] | None
     per_person: bool
+    cli_default: Any = None
 
 
-def _opt(default: Any, kind: str, help: str, *, per_person: bool = False) -> Any:
-    return field(default=default, metadata={"kind": kind, "help": help, "per_person": per_person})
+def _opt(
+    default: Any,
+    kind: str,
+    help: str,
+    *,
+    per_person: bool = False,
+    flag: str | None = None,
+    cli_default: Any = None,
+) -> Any:
+    meta = {"kind": kind, "help": help, "per_person": per_person, "flag": flag, "cli_default": cli_default}
+    return field(default=default, metadata=meta)
 
 
 class OptionOverrides(TypedDict, total=False):
@@ -113,7 +125,7 @@ class GenerationOptions:
     """
 
     seed: int | tuple[int | None, ...] | None = _opt(
-        None, "seed", "random seed (None: fresh randomness)", per_person=True
+        None, "seed", "random seed (None: fresh randomness)", per_person=True, cli_default=0
     )
     temperature: float | None = _opt(
         None, "float", "sampling temperature (default: the model's, 1.0; 0 = greedy)"
@@ -137,6 +149,7 @@ class GenerationOptions:
         "bool",
         "key/value caching across scales (off: the official full recomputation, slower; equal within "
         "float rounding)",
+        flag="--no-cache",
     )
 
     def __post_init__(self) -> None:
@@ -223,7 +236,10 @@ def option_fields() -> tuple[OptionField, ...]:
     for f in dataclasses.fields(GenerationOptions):
         kind = f.metadata["kind"]
         negated = kind == "bool" and f.default is True
-        flag = "--no-" + f.name.replace("_", "-") if negated else "--" + f.name.replace("_", "-")
+        flag = f.metadata["flag"] or (
+            "--no-" + f.name.replace("_", "-") if negated else "--" + f.name.replace("_", "-")
+        )
+        cli_default = f.metadata["cli_default"]
         out.append(
             OptionField(
                 name=f.name,
@@ -233,6 +249,7 @@ def option_fields() -> tuple[OptionField, ...]:
                 flag=flag,
                 range=SAMPLING_RANGES.get(f.name),
                 per_person=f.metadata["per_person"],
+                cli_default=f.default if cli_default is None else cli_default,
             )
         )
     return tuple(out)
