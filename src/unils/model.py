@@ -404,8 +404,10 @@ class UniLS(UniLSModules):
             progress: show a progress bar over windows.
             official_rng: reproduce, for the same ``seed``, the random draws of the official inference
                 run in its pinned environment, whose wav2vec2 (transformers 5.3) consumes one draw per
-                encoder layer per encoded window even in eval mode. Without it the draws equal the
-                official ones under transformers versions that do not (e.g. 5.24).
+                encoder layer per encoded window even in eval mode, from the CPU generator. On the CPU
+                the sampling draws from that generator too, so those draws are skipped; on CUDA the
+                sampling uses the CUDA generator and nothing is skipped. Without it the draws equal the
+                official ones under transformers versions that do not draw (e.g. 5.24).
             **overrides: fields of [GenerationOptions][unils.GenerationOptions]: ``seed``,
                 ``temperature``, ``top_p``, ``cfg_scale``, ``smooth``, ``style``, ``prev_motion``,
                 ``use_cache``.
@@ -442,8 +444,11 @@ class UniLS(UniLSModules):
                     "official_rng reproduces the official wav2vec2 pipeline's random draws; this model uses the "
                     f"{self.config.audio_encoder.type!r} audio encoder: drop official_rng=True"
                 )
-            # The official inference encodes both channels (K windows each) before sampling.
-            skip = 2 * windows * self.config.audio_encoder.wav2vec2.num_hidden_layers
+            # The official inference encodes both channels (K windows each) before sampling. Its
+            # wav2vec2 draws with torch.rand([]) from the CPU generator: on the CPU that is the sampling
+            # generator too, on CUDA sampling draws from the CUDA generator, which those draws never touch.
+            if self.device.type == "cpu":
+                skip = 2 * windows * self.config.audio_encoder.wav2vec2.num_hidden_layers
         rows = [(0, 1 if partner_audio is not None else None)]
         return self._run(channels, rows, [frames], person, progress, skip_draws=skip)[0]
 
