@@ -1,8 +1,9 @@
 """What a model name means: a bundled name, a local folder or a Hugging Face Hub repo, resolved to a
 unils checkpoint folder (``config.json`` + ``model.safetensors``).
 
-A folder or repo holding official ``.pt`` checkpoints instead is resolved to the one stage-3
-checkpoint it holds (or the one named by ``filename=``), converted once into the converted cache.
+A folder or repo holding official ``.pt`` checkpoints instead is resolved to its default stage-3
+checkpoint (the one at its top; subfolders hold variants, chosen with ``subfolder=`` or
+``filename=``), converted once into the converted cache.
 Hub repos are listed first and only the chosen files are downloaded (``hf_hub_download``, which
 honours ``HF_HUB_OFFLINE``, ``cache_dir``, ``revision`` and ``token``).
 """
@@ -283,7 +284,9 @@ def resolve_checkpoint(
 
     Raises:
         CheckpointNotFoundError: nothing usable was found; the message says where it looked.
-        AmbiguousCheckpointError: several official checkpoints fit; the message shows the call for each.
+        AmbiguousCheckpointError: several stage-3 checkpoints at the top of the folder/repo (or of
+            ``subfolder``), or several in its subfolders and none at the top; the message shows the
+            call for each. One at the top is the default, whatever the subfolders hold.
     """
     return resolve(
         name_or_path,

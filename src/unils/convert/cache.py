@@ -160,11 +160,13 @@ def find_official_checkpoint(
 ) -> Path | None:
     """The official ``.pt`` inside a folder without ``config.json`` (subfolders count), or None.
 
-    Stage-1/2 checkpoints are skipped (read from their metadata); ``filename`` (relative to
-    ``subfolder``) picks a file without reading any other.
+    Stage-1/2 checkpoints are skipped (read from their metadata); the one stage-3 checkpoint at the
+    top of the folder (or of ``subfolder``) is the default, its subfolders hold variants;
+    ``filename`` (relative to ``subfolder``) picks a file without reading any other.
 
     Raises:
-        AmbiguousCheckpointError: several candidates remain (each listed with the call that picks it).
+        AmbiguousCheckpointError: several candidates at the top, or none there and several in the
+            subfolders (each listed with the call that picks it).
         CheckpointNotFoundError: ``filename`` is not there, or only stage-1/2 checkpoints are.
     """
     root = Path(folder)
