@@ -117,7 +117,8 @@ def resolve(
     local_files_only: bool = False,
     token: str | bool | None = None,
 ) -> Resolved:
-    """Resolve a model name to a local unils checkpoint folder (see :func:`resolve_checkpoint`).
+    """Resolve a model name to a local unils checkpoint folder (see
+    [`resolve_checkpoint`][unils.hub.resolve_checkpoint]).
 
     Returns:
         The folder and how it was found (files looked at, official file converted, its sha256).
@@ -354,7 +355,8 @@ def describe_model(
     local_files_only: bool = False,
     token: str | bool | None = None,
 ) -> ModelDescription:
-    """Resolve a name as :meth:`UniLS.from_pretrained` does and describe it from file headers.
+    """Resolve a name as [`UniLS.from_pretrained`][unils.model.UniLS.from_pretrained] does and describe it
+    from file headers.
 
     An official checkpoint is downloaded and converted (once) like ``from_pretrained`` would; the
     weights themselves are never loaded: shapes and dtypes come from the safetensors header.

@@ -88,10 +88,10 @@ def cached_conversion(
 
     Args:
         official: the official checkpoint file.
-        audio_encoder: wav2vec2 source (see :func:`convert_official`), or a function returning it,
-            called only when a conversion is needed (so nothing is downloaded for a cached copy).
-            Default: ``facebook/wav2vec2-xls-r-300m``.
-        cache_root: default :func:`converted_cache_root`.
+        audio_encoder: wav2vec2 source (see [`convert_official`][unils.convert.official.convert_official]), or
+            a function returning it, called only when a conversion is needed (so nothing is downloaded for a
+            cached copy). Default: ``facebook/wav2vec2-xls-r-300m``.
+        cache_root: default [`converted_cache_root`][unils.convert.cache.converted_cache_root].
         sha256: the file's sha256 when already known (e.g. from the Hub listing).
         revision: Hub revision of ``audio_encoder``.
         cache_dir: Hub cache folder for ``audio_encoder``.
