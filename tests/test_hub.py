@@ -3,6 +3,7 @@
 import ast
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -285,6 +286,86 @@ def test_sizes_in_subfolders_are_listed_with_the_exact_call(tiny_model, tmp_path
     assert_same_weights(m, tiny_model)
     with pytest.raises(CheckpointNotFoundError, match="has no file 'iter_1.pt'.*unils_loragen/iter_400000.pt"):
         UniLS.from_pretrained(repo, cache_dir=offline, subfolder="unils_loragen", filename="iter_1.pt")
+
+
+def _small_variant(tiny_model, tmp_path):
+    """A small-size stage-3 file sharing tiny_model's wav2vec2 (one audio encoder in the repo)."""
+    small = randomize_(UniLS(tiny_config((1, 25, 50, 100))), seed=3)
+    small.audio_encoder.load_state_dict(tiny_model.audio_encoder.state_dict())
+    return small, save_official(tmp_path / "small.pt", official_state(small), official_meta(small.config))
+
+
+def test_hub_root_holds_the_default_and_subfolders_the_variants(tiny_model, tmp_path, offline, spy, caplog):
+    """transformers/diffusers convention: the top of the repo is the default model, subfolders are variants."""
+    files = _stage_files(tiny_model, tmp_path / "src")
+    small, small_pt = _small_variant(tiny_model, tmp_path)
+    repo = _hub_cache(
+        offline,
+        {
+            "unils_loragen.pt": files["stage3.pt"],
+            "small/unils_loragen_s.pt": small_pt,
+            "unils_codec.pt": files["stage1.pt"],
+            **{k: v for k, v in files.items() if "/" in k},
+        },
+    )
+    with caplog.at_level(logging.INFO, logger="unils"):
+        m = UniLS.from_pretrained(repo, cache_dir=offline)
+    assert_same_weights(m, tiny_model)
+    assert spy["read"] == ["unils_loragen.pt"]
+    # the variant is neither read nor peeked (it is on disk in this cache): the top decided
+    assert sorted(spy["peek"]) == ["unils_codec.pt", "unils_loragen.pt"]
+    assert 'UniLS.from_pretrained("xg-chu/UniLS", filename="small/unils_loragen_s.pt")' in caplog.text
+    info = hub_mod.describe_model(repo, cache_dir=offline)
+    assert (
+        info.resolved.official == "unils_loragen.pt"
+        and info.config.codec.scales == tiny_model.config.codec.scales
+    )
+    # variants: subfolder= (its top is then the default) or filename=
+    spy["read"].clear()
+    m = UniLS.from_pretrained(repo, cache_dir=offline, subfolder="small")
+    assert m.config.codec.scales == (1, 25, 50, 100)
+    assert_same_weights(m, small)
+    assert spy["read"] == ["small/unils_loragen_s.pt"]
+    m = UniLS.from_pretrained(repo, cache_dir=offline, filename="small/unils_loragen_s.pt")
+    assert_same_weights(m, small)
+    m = UniLS.from_pretrained(repo, cache_dir=offline, filename="unils_loragen.pt")
+    assert_same_weights(m, tiny_model)
+
+
+def test_local_folder_root_default_and_ambiguity_only_at_the_root(tiny_model, tmp_path, offline, spy):
+    files = _stage_files(tiny_model, tmp_path / "src")
+    small, small_pt = _small_variant(tiny_model, tmp_path)
+    folder = tmp_path / "release"
+    (folder / "small").mkdir(parents=True)
+    shutil.copy(files["stage3.pt"], folder / "unils_loragen.pt")
+    shutil.copy(small_pt, folder / "small" / "unils_loragen_s.pt")
+    shutil.copytree(tmp_path / "src" / "w2v", folder / "wav2vec2")
+    assert_same_weights(UniLS.from_pretrained(folder), tiny_model)
+    assert spy["peek"] == ["unils_loragen.pt"] and spy["read"] == ["unils_loragen.pt"]
+    assert_same_weights(UniLS.from_pretrained(folder, subfolder="small"), small)
+    # the root itself ambiguous: only its own candidates are listed, with the exact calls
+    shutil.copy(files["stage3.pt"], folder / "iter_10.pt")
+    with pytest.raises(AmbiguousCheckpointError, match="at its top") as err:
+        UniLS.from_pretrained(folder)
+    assert err.value.candidates == ["iter_10.pt", "unils_loragen.pt"]
+    assert err.value.calls == [
+        f'UniLS.from_pretrained("{folder}", filename="{n}")' for n in err.value.candidates
+    ]
+    assert "unils_loragen_s" not in str(err.value)
+    # nothing at the root (an intermediate only) and several in the subfolders: those are listed
+    (folder / "iter_10.pt").unlink()
+    (folder / "large").mkdir()
+    (folder / "unils_loragen.pt").rename(folder / "large" / "unils_loragen.pt")
+    shutil.copy(files["stage1.pt"], folder / "unils_codec.pt")
+    with pytest.raises(AmbiguousCheckpointError, match=r"in its subfolders \(none at its top\)") as err:
+        UniLS.from_pretrained(folder)
+    assert err.value.candidates == ["large/unils_loragen.pt", "small/unils_loragen_s.pt"]
+    assert err.value.calls == [
+        f'UniLS.from_pretrained("{folder}", filename="{n}")' for n in err.value.candidates
+    ]
+    # and one in the subfolders with none at the root is still taken without asking
+    shutil.rmtree(folder / "small")
+    assert_same_weights(UniLS.from_pretrained(folder), tiny_model)
 
 
 def test_iteration_runs_are_ambiguous_in_a_folder(tiny_model, tmp_path, offline):

@@ -1,11 +1,11 @@
 """Reading, validating and resampling audio inputs (soundfile + resampy).
 
 Every entry point turns its input into mono float32 at 16 kHz or raises a clear error:
-:class:`~unils.errors.AudioError` (a ``ValueError``) for unusable samples and
-:class:`~unils.errors.AudioFileError` (a ``FileNotFoundError``) for files that are missing or
-cannot be decoded. Resampling always uses resampy's ``kaiser_best`` filter, offline
-(:func:`load_audio`) and streaming (:class:`Resampler`, in :mod:`unils.resample`) alike, so both
-paths see the same samples.
+[`AudioError`][unils.errors.AudioError] (a ``ValueError``) for unusable samples and
+[`AudioFileError`][unils.errors.AudioFileError] (a ``FileNotFoundError``) for files that are missing or cannot
+be decoded. Resampling always uses resampy's ``kaiser_best`` filter, offline
+([`load_audio`][unils.audio.load_audio]) and streaming ([`Resampler`][unils.resample.Resampler], in
+[`unils.resample`][unils.resample]) alike, so both paths see the same samples.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def to_mono_float32(audio: np.ndarray | torch.Tensor, name: str = "audio") -> np
     ``(x - 128) / 128``, int8 by 1/128); float16/float64 are converted. A 2-D input is
     ``[channels, samples]`` or ``[samples, channels]``: the axis of size <= 8 is taken as channels
     when the other is longer, and channels are averaged. The length is not checked, so this also
-    serves streaming blocks of any size; see :func:`load_audio` for complete inputs.
+    serves streaming blocks of any size; see [`load_audio`][unils.audio.load_audio] for complete inputs.
 
     Args:
         audio: samples as a numpy array or torch tensor (any device; it is detached and copied to CPU).

@@ -1,7 +1,7 @@
 """Inference benchmark: frames per second, real-time factor, per-stage time and peak memory.
 
 Used by ``unils bench`` and ``benchmarks/run.py``. It times, in one run, the fast path
-(:meth:`~unils.UniLS.generate_both`: each channel encoded once, both people and both guidance
+([`generate_both`][unils.model.UniLS.generate_both]: each channel encoded once, both people and both guidance
 branches batched, key/value cache) against the straightforward path (the official procedure: one
 full pass per person, each encoding both channels, no cache), so the speed-up is a measured ratio.
 Results are plain JSON so runs can be compared.
@@ -107,7 +107,7 @@ def _timed_pipeline(
     use_cache: bool,
     cfg_scale: float,
 ) -> dict[str, float]:
-    """Time the engine's real loop (:meth:`~unils.generation.WindowEngine.run`) stage by stage."""
+    """Time the engine's real loop ([`run`][unils.generation.WindowEngine.run]) stage by stage."""
     engine = model.engine
     options = GenerationOptions(cfg_scale=cfg_scale, use_cache=use_cache).sampling(engine.config)
     frames = frame_count(max(ch.shape[0] for ch in channels), model.config.samples_per_frame)
@@ -159,12 +159,13 @@ def run_benchmark(
         straightforward_max_seconds: skip the straightforward path above this length (it is slow).
         config: model size (default: official large, random weights).
         device: "cpu" or "cuda".
-        dtype: precision of the default path (see :func:`unils.precision.choose_precision`).
+        dtype: precision of the default path (see
+            [`unils.precision.choose_precision`][unils.precision.choose_precision]).
         audio_autocast: "bfloat16"/"float16" to run the audio encoder under autocast (default path).
         cfg_scale: guidance scale (1.5 as the official scripts).
         threads: torch CPU threads (default: torch's).
         compile: ``torch.compile`` the default path's audio encoder and generator blocks first
-            (:meth:`unils.UniLS.compile`; the warm-up pays for compilation).
+            ([`unils.UniLS.compile`][unils.model.UniLS.compile]; the warm-up pays for compilation).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -293,7 +294,8 @@ def measure_drift(
     """Relative error of audio features and logits, and the motion difference, of each precision vs float32.
 
     Args:
-        precisions: names of :data:`unils.precision.PRECISIONS` (not "auto"), e.g. bfloat16, int8.
+        precisions: names of [`unils.precision.PRECISIONS`][unils.precision.PRECISIONS] (not "auto"), e.g.
+            bfloat16, int8.
         config: model size (default: official large, random weights).
         seconds: length of the two-person test audio.
         seed: seed of the weights' and the sampling's random numbers.

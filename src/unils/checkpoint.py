@@ -1,7 +1,8 @@
 """unils checkpoint folders on disk: ``config.json`` + ``model.safetensors``, and strict loading.
 
-Knows nothing about the Hub or the official format: :mod:`unils.hub` finds folders, :mod:`unils.convert`
-writes them from official checkpoints, and both use these functions to read, write and check them.
+Knows nothing about the Hub or the official format: [`unils.hub`][unils.hub] finds folders,
+[`unils.convert`][unils.convert] writes them from official checkpoints, and both use these functions to read,
+write and check them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ __all__ = [
 
 logger = logging.getLogger("unils")
 
-#: File name of a checkpoint folder's configuration (a :class:`~unils.UniLSConfig` as JSON).
+#: File name of a checkpoint folder's configuration (a [`UniLSConfig`][unils.config.UniLSConfig] as JSON).
 CONFIG_NAME = "config.json"
 #: File name of a checkpoint folder's weights (safetensors, motion statistics included).
 WEIGHTS_NAME = "model.safetensors"

@@ -1,8 +1,9 @@
 """What a model name means: a bundled name, a local folder or a Hugging Face Hub repo, resolved to a
 unils checkpoint folder (``config.json`` + ``model.safetensors``).
 
-A folder or repo holding official ``.pt`` checkpoints instead is resolved to the one stage-3
-checkpoint it holds (or the one named by ``filename=``), converted once into the converted cache.
+A folder or repo holding official ``.pt`` checkpoints instead is resolved to its default stage-3
+checkpoint (the one at its top; subfolders hold variants, chosen with ``subfolder=`` or
+``filename=``), converted once into the converted cache.
 Hub repos are listed first and only the chosen files are downloaded (``hf_hub_download``, which
 honours ``HF_HUB_OFFLINE``, ``cache_dir``, ``revision`` and ``token``).
 """
@@ -116,7 +117,8 @@ def resolve(
     local_files_only: bool = False,
     token: str | bool | None = None,
 ) -> Resolved:
-    """Resolve a model name to a local unils checkpoint folder (see :func:`resolve_checkpoint`).
+    """Resolve a model name to a local unils checkpoint folder (see
+    [`resolve_checkpoint`][unils.hub.resolve_checkpoint]).
 
     Returns:
         The folder and how it was found (files looked at, official file converted, its sha256).
@@ -283,7 +285,9 @@ def resolve_checkpoint(
 
     Raises:
         CheckpointNotFoundError: nothing usable was found; the message says where it looked.
-        AmbiguousCheckpointError: several official checkpoints fit; the message shows the call for each.
+        AmbiguousCheckpointError: several stage-3 checkpoints at the top of the folder/repo (or of
+            ``subfolder``), or several in its subfolders and none at the top; the message shows the
+            call for each. One at the top is the default, whatever the subfolders hold.
     """
     return resolve(
         name_or_path,
@@ -351,7 +355,8 @@ def describe_model(
     local_files_only: bool = False,
     token: str | bool | None = None,
 ) -> ModelDescription:
-    """Resolve a name as :meth:`UniLS.from_pretrained` does and describe it from file headers.
+    """Resolve a name as [`UniLS.from_pretrained`][unils.model.UniLS.from_pretrained] does and describe it
+    from file headers.
 
     An official checkpoint is downloaded and converted (once) like ``from_pretrained`` would; the
     weights themselves are never loaded: shapes and dtypes come from the safetensors header.

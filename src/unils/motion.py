@@ -2,17 +2,15 @@
 
 The official 108-d per-frame layout:
 
-==========  =========  =============================================
-part        columns    meaning
-==========  =========  =============================================
-expression  0-99       FLAME expression coefficients
-head_pose   100-102    global head rotation, axis-angle (radians)
-jaw         103        jaw rotation, first axis-angle component
-eyes        104-107    eye joint 1 (x, y), eye joint 2 (x, y)
-==========  =========  =============================================
+| part | columns | meaning |
+|---|---|---|
+| expression | 0-99 | FLAME expression coefficients |
+| head_pose | 100-102 | global head rotation, axis-angle (radians) |
+| jaw | 103 | jaw rotation, first axis-angle component |
+| eyes | 104-107 | eye joint 1 (x, y), eye joint 2 (x, y) |
 
-:data:`PARTS` maps each part to its columns; :data:`COLUMNS` names the 108 columns as they appear
-in CSV headers.
+[`PARTS`][unils.motion.PARTS] maps each part to its columns; [`COLUMNS`][unils.motion.COLUMNS] names the 108
+columns as they appear in CSV headers.
 """
 
 from __future__ import annotations
@@ -51,8 +49,8 @@ PARTS: Mapping[str, slice] = MappingProxyType(
 )
 _WIDTHS = {name: cols.stop - cols.start for name, cols in PARTS.items()}
 
-#: Version written into ``.npz`` / JSON files by :meth:`Motion.save` and :meth:`Motion.to_json`;
-#: files from a newer unils are refused rather than misread.
+#: Version written into ``.npz`` / JSON files by [`Motion.save`][unils.motion.Motion.save] and
+#: [`Motion.to_json`][unils.motion.Motion.to_json]; files from a newer unils are refused rather than misread.
 MOTION_FORMAT_VERSION = 1
 
 #: Names of the 108 channels in order, as used in CSV headers (after a leading ``time`` column).
@@ -68,8 +66,9 @@ COLUMNS: tuple[str, ...] = (
     "eye2_y",
 )
 
-#: What the model accepts wherever it takes a motion (style, previous motion): a :class:`Motion`, or a
-#: [T, 108] numpy array or torch tensor in the official layout. A string so motion.py never imports torch.
+#: What the model accepts wherever it takes a motion (style, previous motion): a
+#: [`Motion`][unils.motion.Motion], or a [T, 108] numpy array or torch tensor in the official layout. A string
+#: so motion.py never imports torch.
 MotionLike: TypeAlias = "Motion | np.ndarray | Tensor"
 
 
@@ -82,7 +81,8 @@ def _deprecated(old: str, new: str) -> None:
 
 
 def load_motion_file(path: str | os.PathLike[str]) -> Motion:
-    """Deprecated: use :meth:`Motion.load`. Reads ``.npz``, ``.npy``, ``.json`` or ``.csv`` by suffix.
+    """Deprecated: use [`Motion.load`][unils.motion.Motion.load]. Reads ``.npz``, ``.npy``, ``.json`` or
+    ``.csv`` by suffix.
 
     Raises:
         FileNotFoundError: no such file.
@@ -136,13 +136,14 @@ def _as_fps(fps: Any) -> float:
 class Motion:
     """Motion of one person: named float32 coefficient arrays over T frames at ``fps``.
 
-    Build one from named parts, from the official [T, 108] array (:meth:`from_array`) or from a file
-    (:meth:`load`; :meth:`save` writes one). Inputs are validated and converted to
-    C-contiguous float32; an input that already is may be shared rather than copied.
+    Build one from named parts, from the official [T, 108] array
+    ([`from_array`][unils.motion.Motion.from_array]) or from a file ([`load`][unils.motion.Motion.load];
+    [`save`][unils.motion.Motion.save] writes one). Inputs are validated and converted to C-contiguous
+    float32; an input that already is may be shared rather than copied.
 
-    Indexing selects frames and always returns a Motion: ``m[3]`` (one frame), ``m[10:20]``,
-    ``m[[1, 5, 7]]``, ``m[mask]``. Motions are mutable (their arrays are), hence unhashable;
-    ``==`` is exact equality of every value and of fps, :meth:`allclose` the tolerant form.
+    Indexing selects frames and always returns a Motion: ``m[3]`` (one frame), ``m[10:20]``, ``m[[1, 5, 7]]``,
+    ``m[mask]``. Motions are mutable (their arrays are), hence unhashable; ``==`` is exact equality of every
+    value and of fps, [`allclose`][unils.motion.Motion.allclose] the tolerant form.
 
     Attributes:
         expression: [T, 100] FLAME expression coefficients (columns 0-99).
@@ -180,8 +181,8 @@ class Motion:
         """Build from the official [T, 108] layout.
 
         Args:
-            array: [T, 108] numpy array or torch tensor, columns in the order of :data:`PARTS`.
-                A single frame must be given as [1, 108].
+            array: [T, 108] numpy array or torch tensor, columns in the order of
+                [`PARTS`][unils.motion.PARTS]. A single frame must be given as [1, 108].
             fps: frames per second.
 
         Returns:
@@ -218,7 +219,7 @@ class Motion:
         """The official layout.
 
         Returns:
-            New [T, 108] float32 array, columns in the order of :data:`PARTS`.
+            New [T, 108] float32 array, columns in the order of [`PARTS`][unils.motion.PARTS].
         """
         return np.concatenate([getattr(self, name) for name in PARTS], axis=1)
 
@@ -357,7 +358,8 @@ class Motion:
         return f"Motion(frames={len(self)}, duration={self.duration:.2f}s, fps={self.fps:g})"
 
     # ------------------------------------------------------------------ files, by suffix
-    #: File suffixes :meth:`save` and :meth:`load` choose the format by.
+    #: File suffixes [`save`][unils.motion.Motion.save] and [`load`][unils.motion.Motion.load] choose the
+    #: format by.
     SUFFIXES = (".npz", ".npy", ".json", ".csv")
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -365,11 +367,11 @@ class Motion:
 
         - ``.npz`` (and any suffix unils does not know, as before): compressed, the four parts,
           ``fps`` and ``format_version``; exact. Written at exactly ``path`` (numpy would append ``.npz``).
-        - ``.json``: the text of :meth:`to_json`; exact.
-        - ``.csv``: header ``time`` then :data:`COLUMNS`, one row per frame, with enough digits for
-          an exact float32 round trip.
-        - ``.npy``: the [T, 108] float32 array of :meth:`to_array`; it stores no frame rate, so only
-          25 fps motions are written this way.
+        - ``.json``: the text of [`to_json`][unils.motion.Motion.to_json]; exact.
+        - ``.csv``: header ``time`` then [`COLUMNS`][unils.motion.COLUMNS], one row per frame, with enough
+          digits for an exact float32 round trip.
+        - ``.npy``: the [T, 108] float32 array of [`to_array`][unils.motion.Motion.to_array]; it stores no
+          frame rate, so only 25 fps motions are written this way.
 
         Args:
             path: destination file; parent folders are created.
@@ -412,12 +414,12 @@ class Motion:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Motion:
-        """Read a motion file written by :meth:`save`, in the format its suffix names.
+        """Read a motion file written by [`save`][unils.motion.Motion.save], in the format its suffix names.
 
-        ``.json`` and ``.csv`` are read as text (CSV columns are matched by name, in any order; the
-        frame rate comes from the ``time`` column, 25 when it has fewer than two rows). Any other
-        suffix is read as numpy data: an ``.npz`` from :meth:`save`, an ``.npz`` holding one [T, 108]
-        array, or an ``.npy`` [T, 108] array (at 25 fps).
+        ``.json`` and ``.csv`` are read as text (CSV columns are matched by name, in any order; the frame rate
+        comes from the ``time`` column, 25 when it has fewer than two rows). Any other suffix is read as numpy
+        data: an ``.npz`` from [`save`][unils.motion.Motion.save], an ``.npz`` holding one [T, 108] array, or
+        an ``.npy`` [T, 108] array (at 25 fps).
 
         Args:
             path: the file.
@@ -452,9 +454,10 @@ class Motion:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Motion:
-        """Deprecated: use :meth:`load`, which reads every suffix.
+        """Deprecated: use [`load`][unils.motion.Motion.load], which reads every suffix.
 
-        Unlike :meth:`load`, refuses suffixes other than :attr:`SUFFIXES` with a ``FormatError``.
+        Unlike [`load`][unils.motion.Motion.load], refuses suffixes other than
+        [`SUFFIXES`][unils.motion.Motion.SUFFIXES] with a ``FormatError``.
         """
         _deprecated("Motion.read(path)", "Motion.load(path)")
         p = Path(path)
@@ -463,9 +466,10 @@ class Motion:
         return cls.load(p)
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Deprecated: use :meth:`save`, which writes every suffix.
+        """Deprecated: use [`save`][unils.motion.Motion.save], which writes every suffix.
 
-        Unlike :meth:`save`, refuses suffixes other than ``.npz``, ``.json`` and ``.csv`` with a ``FormatError``.
+        Unlike [`save`][unils.motion.Motion.save], refuses suffixes other than ``.npz``, ``.json`` and
+        ``.csv`` with a ``FormatError``.
         """
         _deprecated("Motion.write(path)", "Motion.save(path)")
         p = Path(path)
@@ -502,7 +506,7 @@ class Motion:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Motion:
-        """Inverse of :meth:`to_dict` (``fps`` defaults to 25 when absent).
+        """Inverse of [`to_dict`][unils.motion.Motion.to_dict] (``fps`` defaults to 25 when absent).
 
         Raises:
             MotionError: a part is missing or misshapen, or the format version is newer than supported.
@@ -530,7 +534,8 @@ class Motion:
         return cls(**parts, fps=data.get("fps", 25.0))
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        """JSON text of :meth:`to_dict` plus ``format_version`` (for APIs and messages; files: :meth:`save`).
+        """JSON text of [`to_dict`][unils.motion.Motion.to_dict] plus ``format_version`` (for APIs and
+        messages; files: [`save`][unils.motion.Motion.save]).
 
         Args:
             path: deprecated; when given, the text is also written there (use ``save("x.json")``).
@@ -546,7 +551,8 @@ class Motion:
 
     @classmethod
     def from_json(cls, text_or_path: str | os.PathLike[str]) -> Motion:
-        """Parse JSON text written by :meth:`to_json` (files: :meth:`load`).
+        """Parse JSON text written by [`to_json`][unils.motion.Motion.to_json] (files:
+        [`load`][unils.motion.Motion.load]).
 
         Args:
             text_or_path: JSON text (a string starting with ``{``); a path is deprecated (use ``load``).
@@ -570,13 +576,15 @@ class Motion:
 
     # ------------------------------------------------------------------ CSV
     def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Deprecated: use :meth:`save` with a ``.csv`` suffix (this writes CSV whatever the suffix)."""
+        """Deprecated: use [`save`][unils.motion.Motion.save] with a ``.csv`` suffix (this writes CSV whatever
+        the suffix)."""
         _deprecated("Motion.to_csv(path)", "Motion.save(path) with a .csv suffix")
         self._write_csv(Path(path))
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str], fps: float | None = None) -> Motion:
-        """Deprecated: use :meth:`load` (this reads CSV whatever the suffix; ``fps`` overrides the time column)."""
+        """Deprecated: use [`load`][unils.motion.Motion.load] (this reads CSV whatever the suffix; ``fps``
+        overrides the time column)."""
         _deprecated("Motion.from_csv(path)", "Motion.load(path)")
         return cls._read_csv(Path(path), fps)
 
@@ -628,7 +636,7 @@ class Motion:
 
     @classmethod
     def from_frames(cls, frames: Iterable[Mapping[str, Any]], fps: float | None = None) -> Motion:
-        """Rebuild a Motion from per-frame dicts such as those :meth:`frames` yields.
+        """Rebuild a Motion from per-frame dicts such as those [`frames`][unils.motion.Motion.frames] yields.
 
         Only the four parts are read from each dict; other keys (``index``, ``time``...) are ignored
         except for recovering the frame rate.

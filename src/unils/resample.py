@@ -1,7 +1,8 @@
-"""Resampling with resampy's ``kaiser_best`` filter: the rate checks, the one-shot output length and
-the streaming :class:`Resampler`, whose output is bit-identical to a one-shot ``resampy.resample``.
+"""Resampling with resampy's ``kaiser_best`` filter: the rate checks, the one-shot output length and the
+streaming [`Resampler`][unils.resample.Resampler], whose output is bit-identical to a one-shot
+``resampy.resample``.
 
-:mod:`unils.audio` builds on this module (``from unils.audio import Resampler`` keeps working).
+[`unils.audio`][unils.audio] builds on this module (``from unils.audio import Resampler`` keeps working).
 """
 
 from __future__ import annotations
@@ -70,11 +71,11 @@ def resampled_length(num_samples: int, orig_rate: int, target_rate: int) -> int:
 class _Kernel:
     """resampy's ``kaiser_best`` filter prepared once for a rate pair, evaluated at chosen outputs.
 
-    ``resampy.resample`` rebuilds the scaled filter and its differences (400k taps) on every call,
-    about 8 ms, which would dominate a stream pushed in 10 ms blocks. This replicates its setup once
-    and calls the same compiled kernel, so each output is computed exactly as ``resampy.resample``
-    computes it. Without that kernel (a future resampy) :meth:`create` returns None and the
-    :class:`Resampler` calls ``resampy.resample`` instead.
+    ``resampy.resample`` rebuilds the scaled filter and its differences (400k taps) on every call, about 8 ms,
+    which would dominate a stream pushed in 10 ms blocks. This replicates its setup once and calls the same
+    compiled kernel, so each output is computed exactly as ``resampy.resample`` computes it. Without that
+    kernel (a future resampy) [`create`][unils.resample._Kernel.create] returns None and the
+    [`Resampler`][unils.resample.Resampler] calls ``resampy.resample`` instead.
     """
 
     def __init__(self, orig_rate: int, target_rate: int) -> None:
@@ -121,14 +122,14 @@ class _Kernel:
 class Resampler:
     """Resample a stream given block by block (blocks of any size) to ``target_rate``.
 
-    resampy has no streaming mode, so each :meth:`push` evaluates resampy's ``kaiser_best`` filter on
-    a segment of buffered input that covers the new output plus a margin wider than the filter on
-    both sides, and returns only outputs whose filter support lies inside the samples received so
-    far. Each output is computed from the same samples with the same weights, in the same order, as
-    in a one-shot ``resampy.resample(x, orig_rate, target_rate, filter="kaiser_best")``: the
-    concatenated output of all pushes and :meth:`flush` has that call's length and bit-identical
-    values. (Should resampy's compiled kernel become unreachable, segments aligned on the output
-    grid go through ``resampy.resample`` instead: about 8 ms more per push, outputs within 1e-7.)
+    resampy has no streaming mode, so each [`push`][unils.resample.Resampler.push] evaluates resampy's
+    ``kaiser_best`` filter on a segment of buffered input that covers the new output plus a margin wider than
+    the filter on both sides, and returns only outputs whose filter support lies inside the samples received
+    so far. Each output is computed from the same samples with the same weights, in the same order, as in a
+    one-shot ``resampy.resample(x, orig_rate, target_rate, filter="kaiser_best")``: the concatenated output of
+    all pushes and [`flush`][unils.resample.Resampler.flush] has that call's length and bit-identical values.
+    (Should resampy's compiled kernel become unreachable, segments aligned on the output grid go through
+    ``resampy.resample`` instead: about 8 ms more per push, outputs within 1e-7.)
 
     Equal rates pass blocks through unchanged, with no delay.
 
@@ -167,7 +168,8 @@ class Resampler:
 
     @property
     def delay_samples(self) -> int:
-        """Most output samples held back until more input (or :meth:`flush`) arrives; 0 when passing through.
+        """Most output samples held back until more input (or [`flush`][unils.resample.Resampler.flush])
+        arrives; 0 when passing through.
 
         After pushing ``n`` samples in total, at least ``int(n * target_rate / orig_rate) - delay_samples``
         output samples have been returned: 51 samples (3.2 ms) from 44.1 or 48 kHz, 106 (6.6 ms) from 8 kHz.
@@ -206,7 +208,7 @@ class Resampler:
         return out
 
     def flush(self) -> np.ndarray:
-        """Return the remaining output and :meth:`reset` for a new stream.
+        """Return the remaining output and [`reset`][unils.resample.Resampler.reset] for a new stream.
 
         The output of all pushes plus this call has exactly the length of a one-shot
         ``resampy.resample`` of the whole input (``int(n * target_rate / orig_rate)``).

@@ -1,17 +1,17 @@
 """Savitzky-Golay smoothing along time, offline and streaming, in numpy (no scipy at run time).
 
-:func:`savgol_filter` reproduces ``scipy.signal.savgol_filter(x, window_length, polyorder, axis=0,
-mode="interp")``, the official post-processing (window 9, order 3, derivative 0): interior frames use
-the convolution coefficients, the first and last ``window // 2`` frames are evaluated on the
+[`savgol_filter`][unils.smoothing.savgol_filter] reproduces ``scipy.signal.savgol_filter(x, window_length,
+polyorder, axis=0, mode="interp")``, the official post-processing (window 9, order 3, derivative 0): interior
+frames use the convolution coefficients, the first and last ``window // 2`` frames are evaluated on the
 polynomial least-squares fit to the first / last ``window`` frames.
 
 Inputs shorter than the window (which scipy refuses in interp mode) are handled by
-:func:`effective_window`: the largest odd window that fits is used, and inputs too short for any
-smoothing are returned unchanged.
+[`effective_window`][unils.smoothing.effective_window]: the largest odd window that fits is used, and inputs
+too short for any smoothing are returned unchanged.
 
-:class:`StreamingSavgol` needs ``window // 2`` frames of lookahead and returns *bitwise* the same
-numbers as :func:`savgol_filter` for any split of the input into blocks: both run the same
-elementwise operations, in the same order, on the same frames.
+[`StreamingSavgol`][unils.smoothing.StreamingSavgol] needs ``window // 2`` frames of lookahead and returns
+*bitwise* the same numbers as [`savgol_filter`][unils.smoothing.savgol_filter] for any split of the input
+into blocks: both run the same elementwise operations, in the same order, on the same frames.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def savgol_coeffs(window: int = DEFAULT_WINDOW, polyorder: int = DEFAULT_POLYORD
 def effective_window(
     num_frames: int, window: int = DEFAULT_WINDOW, polyorder: int = DEFAULT_POLYORDER
 ) -> int:
-    """Window that :func:`savgol_filter` actually uses for an input of ``num_frames`` frames.
+    """Window that [`savgol_filter`][unils.smoothing.savgol_filter] actually uses for an input of
+    ``num_frames`` frames.
 
     * ``num_frames >= window``: ``window`` (exactly scipy's interp mode).
     * shorter inputs, which scipy refuses in interp mode: the largest odd window ``<= num_frames``,
@@ -130,7 +131,7 @@ def _correlate(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def _apply_rows(rows: np.ndarray, segment: np.ndarray) -> np.ndarray:
-    """out[i] = sum_j rows[i, j] * segment[j], tap by tap like :func:`_correlate`."""
+    """out[i] = sum_j rows[i, j] * segment[j], tap by tap like [`_correlate`][unils.smoothing._correlate]."""
     out = rows[:, 0:1] * segment[0]
     for j in range(1, rows.shape[1]):
         out += rows[:, j : j + 1] * segment[j]
@@ -169,9 +170,9 @@ def _as_numeric(x: Any, what: str) -> np.ndarray:
 def savgol_filter(x: Any, window: int = DEFAULT_WINDOW, polyorder: int = DEFAULT_POLYORDER) -> np.ndarray:
     """Savitzky-Golay smoothing along time (axis 0), as scipy's ``mode="interp"``.
 
-    Equals ``scipy.signal.savgol_filter(x, window, polyorder, axis=0, mode="interp")`` (to float
-    rounding: computed in float64) whenever ``len(x) >= window``. Shorter inputs, which scipy refuses,
-    use the window given by :func:`effective_window`: the largest odd window that fits, or no
+    Equals ``scipy.signal.savgol_filter(x, window, polyorder, axis=0, mode="interp")`` (to float rounding:
+    computed in float64) whenever ``len(x) >= window``. Shorter inputs, which scipy refuses, use the window
+    given by [`effective_window`][unils.smoothing.effective_window]: the largest odd window that fits, or no
     smoothing at all (an unchanged copy) when fewer than ``polyorder + 2`` frames remain.
 
     Args:
@@ -196,25 +197,30 @@ def savgol_filter(x: Any, window: int = DEFAULT_WINDOW, polyorder: int = DEFAULT
 
 
 class StreamingSavgol:
-    """Streaming :func:`savgol_filter`: push frames, get back the frames that became final.
+    """Streaming [`savgol_filter`][unils.smoothing.savgol_filter]: push frames, get back the frames that
+    became final.
 
-    Frame ``t`` is final once frame ``t + lookahead`` has been pushed (its window is complete). The
-    first ``window // 2`` frames come out together once ``window`` frames are known; the last
-    ``window // 2`` at :meth:`flush`, which is when the end of the sequence (hence which frames are
-    edge frames, and the short-input rule of :func:`effective_window`) becomes known.
+    Frame ``t`` is final once frame ``t + lookahead`` has been pushed (its window is complete). The first
+    ``window // 2`` frames come out together once ``window`` frames are known; the last ``window // 2`` at
+    [`flush`][unils.smoothing.StreamingSavgol.flush], which is when the end of the sequence (hence which
+    frames are edge frames, and the short-input rule of
+    [`effective_window`][unils.smoothing.effective_window]) becomes known.
 
-    Concatenating every :meth:`push` result and the :meth:`flush` result gives bitwise the output of
-    :func:`savgol_filter` on the whole input, whatever the block sizes (empty blocks included).
-    Memory is bounded: between calls only the last ``window`` frames are kept.
+    Concatenating every [`push`][unils.smoothing.StreamingSavgol.push] result and the
+    [`flush`][unils.smoothing.StreamingSavgol.flush] result gives bitwise the output of
+    [`savgol_filter`][unils.smoothing.savgol_filter] on the whole input, whatever the block sizes (empty
+    blocks included). Memory is bounded: between calls only the last ``window`` frames are kept.
 
     Args:
         window: odd window length in frames.
         polyorder: polynomial order, ``< window``.
 
     Example:
-        >>> s = StreamingSavgol()
-        >>> parts = [s.push(block) for block in blocks]  # doctest: +SKIP
-        >>> smoothed = np.concatenate(parts + [s.flush()])  # doctest: +SKIP
+        ```python
+        s = StreamingSavgol()
+        parts = [s.push(block) for block in blocks]  # blocks: [n, C] arrays as they arrive
+        smoothed = np.concatenate(parts + [s.flush()])
+        ```
     """
 
     def __init__(self, window: int = DEFAULT_WINDOW, polyorder: int = DEFAULT_POLYORDER) -> None:
@@ -238,7 +244,8 @@ class StreamingSavgol:
 
     @property
     def pending(self) -> int:
-        """Frames pushed but not returned yet (they come out of later pushes or :meth:`flush`)."""
+        """Frames pushed but not returned yet (they come out of later pushes or
+        [`flush`][unils.smoothing.StreamingSavgol.flush])."""
         return self._seen - self._emitted
 
     def reset(self) -> None:
@@ -305,11 +312,13 @@ class StreamingSavgol:
         return np.concatenate(outputs).astype(self._dtype)
 
     def flush(self) -> np.ndarray:
-        """End the sequence: return the remaining frames, then :meth:`reset`.
+        """End the sequence: return the remaining frames, then
+        [`reset`][unils.smoothing.StreamingSavgol.reset].
 
         Returns:
-            [pending, C] frames smoothed as :func:`savgol_filter` ends a sequence; for a sequence shorter
-            than ``window`` this is the whole (short) input, smoothed with :func:`effective_window`.
+            [pending, C] frames smoothed as [`savgol_filter`][unils.smoothing.savgol_filter] ends a sequence;
+            for a sequence shorter than ``window`` this is the whole (short) input, smoothed with
+            [`effective_window`][unils.smoothing.effective_window].
         """
         if self._buf is None:
             out = self._empty()

@@ -1,9 +1,10 @@
 """Drive ARKit-52 avatars (Unreal MetaHumans via Live Link Face, Unity, three.js / VRM) from unils motion.
 
-numpy only. :func:`to_arkit` turns a :class:`~unils.Motion` into an :class:`ArkitAnimation` (52
-weights in [0, 1], head yaw/pitch/roll, per-eye gaze); :class:`ArkitConverter` does the same chunk
-by chunk for streams; :class:`LiveLinkSender` sends frames to Unreal over UDP; ``ArkitAnimation.save``
-writes Live Link Face CSV or three.js-ready JSON. See ``docs/arkit.md``.
+numpy only. [`to_arkit`][unils.arkit.convert.to_arkit] turns a [`Motion`][unils.motion.Motion] into an
+[`ArkitAnimation`][unils.arkit.animation.ArkitAnimation] (52 weights in [0, 1], head yaw/pitch/roll, per-eye
+gaze); [`ArkitConverter`][unils.arkit.convert.ArkitConverter] does the same chunk by chunk for streams;
+[`LiveLinkSender`][unils.arkit.livelink.LiveLinkSender] sends frames to Unreal over UDP;
+``ArkitAnimation.save`` writes Live Link Face CSV or three.js-ready JSON. See ``docs/arkit.md``.
 
 Example:
     ```python

@@ -40,13 +40,13 @@ def livelink_values(
     swap and yaw and roll change sign.
 
     Args:
-        weights: [T, 52] in :data:`~unils.arkit.ARKIT_NAMES` order.
+        weights: [T, 52] in [`ARKIT_NAMES`][unils.arkit.names.ARKIT_NAMES] order.
         head: [T, 3] (yaw, pitch, roll), radians.
         eyes: [T, 2, 2] left then right eye (yaw, pitch), radians.
         mirror: mirror the face (see above).
 
     Returns:
-        float32 [T, 61] in :data:`~unils.arkit.LIVELINK_NAMES` order.
+        float32 [T, 61] in [`LIVELINK_NAMES`][unils.arkit.names.LIVELINK_NAMES] order.
     """
     t = weights.shape[0]
     rot = np.zeros((t, 9), np.float64)
@@ -65,7 +65,8 @@ def livelink_values(
 def from_livelink_values(
     values: np.ndarray, *, mirror: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of :func:`livelink_values`: [T, 61] -> (weights [T, 52], head [T, 3], eyes [T, 2, 2])."""
+    """Inverse of [`livelink_values`][unils.arkit.animation.livelink_values]: [T, 61] -> (weights [T, 52],
+    head [T, 3], eyes [T, 2, 2])."""
     v = np.asarray(values, np.float64).copy()
     if mirror:  # mirroring is its own inverse
         for start in (52, 55, 58):
@@ -99,11 +100,13 @@ class ArkitAnimation:
     """ARKit-52 weights, head rotation and gaze of one person over T frames at ``fps``.
 
     Indexing selects frames and returns an ArkitAnimation (``a[3]``, ``a[10:20]``, ``a[mask]``);
-    :meth:`slice_time` selects by seconds. ``==`` is exact equality, :meth:`allclose` tolerant.
+    [`slice_time`][unils.arkit.animation.ArkitAnimation.slice_time] selects by seconds. ``==`` is exact
+    equality, [`allclose`][unils.arkit.animation.ArkitAnimation.allclose] tolerant.
 
     Attributes:
-        weights: float32 [T, 52] in [0, 1], columns in :data:`~unils.arkit.ARKIT_NAMES` order.
-        head: float32 [T, 3] head (yaw, pitch, roll), radians (convention in :mod:`unils.arkit.rotations`).
+        weights: float32 [T, 52] in [0, 1], columns in [`ARKIT_NAMES`][unils.arkit.names.ARKIT_NAMES] order.
+        head: float32 [T, 3] head (yaw, pitch, roll), radians (convention in
+            [`unils.arkit.rotations`][unils.arkit.rotations]).
         eyes: float32 [T, 2, 2] gaze (yaw, pitch) of the left then the right eye, radians.
         fps: frames per second.
         expression_mapped: whether expression channels came from an expression map; when False,
@@ -141,7 +144,7 @@ class ArkitAnimation:
     # ------------------------------------------------------------------ names and time
     @property
     def names(self) -> tuple[str, ...]:
-        """The 52 blendshape names, in column order (:data:`~unils.arkit.ARKIT_NAMES`)."""
+        """The 52 blendshape names, in column order ([`ARKIT_NAMES`][unils.arkit.names.ARKIT_NAMES])."""
         return ARKIT_NAMES
 
     def weight(self, name: str) -> np.ndarray:
@@ -251,7 +254,8 @@ class ArkitAnimation:
         )
 
     def livelink_values(self, *, mirror: bool = False) -> np.ndarray:
-        """float32 [T, 61] values of Live Link Face packets / CSV rows (see :func:`livelink_values`)."""
+        """float32 [T, 61] values of Live Link Face packets / CSV rows (see
+        [`livelink_values`][unils.arkit.animation.livelink_values])."""
         return livelink_values(self.weights, self.head, self.eyes, mirror=mirror)
 
     # ------------------------------------------------------------------ files
@@ -262,7 +266,8 @@ class ArkitAnimation:
 
         Args:
             path: destination; parent folders are created.
-            mirror: for ``.csv`` only, mirror the face as :func:`livelink_values` does.
+            mirror: for ``.csv`` only, mirror the face as
+                [`livelink_values`][unils.arkit.animation.livelink_values] does.
 
         Returns:
             The path written.
@@ -292,11 +297,13 @@ class ArkitAnimation:
     def load(
         cls, path: str | os.PathLike[str], *, fps: float | None = None, mirror: bool = False
     ) -> ArkitAnimation:
-        """Read a file written by :meth:`save`, by suffix (``.csv`` also reads Live Link Face recordings).
+        """Read a file written by [`save`][unils.arkit.animation.ArkitAnimation.save], by suffix (``.csv``
+        also reads Live Link Face recordings).
 
         Args:
             path: the file.
-            fps: for ``.csv`` only, the frame rate (None = from the timecodes, see :meth:`from_csv`).
+            fps: for ``.csv`` only, the frame rate (None = from the timecodes, see
+                [`from_csv`][unils.arkit.animation.ArkitAnimation.from_csv]).
             mirror: for ``.csv`` only, undo a mirrored face.
 
         Raises:
@@ -356,7 +363,8 @@ class ArkitAnimation:
 
     @classmethod
     def from_dict(cls, data: Any) -> ArkitAnimation:
-        """Inverse of :meth:`to_dict`; blendshape keys are matched ignoring case, missing ones are 0."""
+        """Inverse of [`to_dict`][unils.arkit.animation.ArkitAnimation.to_dict]; blendshape keys are matched
+        ignoring case, missing ones are 0."""
         if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
             raise ArkitError(
                 "ARKit JSON must be an object with a 'frames' list (as ArkitAnimation.to_dict writes)"
@@ -381,11 +389,11 @@ class ArkitAnimation:
 
         The timecode is ``HH:MM:SS:FF.mmm`` (frame ``FF`` within the second at this fps, ``.mmm`` the
         sub-frame in thousandths, always 000 here), counted from ``start_frame``; values are those of
-        :func:`livelink_values` (rotations divided by pi).
+        [`livelink_values`][unils.arkit.animation.livelink_values] (rotations divided by pi).
 
         Args:
             path: destination file.
-            mirror: mirror the face (see :func:`livelink_values`).
+            mirror: mirror the face (see [`livelink_values`][unils.arkit.animation.livelink_values]).
             start_frame: frame count of the first row's timecode.
         """
         values = self.livelink_values(mirror=mirror)

@@ -1,9 +1,10 @@
-"""FLAME motion -> ARKit weights: :func:`to_arkit` for a whole motion, :class:`ArkitConverter` for streams.
+"""FLAME motion -> ARKit weights: [`to_arkit`][unils.arkit.convert.to_arkit] for a whole motion,
+[`ArkitConverter`][unils.arkit.convert.ArkitConverter] for streams.
 
-Exact (no FLAME file): head yaw / pitch / roll from the head-pose axis-angle and each eye's gaze from
-its rotation. Approximate but documented: ``jawOpen`` is the jaw angle over ``jaw_full_open``, the
-``eyeLook*`` weights are gaze angles over ``eye_full_angle`` (both clipped to [0, 1]). Everything else
-(blinks, brows, smiles, lips) needs a user-provided :class:`~unils.arkit.ExpressionMap`.
+Exact (no FLAME file): head yaw / pitch / roll from the head-pose axis-angle and each eye's gaze from its
+rotation. Approximate but documented: ``jawOpen`` is the jaw angle over ``jaw_full_open``, the ``eyeLook*``
+weights are gaze angles over ``eye_full_angle`` (both clipped to [0, 1]). Everything else (blinks, brows,
+smiles, lips) needs a user-provided [`ExpressionMap`][unils.arkit.expression_map.ExpressionMap].
 """
 
 from __future__ import annotations
@@ -62,14 +63,16 @@ def _non_negative(value: Any, name: str) -> float:
 
 
 class ArkitConverter:
-    """Converts FLAME motion to :class:`~unils.arkit.ArkitAnimation`, whole or chunk by chunk.
+    """Converts FLAME motion to [`ArkitAnimation`][unils.arkit.animation.ArkitAnimation], whole or chunk by
+    chunk.
 
     Every frame is converted on its own, so pushing a motion in pieces and concatenating the
-    results gives the same animation as converting it at once (:func:`to_arkit`).
+    results gives the same animation as converting it at once ([`to_arkit`][unils.arkit.convert.to_arkit]).
 
     Args:
-        expression_map: an :class:`~unils.arkit.ExpressionMap`, a path to a map file (see
-            :func:`~unils.arkit.load_expression_map`) or None (expression channels stay 0).
+        expression_map: an [`ExpressionMap`][unils.arkit.expression_map.ExpressionMap], a path to a map file
+            (see [`load_expression_map`][unils.arkit.expression_map.load_expression_map]) or None (expression
+            channels stay 0).
         jaw_full_open: jaw angle (radians) mapped to ``jawOpen = 1``; ``jawOpen`` is
             ``clip(jaw / jaw_full_open, 0, 1)``, 0 at rest and non-decreasing in the jaw angle.
         eye_full_angle: gaze angle (radians) mapped to ``eyeLook* = 1``.
@@ -134,7 +137,7 @@ class ArkitConverter:
         """Convert some frames.
 
         Args:
-            motion: a :class:`~unils.Motion` or an array [T, 108] in the official layout (at 25 fps).
+            motion: a [`Motion`][unils.motion.Motion] or an array [T, 108] in the official layout (at 25 fps).
 
         Returns:
             The ARKit animation of these frames.
@@ -180,17 +183,17 @@ def to_arkit(
     """Convert a FLAME motion to ARKit-52 weights, head rotation and gaze.
 
     Args:
-        motion: a :class:`~unils.Motion` or a [T, 108] array.
-        expression_map: see :class:`ArkitConverter`; None leaves expression channels at 0 and the
-            result's ``expression_mapped`` False.
-        jaw_full_open: see :class:`ArkitConverter`.
-        eye_full_angle: see :class:`ArkitConverter`.
-        symmetry: see :class:`ArkitConverter`.
-        small_weight: see :class:`ArkitConverter`.
-        iterations: see :class:`ArkitConverter`.
+        motion: a [`Motion`][unils.motion.Motion] or a [T, 108] array.
+        expression_map: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter]; None leaves expression
+            channels at 0 and the result's ``expression_mapped`` False.
+        jaw_full_open: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter].
+        eye_full_angle: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter].
+        symmetry: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter].
+        small_weight: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter].
+        iterations: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter].
 
     Returns:
-        The :class:`~unils.arkit.ArkitAnimation`, frame for frame, at the motion's fps.
+        The [`ArkitAnimation`][unils.arkit.animation.ArkitAnimation], frame for frame, at the motion's fps.
 
     Example:
         ```python

@@ -3,8 +3,9 @@
 FLAME's expression space is licensed and unils ships none of it, so expressions can only be turned
 into blendshape weights through a map the user brings. Two directions are understood:
 
-* ``arkit_to_flame``: a [52, K] matrix ``B`` with ``flame ~= weights @ B + bias``; the weights of
-  each frame are then found by bounded least squares (:func:`solve_bounded_least_squares`).
+* ``arkit_to_flame``: a [52, K] matrix ``B`` with ``flame ~= weights @ B + bias``; the weights of each frame
+  are then found by bounded least squares
+  ([`solve_bounded_least_squares`][unils.arkit.expression_map.solve_bounded_least_squares]).
 * ``flame_to_arkit``: a [K, 52] matrix ``M`` with ``weights ~= flame @ M + bias``, clipped to [0, 1].
 
 The K FLAME columns are the first ``K`` expression coefficients, or the first ``K - 1`` followed by
@@ -36,8 +37,9 @@ _EXPRESSION_COEFS = 100
 class ExpressionMap:
     """A validated linear map between the 52 ARKit weights and K FLAME coefficients.
 
-    Build one with :meth:`from_array` or :func:`load_expression_map`; rows / columns are stored in
-    :data:`~unils.arkit.ARKIT_NAMES` order.
+    Build one with [`from_array`][unils.arkit.expression_map.ExpressionMap.from_array] or
+    [`load_expression_map`][unils.arkit.expression_map.load_expression_map]; rows / columns are stored in
+    [`ARKIT_NAMES`][unils.arkit.names.ARKIT_NAMES] order.
 
     Attributes:
         matrix: float64 [52, K] for ``arkit_to_flame``, [K, 52] for ``flame_to_arkit``.
@@ -80,10 +82,10 @@ class ExpressionMap:
             jaw: whether the last FLAME column is the jaw angle; None = True when K is 101.
             bias: optional offset ([K] for arkit_to_flame, [52] for flame_to_arkit).
             names: the order of the 52 ARKit rows/columns in ``matrix`` (any case); None = the order
-                of :data:`~unils.arkit.ARKIT_NAMES`.
+                of [`ARKIT_NAMES`][unils.arkit.names.ARKIT_NAMES].
 
         Returns:
-            The map, reordered to :data:`~unils.arkit.ARKIT_NAMES`.
+            The map, reordered to [`ARKIT_NAMES`][unils.arkit.names.ARKIT_NAMES].
 
         Raises:
             ArkitError: wrong shape, ambiguous or unknown direction, non-finite values, bad names.
@@ -176,9 +178,11 @@ def load_expression_map(
 
     Args:
         path: the map file.
-        direction: see :meth:`ExpressionMap.from_array`; None = from the key or the shape.
+        direction: see [`ExpressionMap.from_array`][unils.arkit.expression_map.ExpressionMap.from_array]; None
+            = from the key or the shape.
         jaw: whether the last FLAME column is the jaw; None = from the file, else True for K = 101.
-        names: order of the ARKit rows/columns; None = from the file, else :data:`~unils.arkit.ARKIT_NAMES`.
+        names: order of the ARKit rows/columns; None = from the file, else
+            [`ARKIT_NAMES`][unils.arkit.names.ARKIT_NAMES].
 
     Returns:
         The validated map.

@@ -3,22 +3,19 @@
 Layout (network byte order, as Epic's ``FNboSerializeToBuffer`` writes it in
 ``FAppleARKitLiveLinkRemotePublisher::PublishBlendShapes``):
 
-=========================  ==================================================
-field                      bytes
-=========================  ==================================================
-packet version             uint8, 6
-device id                  int32 length, then that many UTF-8 bytes
-subject name               int32 length, then that many UTF-8 bytes
-frame time                 int32 frame number, float32 sub-frame
-frame rate                 int32 numerator, int32 denominator (25/1)
-count                      uint8, 61
-values                     61 float32: 52 weights, head yaw/pitch/roll,
-                           left eye yaw/pitch/roll, right eye yaw/pitch/roll
-=========================  ==================================================
+| field | bytes |
+|---|---|
+| packet version | uint8, 6 |
+| device id | int32 length, then that many UTF-8 bytes |
+| subject name | int32 length, then that many UTF-8 bytes |
+| frame time | int32 frame number, float32 sub-frame |
+| frame rate | int32 numerator, int32 denominator (25/1) |
+| count | uint8, 61 |
+| values | 61 float32: 52 weights, head yaw/pitch/roll, left eye yaw/pitch/roll, right eye yaw/pitch/roll |
 
 Rotations are sent divided by pi (-1..1 for -180..180 degrees), as Epic's ARKit code does.
 Unreal drops a packet whose version or count differ or that ends early; its receive buffer also
-truncates packets longer than :data:`MAX_PACKET_SIZE`.
+truncates packets longer than [`MAX_PACKET_SIZE`][unils.arkit.livelink.MAX_PACKET_SIZE].
 """
 
 from __future__ import annotations
@@ -74,7 +71,7 @@ class LiveLinkPacket:
         sub_frame: fraction of a frame, [0, 1).
         fps_numerator: frame-rate numerator.
         fps_denominator: frame-rate denominator.
-        values: float32 [61] in :data:`~unils.arkit.LIVELINK_NAMES` order.
+        values: float32 [61] in [`LIVELINK_NAMES`][unils.arkit.names.LIVELINK_NAMES] order.
     """
 
     device_id: str
@@ -120,8 +117,8 @@ def encode_packet(
     """Build one Live Link Face packet (layout in the module docstring).
 
     Args:
-        values: 61 numbers in :data:`~unils.arkit.LIVELINK_NAMES` order (see
-            :func:`~unils.arkit.livelink_values`).
+        values: 61 numbers in [`LIVELINK_NAMES`][unils.arkit.names.LIVELINK_NAMES] order (see
+            [`livelink_values`][unils.arkit.animation.livelink_values]).
         subject: Live Link subject name (at most 256 UTF-8 bytes).
         device_id: device id (at most 256 UTF-8 bytes).
         frame: frame number (int32).
@@ -160,7 +157,7 @@ def decode_packet(data: bytes, *, strict: bool = True) -> LiveLinkPacket:
         strict: also reject bytes after the 61 values (Unreal ignores them).
 
     Returns:
-        The decoded :class:`LiveLinkPacket`.
+        The decoded [`LiveLinkPacket`][unils.arkit.livelink.LiveLinkPacket].
 
     Raises:
         ArkitError: wrong version, wrong count, a packet that ends early (including a name length
@@ -264,9 +261,10 @@ def _frames_since_midnight(fps: float) -> int:
 class LiveLinkSender:
     """Sends ARKit frames to Unreal (or any Live Link Face receiver) over UDP.
 
-    Socket errors while sending (an unreachable host, a closed port reported by ICMP, a full
-    buffer) never raise: they are logged on the ``unils`` logger, counted in :attr:`errors` and kept
-    in :attr:`last_error`, so a stream loop keeps going.
+    Socket errors while sending (an unreachable host, a closed port reported by ICMP, a full buffer) never
+    raise: they are logged on the ``unils`` logger, counted in
+    [`errors`][unils.arkit.livelink.LiveLinkSender.errors] and kept in
+    [`last_error`][unils.arkit.livelink.LiveLinkSender.last_error], so a stream loop keeps going.
 
     Args:
         host: receiver's host name or IP address (Unreal's machine).
@@ -275,7 +273,7 @@ class LiveLinkSender:
         device_id: device id in the packets (default: the subject name).
         fps: frame rate written into packets and used for pacing.
         mirror: mirror the face (swap left/right, negate yaw and roll; see
-            :func:`~unils.arkit.livelink_values`).
+            [`livelink_values`][unils.arkit.animation.livelink_values]).
         start_frame: frame number of the first packet; None = frames since local midnight, like
             Live Link Face's timecode.
 
@@ -311,8 +309,11 @@ class LiveLinkSender:
         _rate(self.fps)
         self.mirror = bool(mirror)
         self.next_frame = _frames_since_midnight(self.fps) if start_frame is None else int(start_frame)
+        #: Packets sent so far.
         self.packets_sent = 0
+        #: Socket errors while sending so far (logged and counted, never raised).
         self.errors = 0
+        #: The last of those socket errors, or None.
         self.last_error: OSError | None = None
         try:
             infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
@@ -363,12 +364,13 @@ class LiveLinkSender:
         """Send one frame.
 
         Args:
-            weights: 52 ARKit weights in :data:`~unils.arkit.ARKIT_NAMES` order.
+            weights: 52 ARKit weights in [`ARKIT_NAMES`][unils.arkit.names.ARKIT_NAMES] order.
             head: (yaw, pitch, roll), radians.
             eyes: [[yaw, pitch] of the left eye, [yaw, pitch] of the right eye], radians.
 
         Returns:
-            True when sent, False after a socket error (counted in :attr:`errors`).
+            True when sent, False after a socket error (counted in
+            [`errors`][unils.arkit.livelink.LiveLinkSender.errors]).
         """
         w = np.asarray(weights, np.float64).reshape(1, NUM_BLENDSHAPES)
         h = np.asarray(head, np.float64).reshape(1, 3)

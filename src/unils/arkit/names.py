@@ -70,7 +70,8 @@ def arkit_index(name: str) -> int:
         name: e.g. ``"jawOpen"``, ``"JawOpen"`` or ``"HeadYaw"``.
 
     Returns:
-        The index into :data:`LIVELINK_NAMES` (equal to the index into :data:`ARKIT_NAMES` below 52).
+        The index into [`LIVELINK_NAMES`][unils.arkit.names.LIVELINK_NAMES] (equal to the index into
+        [`ARKIT_NAMES`][unils.arkit.names.ARKIT_NAMES] below 52).
 
     Raises:
         ArkitError: not an ARKit / Live Link name.

@@ -89,7 +89,8 @@ def _quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
 
 
 def euler_to_axis_angle(euler: np.ndarray) -> np.ndarray:
-    """[..., 3] (yaw, pitch, roll) -> [..., 3] axis-angle, the inverse of :func:`axis_angle_to_euler`.
+    """[..., 3] (yaw, pitch, roll) -> [..., 3] axis-angle, the inverse of
+    [`axis_angle_to_euler`][unils.arkit.rotations.axis_angle_to_euler].
 
     Exact inverse for |pitch| < pi/2 and rotation angles below pi.
     """
@@ -109,7 +110,8 @@ def eye_axis_angle_to_gaze(xy: np.ndarray) -> np.ndarray:
 
 
 def gaze_to_eye_axis_angle(yaw_pitch: np.ndarray) -> np.ndarray:
-    """[..., 2] gaze (yaw, pitch) -> [..., 2] FLAME eye ``[x, y]``, the inverse of :func:`eye_axis_angle_to_gaze`.
+    """[..., 2] gaze (yaw, pitch) -> [..., 2] FLAME eye ``[x, y]``, the inverse of
+    [`eye_axis_angle_to_gaze`][unils.arkit.rotations.eye_axis_angle_to_gaze].
 
     The rotation returned is the one without twist (axis in the x-y plane), which is what FLAME's
     ``[x, y, 0]`` eye pose can express; exact for gaze angles below pi.

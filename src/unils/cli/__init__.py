@@ -1,11 +1,11 @@
-"""``unils`` command line: one module per command, listed in :data:`COMMANDS`.
+"""``unils`` command line: one module per command, listed in [`COMMANDS`][unils.cli.COMMANDS].
 
 The only part of unils that prints. Errors raised on purpose (UniLSError, FileNotFoundError,
 ValueError) become a one-line ``unils CMD: error: ...`` on stderr and exit code 2; anything else is
 a bug and keeps its traceback.
 
 A command is a module of this package with ``register(subparsers)``, which adds its parser and sets
-``func`` (its handler, ``args -> exit code``); adding one is one line in :data:`COMMANDS`.
+``func`` (its handler, ``args -> exit code``); adding one is one line in [`COMMANDS`][unils.cli.COMMANDS].
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ COMMANDS: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``unils`` parser with every command of :data:`COMMANDS`."""
+    """The ``unils`` parser with every command of [`COMMANDS`][unils.cli.COMMANDS]."""
     parser = argparse.ArgumentParser(
         prog="unils", description="Audio-driven avatars that listen and speak (UniLS)."
     )

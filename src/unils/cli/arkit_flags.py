@@ -61,7 +61,8 @@ def add_livelink_flags(p: argparse.ArgumentParser) -> None:
 
 
 def converter(args: argparse.Namespace) -> ArkitConverter:
-    """An :class:`~unils.arkit.ArkitConverter` from the map flags (reads and checks the map now)."""
+    """An [`ArkitConverter`][unils.arkit.convert.ArkitConverter] from the map flags (reads and checks the map
+    now)."""
     from ..arkit import ArkitConverter
 
     kw: dict[str, Any] = {}
@@ -86,7 +87,8 @@ def check_arkit_path(path: str | None) -> Path | None:
 
 
 def sender(args: argparse.Namespace, fps: float) -> LiveLinkSender | None:
-    """A :class:`~unils.arkit.LiveLinkSender` for ``--livelink`` (None without it); bad addresses raise now."""
+    """A [`LiveLinkSender`][unils.arkit.livelink.LiveLinkSender] for ``--livelink`` (None without it); bad
+    addresses raise now."""
     if args.livelink is None:
         return None
     from ..arkit import LiveLinkSender, parse_address

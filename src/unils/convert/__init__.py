@@ -1,15 +1,15 @@
 """Official UniLS checkpoints (``torch.save({"model", "meta_cfg"})``) -> unils folders.
 
 The steps of a conversion (prefix stripping, LoRA merge, key table, meta_cfg -> config, wav2vec2
-sourcing, strict loading) are listed once, in :mod:`~unils.convert.official`.
+sourcing, strict loading) are listed once, in `unils.convert.official`.
 
 Only stage-3 (audio) checkpoints are converted; stage-1 codec and stage-2 audio-free prior
 checkpoints are training intermediates and are refused (or skipped when choosing a file).
 
-Modules: :mod:`~unils.convert.keys` (key table, LoRA merge), :mod:`~unils.convert.meta`
-(meta_cfg -> config, stages), :mod:`~unils.convert.wav2vec2` (the audio encoder's weights),
-:mod:`~unils.convert.remote` (Hub listing and single-file downloads), :mod:`~unils.convert.select`
-(which checkpoint), :mod:`~unils.convert.official` (the conversion), :mod:`~unils.convert.cache`
+Modules: `unils.convert.keys` (key table, LoRA merge), `unils.convert.meta`
+(meta_cfg -> config, stages), `unils.convert.wav2vec2` (the audio encoder's weights),
+`unils.convert.remote` (Hub listing and single-file downloads), `unils.convert.select`
+(which checkpoint), `unils.convert.official` (the conversion), `unils.convert.cache`
 (converted once, reused).
 """
 

@@ -88,10 +88,10 @@ def cached_conversion(
 
     Args:
         official: the official checkpoint file.
-        audio_encoder: wav2vec2 source (see :func:`convert_official`), or a function returning it,
-            called only when a conversion is needed (so nothing is downloaded for a cached copy).
-            Default: ``facebook/wav2vec2-xls-r-300m``.
-        cache_root: default :func:`converted_cache_root`.
+        audio_encoder: wav2vec2 source (see [`convert_official`][unils.convert.official.convert_official]), or
+            a function returning it, called only when a conversion is needed (so nothing is downloaded for a
+            cached copy). Default: ``facebook/wav2vec2-xls-r-300m``.
+        cache_root: default [`converted_cache_root`][unils.convert.cache.converted_cache_root].
         sha256: the file's sha256 when already known (e.g. from the Hub listing).
         revision: Hub revision of ``audio_encoder``.
         cache_dir: Hub cache folder for ``audio_encoder``.
@@ -160,11 +160,13 @@ def find_official_checkpoint(
 ) -> Path | None:
     """The official ``.pt`` inside a folder without ``config.json`` (subfolders count), or None.
 
-    Stage-1/2 checkpoints are skipped (read from their metadata); ``filename`` (relative to
-    ``subfolder``) picks a file without reading any other.
+    Stage-1/2 checkpoints are skipped (read from their metadata); the one stage-3 checkpoint at the
+    top of the folder (or of ``subfolder``) is the default, its subfolders hold variants;
+    ``filename`` (relative to ``subfolder``) picks a file without reading any other.
 
     Raises:
-        AmbiguousCheckpointError: several candidates remain (each listed with the call that picks it).
+        AmbiguousCheckpointError: several candidates at the top, or none there and several in the
+            subfolders (each listed with the call that picks it).
         CheckpointNotFoundError: ``filename`` is not there, or only stage-1/2 checkpoints are.
     """
     root = Path(folder)

@@ -44,7 +44,8 @@ def official_to_unils_key(key: str) -> str:
 
 
 def unils_to_official_key(key: str) -> str:
-    """Inverse of :func:`official_to_unils_key` (for writing official-format files in tests and tools)."""
+    """Inverse of [`official_to_unils_key`][unils.convert.keys.official_to_unils_key] (for writing
+    official-format files in tests and tools)."""
     if key.startswith("codec."):
         return "base_codec." + key[len("codec.") :]
     if key.startswith("generator.blocks."):

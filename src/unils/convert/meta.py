@@ -1,4 +1,4 @@
-"""Official ``meta_cfg`` -> :class:`~unils.config.UniLSConfig` (checked against the tensor shapes),
+"""Official ``meta_cfg`` -> [`UniLSConfig`][unils.config.UniLSConfig] (checked against the tensor shapes),
 and which training stage a checkpoint belongs to."""
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ What it does, in order:
 2. strips wrapper prefixes (``module.``, ``model.``, ``net.``, ``_orig_mod.``, peft's ``base_model.model.``);
 3. merges every peft LoRA adapter into its base weight, ``W + (alpha / r) * B @ A``, and takes the
    trained ``modules_to_save`` copies (dropping the frozen ``original_module`` ones);
-4. renames official keys to ours with one table (:func:`official_to_unils_key`, bijective);
-5. maps ``meta_cfg["MODEL"]`` to :class:`~unils.config.UniLSConfig` (or infers sizes from shapes);
+4. renames official keys to ours with one table
+   ([`official_to_unils_key`][unils.convert.keys.official_to_unils_key], bijective);
+5. maps ``meta_cfg["MODEL"]`` to [`UniLSConfig`][unils.config.UniLSConfig] (or infers sizes from shapes);
 6. takes the wav2vec2 weights from the checkpoint when present, else from a transformers folder/repo;
 7. loads everything strictly (every key used, every tensor filled) and writes a unils folder.
 

@@ -2,9 +2,14 @@
 
 Stage-1 (codec) and stage-2 (audio-free prior) checkpoints are skipped: a local file's stage is read
 from its metadata only (``torch.load(mmap=True)`` maps the file, tensors are not read), a file that is
-not downloaded yet is judged by its path (``unils_codec``, ``unils_freegen``, ``unils_loragen``). When
-more than one candidate remains (sizes, iterations, subfolders), the error lists each with the exact
-call that chooses it.
+not downloaded yet is judged by its path (``unils_codec``, ``unils_freegen``, ``unils_loragen``).
+
+As on the Hub (transformers, diffusers), the top of the folder or repo (or of ``subfolder``) holds the
+default model and its subfolders hold variants chosen with ``subfolder=`` or ``filename=``: one
+stage-3 checkpoint at the top is the default, whatever the subfolders hold. With none at the top, the
+one stage-3 checkpoint of the subfolders is taken. When several remain at the top, or several in the
+subfolders with none at the top (sizes, iterations), the error lists each with the exact call that
+chooses it.
 """
 
 from __future__ import annotations
@@ -119,6 +124,19 @@ def official_files(sizes: Mapping[str, int | None], subfolder: str | None = None
     }
 
 
+def _classify(files: Mapping[str, int | None], local: Callable[[str], Path | None]) -> list[Candidate]:
+    """Each file as a candidate with its stage (metadata when on disk, else its name), in natural order."""
+    out = []
+    for path, size in sorted(files.items(), key=lambda kv: _natural(kv[0])):
+        on_disk = local(path)
+        stage = peek_stage(on_disk) if on_disk is not None else None
+        basis = "metadata"
+        if stage is None:
+            stage, basis = stage_from_path(path), "file name"
+        out.append(Candidate(path, stage, basis if stage else "unknown", size))
+    return out
+
+
 def choose_official(
     files: Mapping[str, int | None],
     *,
@@ -152,17 +170,26 @@ def choose_official(
                 f"{where} has no file {filename!r} (official checkpoints there: {listed})"
             )
         return Candidate(path, None, "choice", files[path])
-    candidates = []
-    for path, size in sorted(found.items(), key=lambda kv: _natural(kv[0])):
-        on_disk = local(path)
-        stage = peek_stage(on_disk) if on_disk is not None else None
-        basis = "metadata"
-        if stage is None:
-            stage, basis = stage_from_path(path), "file name"
-        candidates.append(Candidate(path, stage, basis if stage else "unknown", size))
+    scope = subfolder.strip("/") + "/" if subfolder else ""
+    top = {p: s for p, s in found.items() if "/" not in p[len(scope) :]}
+    nested = {p: s for p, s in found.items() if p not in top}
+    # the Hub convention: the root holds the default model, subfolders hold variants
+    candidates = _classify(top, local)
     kept = [c for c in candidates if c.stage in (3, None)]
+    if len(kept) == 1:
+        variants = [p for p in sorted(nested, key=_natural) if stage_from_path(p) in (3, None)]
+        if variants:
+            logger.info(
+                "using the default model at the top of %s; the variants in its subfolders are chosen with: %s",
+                where,
+                "; ".join(call(p) for p in variants),
+            )
+    elif not kept:  # nothing at the root: the subfolders' one stage-3 checkpoint, if only one
+        deeper = _classify(nested, local)
+        candidates += deeper
+        kept = [c for c in deeper if c.stage in (3, None)]
     for c in candidates:
-        if c not in kept:
+        if c.stage not in (3, None):
             logger.info("skipping %s: a training intermediate, not the audio model", c.describe())
     if not kept:
         if candidates:
@@ -176,8 +203,9 @@ def choose_official(
     if len(kept) > 1:
         calls = [call(c.path) for c in kept]
         lines = "\n".join(f"  {c.describe()}:\n    {k}" for c, k in zip(kept, calls))
+        at = "at its top" if all(c.path in top for c in kept) else "in its subfolders (none at its top)"
         raise AmbiguousCheckpointError(
-            f"{where} holds several official checkpoints that could be the model; choose one:\n{lines}",
+            f"{where} holds several official checkpoints {at} that could be the model; choose one:\n{lines}",
             [c.path for c in kept],
             calls,
         )

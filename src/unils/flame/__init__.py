@@ -1,12 +1,16 @@
 """FLAME 2020 support: load your own model file, turn motion into meshes, render them.
 
 unils ships no FLAME data. Download FLAME 2020 (``generic_model.pkl``) from
-https://flame.is.tue.mpg.de under its licence, then::
+https://flame.is.tue.mpg.de under its licence, then load it.
 
+Example:
+    ```python
     from unils.flame import FlameModel, render_motion
+
     flame = FlameModel.from_file("generic_model.pkl")        # or a .pt written by flame.save()
     verts = flame.vertices(motion)                            # [T, 5023, 3] metres
     frames = render_motion(motion, flame)                     # uint8 [T, 512, 512, 3]
+    ```
 """
 
 from __future__ import annotations

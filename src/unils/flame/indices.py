@@ -1,10 +1,10 @@
 """Vertex index lists of the FLAME 2020 topology (5023 vertices) used by the UniLS metrics.
 
-These are plain index lists, not FLAME model data. They are stored as the run-length text of the
-official lists, in their original order: ``a-b`` is the inclusive ascending run ``a, a+1, ..., b``,
-and repeated numbers are genuine duplicates of the original lists. Duplicates matter for
-mean-based numbers (FDD averages over the 884 entries of :data:`UPPER_INDICES`, duplicates included)
-and are harmless for max-based ones (LVE).
+These are plain index lists, not FLAME model data. They are stored as the run-length text of the official
+lists, in their original order: ``a-b`` is the inclusive ascending run ``a, a+1, ..., b``, and repeated
+numbers are genuine duplicates of the original lists. Duplicates matter for mean-based numbers (FDD averages
+over the 884 entries of [`UPPER_INDICES`][unils.flame.indices.UPPER_INDICES], duplicates included) and are
+harmless for max-based ones (LVE).
 """
 
 from __future__ import annotations

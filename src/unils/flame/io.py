@@ -191,8 +191,9 @@ def load_flame_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     Args:
         path: the official ``generic_model.pkl`` (FLAME 2020, chumpy objects and a scipy sparse
             ``J_regressor`` are read without chumpy or scipy), or a ``.pt`` / ``.pth`` dict of tensors with
-            the same field names (e.g. written by :meth:`FlameModel.save` or the official converter).
-            Files are told apart by content (a zip archive is a torch file), not only by suffix.
+            the same field names (e.g. written by [`FlameModel.save`][unils.flame.model.FlameModel.save] or
+            the official converter). Files are told apart by content (a zip archive is a torch file), not only
+            by suffix.
 
     Returns:
         ``{"v_template", "shapedirs", "posedirs", "J_regressor" (dense), "weights", "kintree_table", "f"}``.

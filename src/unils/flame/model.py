@@ -2,19 +2,17 @@
 
 unils never ships FLAME; users download FLAME 2020 under its licence and point unils to
 ``generic_model.pkl`` (the official pickle) or to a converted ``.pt``, which
-:func:`~unils.flame.io.load_flame_arrays` reads safely (:mod:`unils.flame.io`).
+[`load_flame_arrays`][unils.flame.io.load_flame_arrays] reads safely ([`unils.flame.io`][unils.flame.io]).
 
-Motion -> FLAME pose (official layout, see :mod:`unils.motion`):
+Motion -> FLAME pose (official layout, see [`unils.motion`][unils.motion]):
 
-===========  ===============================  ==========================================
-FLAME joint  pose (axis-angle)                from the 108-d motion
-===========  ===============================  ==========================================
-0 global     ``head_pose`` (3)                columns 100-102 (zeroed for the metrics)
-1 neck       ``[0, 0, 0]``                    never modelled
-2 jaw        ``[jaw, 0, 0]``                  column 103
-3 eye 1      ``[x, y, 0]``                    columns 104-105
-4 eye 2      ``[x, y, 0]``                    columns 106-107
-===========  ===============================  ==========================================
+| FLAME joint | pose (axis-angle) | from the 108-d motion |
+|---|---|---|
+| 0 global | ``head_pose`` (3) | columns 100-102 (zeroed for the metrics) |
+| 1 neck | ``[0, 0, 0]`` | never modelled |
+| 2 jaw | ``[jaw, 0, 0]`` | column 103 |
+| 3 eye 1 | ``[x, y, 0]`` | columns 104-105 |
+| 4 eye 2 | ``[x, y, 0]`` | columns 106-107 |
 
 Expression coefficients are FLAME's 100 expression components; shape is zero unless given.
 Vertices come out in metres (FLAME's unit); the metrics convert to millimetres.
@@ -102,7 +100,7 @@ def pose_from_motion(motion: Any, with_head_pose: bool = True) -> torch.Tensor:
     """FLAME's 15-d pose (5 joints x axis-angle) from the official 108-d motion layout.
 
     Args:
-        motion: :class:`~unils.Motion`, numpy array or tensor [..., 108].
+        motion: [`Motion`][unils.motion.Motion], numpy array or tensor [..., 108].
         with_head_pose: use columns 100-102 as the global rotation; False zeroes it (as the metrics do).
 
     Returns:
@@ -136,8 +134,8 @@ def pose_from_motion(motion: Any, with_head_pose: bool = True) -> torch.Tensor:
 class FlameModel(nn.Module):
     """FLAME (linear blend skinning with shape/expression blendshapes and pose correctives), batched in torch.
 
-    Build it from a file you downloaded with :meth:`from_file`; unils contains no FLAME data.
-    All arrays are buffers, so ``.to(device)`` moves the model; nothing is trainable.
+    Build it from a file you downloaded with [`from_file`][unils.flame.model.FlameModel.from_file]; unils
+    contains no FLAME data. All arrays are buffers, so ``.to(device)`` moves the model; nothing is trainable.
 
     Args:
         v_template: [V, 3] template vertices (metres).
@@ -266,7 +264,7 @@ class FlameModel(nn.Module):
 
         Args:
             path: official FLAME 2020 ``generic_model.pkl`` (read without chumpy/scipy) or a ``.pt``
-                written by :meth:`save` / the official converter.
+                written by [`save`][unils.flame.model.FlameModel.save] / the official converter.
             device: where to put the buffers (default CPU).
             dtype: float dtype of the buffers and of the computation.
 
@@ -294,7 +292,8 @@ class FlameModel(nn.Module):
         return model.to(device).eval() if device is not None else model.eval()
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model as a ``.pt`` dict of tensors (loadable by :meth:`from_file` without pickles of code).
+        """Write the model as a ``.pt`` dict of tensors (loadable by
+        [`from_file`][unils.flame.model.FlameModel.from_file] without pickles of code).
 
         The file holds FLAME data: keep it under FLAME's licence and out of repositories.
 
@@ -333,7 +332,8 @@ class FlameModel(nn.Module):
 
         Args:
             expression: [..., E] expression coefficients (E <= ``num_expression``; missing ones are zero).
-            pose: [..., 15] axis-angle of global, neck, jaw, eye 1, eye 2 (see :func:`pose_from_motion`).
+            pose: [..., 15] axis-angle of global, neck, jaw, eye 1, eye 2 (see
+                [`pose_from_motion`][unils.flame.model.pose_from_motion]).
             shape: [..., S] or [S] shape coefficients (S <= ``num_shape``); None = zero shape.
             return_joints: also return the posed joints.
 
@@ -406,7 +406,8 @@ class FlameModel(nn.Module):
         """Vertices of a motion in the official 108-d layout.
 
         Args:
-            motion: :class:`~unils.Motion`, numpy array or tensor [..., 108] (e.g. [T, 108] or [B, T, 108]).
+            motion: [`Motion`][unils.motion.Motion], numpy array or tensor [..., 108] (e.g. [T, 108] or [B, T,
+                108]).
             with_head_pose: apply the global head rotation (columns 100-102); the paper's metrics use False.
             shape: optional shape coefficients [S] (same identity for all frames) or [..., S].
             chunk_size: frames evaluated at once (bounds memory for long motions).

@@ -1,8 +1,9 @@
 """A small z-buffer rasterizer for FLAME meshes: orthographic camera, flat or smooth Lambert shading.
 
-Pure torch (CPU or GPU), no extra needed to get frames: :func:`render_motion` returns
-``uint8 [T, H, W, 3]`` arrays. Writing them as a video (:func:`write_rendered_video`) needs ``unils[viz]``
-(imageio + imageio-ffmpeg).
+Pure torch (CPU or GPU), no extra needed to get frames: [`render_motion`][unils.flame.render.render_motion]
+returns ``uint8 [T, H, W, 3]`` arrays. Writing them as a video
+([`write_rendered_video`][unils.flame.render.write_rendered_video]) needs ``unils[viz]`` (imageio +
+imageio-ffmpeg).
 
 Conventions: vertices in metres with FLAME's axes (x to the subject's left = image right, y up,
 z towards the camera). The camera looks down -z, so the nearest surface is the one with the largest z.
@@ -74,7 +75,7 @@ def fit_camera(vertices: Any, width: int = 512, height: int | None = None, margi
         margin: fraction of the image left free on each side of the tighter axis.
 
     Returns:
-        The fitted :class:`Camera`.
+        The fitted [`Camera`][unils.flame.render.Camera].
     """
     height = width if height is None else height
     if width < 1 or height < 1:
@@ -100,7 +101,8 @@ def rasterize(
     (no back-face culling), so the result does not depend on the mesh's orientation.
 
     Args:
-        screen: [V, 3] (column, row, depth) per vertex, e.g. from :meth:`Camera.project`.
+        screen: [V, 3] (column, row, depth) per vertex, e.g. from
+            [`Camera.project`][unils.flame.render.Camera.project].
         faces: [F, 3] vertex indices.
         width: image width.
         height: image height.
@@ -201,7 +203,7 @@ def render_vertices(
         faces: [F, 3] vertex indices.
         width: image width in pixels.
         height: image height (default: ``width``).
-        camera: orthographic camera; None = :func:`fit_camera` on all frames.
+        camera: orthographic camera; None = [`fit_camera`][unils.flame.render.fit_camera] on all frames.
         shading: ``"smooth"`` (interpolated vertex normals) or ``"flat"`` (one normal per triangle).
         color: mesh albedo, RGB in [0, 1] (or 0-255).
         background: background RGB in [0, 1] (or 0-255).
@@ -276,14 +278,15 @@ def render_motion(
     """Render a motion as FLAME meshes.
 
     Args:
-        motion: :class:`~unils.Motion` or [T, 108] array.
-        flame: a :class:`~unils.flame.FlameModel` (load yours with ``FlameModel.from_file``).
+        motion: [`Motion`][unils.motion.Motion] or [T, 108] array.
+        flame: a [`FlameModel`][unils.flame.model.FlameModel] (load yours with ``FlameModel.from_file``).
         width: image width in pixels.
         height: image height (default: ``width``).
         with_head_pose: apply the head rotation (columns 100-102).
         shape: optional identity (shape coefficients).
         camera: None = framed on the neutral head (same framing for every clip of a model).
-        **kwargs: passed to :func:`render_vertices` (``shading``, ``color``, ``supersample``...).
+        **kwargs: passed to [`render_vertices`][unils.flame.render.render_vertices] (``shading``, ``color``,
+            ``supersample``...).
 
     Returns:
         uint8 [T, H, W, 3] frames.
@@ -303,10 +306,12 @@ def write_rendered_video(
     fps: float = 25.0,
     audio: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Write the uint8 [T, H, W, 3] array of :func:`render_motion` as H.264 video, with an audio file's sound.
+    """Write the uint8 [T, H, W, 3] array of [`render_motion`][unils.flame.render.render_motion] as H.264
+    video, with an audio file's sound.
 
-    Unlike :func:`unils.viz.write_video` (any iterable of frames, audio as samples, format by suffix,
-    GIF too), this takes one frame array and muxes an audio *file* in with ffmpeg. Needs ``pip install "unils[viz]"`` (imageio + imageio-ffmpeg).
+    Unlike [`unils.viz.write_video`][unils.viz.video.write_video] (any iterable of frames, audio as samples,
+    format by suffix, GIF too), this takes one frame array and muxes an audio *file* in with ffmpeg. Needs
+    ``pip install "unils[viz]"`` (imageio + imageio-ffmpeg).
 
     Args:
         frames: uint8 [T, H, W, 3] frames (even H and W for H.264).
@@ -348,7 +353,8 @@ def write_video(
     fps: float = 25.0,
     audio: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Deprecated name of :func:`write_rendered_video` (``unils.viz.write_video`` is another function)."""
+    """Deprecated name of [`write_rendered_video`][unils.flame.render.write_rendered_video]
+    (``unils.viz.write_video`` is another function)."""
     warnings.warn(
         "unils.flame.write_video is deprecated and will be removed in a future release; use "
         "unils.flame.write_rendered_video (unils.viz.write_video is a different function)",
@@ -371,16 +377,17 @@ def _output_frame_indices(num_frames: int, motion_fps: float, fps: float | None)
 
 @dataclass
 class FlameFrameRenderer:
-    """FLAME mesh panels for ``unils preview`` (:class:`unils.viz.FrameRenderer` protocol).
+    """FLAME mesh panels for ``unils preview`` ([`unils.viz.FrameRenderer`][unils.viz.avatar.FrameRenderer]
+    protocol).
 
     Each participant gets a ``size`` x ``size`` panel with their mesh (framed on the neutral head, so
     head motion shows), their label, and a green border while their speech activity says they speak.
 
     Attributes:
-        flame: the :class:`~unils.flame.FlameModel` (your FLAME 2020 file).
+        flame: the [`FlameModel`][unils.flame.model.FlameModel] (your FLAME 2020 file).
         with_head_pose: apply the head rotation.
         shading: ``"smooth"`` or ``"flat"``.
-        supersample: anti-aliasing factor (see :func:`render_vertices`).
+        supersample: anti-aliasing factor (see [`render_vertices`][unils.flame.render.render_vertices]).
         color: mesh albedo (RGB in [0, 1]).
         background: panel background (RGB in [0, 1]).
         speaking_color: border colour while the participant speaks (RGB 0-255).
@@ -435,7 +442,8 @@ class FlameFrameRenderer:
         activity: Sequence[np.ndarray | None] | None = None,
         labels: Sequence[str] | None = None,
     ) -> np.ndarray:
-        """Motion frame ``index`` as one uint8 [H, W, 3] picture (the frame :meth:`__call__` yields for it)."""
+        """Motion frame ``index`` as one uint8 [H, W, 3] picture (the frame
+        [`__call__`][unils.flame.render.FlameFrameRenderer.__call__] yields for it)."""
         motions, activity, labels = self._check(motions, activity, labels)
         if not 0 <= index < len(motions[0]):
             raise IndexError(f"frame {index} out of range for {len(motions[0])} frames")

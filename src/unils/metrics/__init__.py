@@ -1,7 +1,7 @@
 """Evaluation metrics: the UniLS paper's speaking/listening metrics and FLAME-free coefficient metrics.
 
-Mesh metrics (need FLAME vertices; pass your own :class:`~unils.flame.FlameModel`), as the official
-evaluation computes them: vertices with the head pose zeroed and zero shape, in millimetres.
+Mesh metrics (need FLAME vertices; pass your own [`FlameModel`][unils.flame.model.FlameModel]), as the
+official evaluation computes them: vertices with the head pose zeroed and zero shape, in millimetres.
 
 - **LVE** (lip vertex error, mm): per frame, the largest squared distance over the lip vertices;
   the mean of that over frames; then the square root.
@@ -20,8 +20,9 @@ Coefficient metrics (no FLAME needed):
   error over frames and channels (parts: expression, head_pose, jaw, eyes).
 - ``<part>_var`` / ``<part>_var_gt``: temporal variance (unbiased) per channel, averaged over channels,
   of prediction / ground truth.
-- ``<part>_diversity`` / ``<part>_diversity_gt`` (dataset level, :func:`diversity`): mean over all pairs
-  of different sequences of the mean per-frame Euclidean distance between them (common frames only).
+- ``<part>_diversity`` / ``<part>_diversity_gt`` (dataset level,
+  [`diversity`][unils.metrics.scores.diversity]): mean over all pairs of different sequences of the mean
+  per-frame Euclidean distance between them (common frames only).
 
 With a speech mask (nonzero = the scored person speaks at that frame), metrics are also computed on
 the speaking frames (``S_LVE``, ``S_MHD``, ``S_FDD``, ``S_PDD``, ``S_JDD``; only when more than one

@@ -59,7 +59,8 @@ class EvaluationResult:
     Attributes:
         summary: metric -> NaN-mean over sequences (NaN when no sequence defines it).
         counts: metric -> number of sequences where it is defined.
-        per_file: name -> that sequence's metrics (see :func:`evaluate_sequence`).
+        per_file: name -> that sequence's metrics (see
+            [`evaluate_sequence`][unils.metrics.scores.evaluate_sequence]).
         dataset: dataset-level metrics (``<part>_diversity`` and ``<part>_diversity_gt``).
         frames: name -> frames scored (after trimming to the common length).
         missing: ground-truth names without a prediction (not scored).
@@ -91,7 +92,7 @@ class EvaluationResult:
         }
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as JSON (UTF-8, indented)."""
+        """Write [`to_dict`][unils.metrics.folder.EvaluationResult.to_dict] as JSON (UTF-8, indented)."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     def table(self) -> str:
@@ -166,20 +167,22 @@ def evaluate_folder(
     equal to a single process's.
 
     Files are matched by name without suffix (``clip01.npz`` <-> ``clip01.npz``/``.json``/``.csv``).
-    Predictions are any motion files; ground truths are :func:`save_ground_truth` files (or plain
-    motion files, then without speech mask). Each pair is trimmed to the shorter length when the
-    frame counts differ by at most ``length_tolerance``.
+    Predictions are any motion files; ground truths are
+    [`save_ground_truth`][unils.metrics.ground_truth.save_ground_truth] files (or plain motion files, then
+    without speech mask). Each pair is trimmed to the shorter length when the frame counts differ by at most
+    ``length_tolerance``.
 
     Args:
         pred_dir: folder of predicted motions.
         gt_dir: folder of ground truths.
-        flame: optional :class:`~unils.flame.FlameModel`; without it only coefficient metrics are computed.
+        flame: optional [`FlameModel`][unils.flame.model.FlameModel]; without it only coefficient metrics are
+            computed.
         length_tolerance: largest accepted frame-count difference per pair.
         chunk_size: frames turned into vertices at once.
         dist: the process's place in a torchrun job (default: read from the environment).
 
     Returns:
-        The :class:`EvaluationResult`.
+        The [`EvaluationResult`][unils.metrics.folder.EvaluationResult].
 
     Raises:
         FileNotFoundError: a folder does not exist.

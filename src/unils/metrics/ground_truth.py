@@ -42,10 +42,11 @@ def save_ground_truth(
 ) -> None:
     """Write a ground-truth ``.npz`` (the file convention of ``unils evaluate``).
 
-    The file holds the scored person exactly as :meth:`Motion.save` writes it (``expression``,
-    ``head_pose``, ``jaw``, ``eyes``, ``fps``, ``format_version``; so :meth:`Motion.load` reads it too),
-    the partner's parts as ``partner_expression`` ... ``partner_eyes``, and ``speech_mask`` as uint8
-    [T] (scored person) or [2, T] (row 0 scored person, row 1 partner).
+    The file holds the scored person exactly as [`Motion.save`][unils.motion.Motion.save] writes it
+    (``expression``, ``head_pose``, ``jaw``, ``eyes``, ``fps``, ``format_version``; so
+    [`Motion.load`][unils.motion.Motion.load] reads it too), the partner's parts as ``partner_expression`` ...
+    ``partner_eyes``, and ``speech_mask`` as uint8 [T] (scored person) or [2, T] (row 0 scored person, row 1
+    partner).
 
     Args:
         path: destination ``.npz`` (written at exactly this path).
@@ -82,13 +83,14 @@ def save_ground_truth(
 
 
 def load_ground_truth(path: str | os.PathLike[str]) -> GroundTruth:
-    """Read a ground-truth file written by :func:`save_ground_truth` (or any motion file: no partner, no mask).
+    """Read a ground-truth file written by [`save_ground_truth`][unils.metrics.ground_truth.save_ground_truth]
+    (or any motion file: no partner, no mask).
 
     Args:
         path: ``.npz`` ground truth, or a ``.npy`` / ``.json`` / ``.csv`` motion file.
 
     Returns:
-        The :class:`GroundTruth`.
+        The [`GroundTruth`][unils.metrics.ground_truth.GroundTruth].
 
     Raises:
         FileNotFoundError: no such file.

@@ -1,6 +1,7 @@
 """Metrics of one predicted sequence against its ground truth (mesh and coefficient metrics).
 
-The definitions are in the :mod:`unils.metrics` docstring; :func:`evaluate_sequence` computes all of them.
+The definitions are in the [`unils.metrics`][unils.metrics] docstring;
+[`evaluate_sequence`][unils.metrics.scores.evaluate_sequence] computes all of them.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def mean_head_distance(pred: Any, gt: Any) -> float:
 def face_dynamics_deviation(pred: Any, gt: Any, upper_indices: Any = UPPER_INDICES) -> float:
     """FDD: mean over upper-face entries of ``|std_t(sum_xyz pred) - std_t(sum_xyz gt)|``, x100.
 
-    The coordinate sum and the duplicates in :data:`~unils.flame.UPPER_INDICES` follow the official code.
+    The coordinate sum and the duplicates in [`UPPER_INDICES`][unils.flame.indices.UPPER_INDICES] follow the
+    official code.
 
     Args:
         pred: [..., T, V, 3] predicted vertices (mm for the paper's numbers).
@@ -149,7 +151,7 @@ def dynamics_deviation(pred: Any, gt: Any, columns: slice | Sequence[int]) -> fl
     """Mean over ``columns`` of ``|std_t(pred) - std_t(gt)|`` (unbiased temporal std), x100.
 
     Args:
-        pred: :class:`~unils.Motion` or [..., T, 108] coefficients.
+        pred: [`Motion`][unils.motion.Motion] or [..., T, 108] coefficients.
         gt: same shape.
         columns: channels of the 108-d layout.
 
@@ -164,12 +166,14 @@ def dynamics_deviation(pred: Any, gt: Any, columns: slice | Sequence[int]) -> fl
 
 
 def pose_dynamics_deviation(pred: Any, gt: Any) -> float:
-    """PDD: :func:`dynamics_deviation` on the head pose (columns 100-102), radians x100."""
+    """PDD: [`dynamics_deviation`][unils.metrics.scores.dynamics_deviation] on the head pose (columns
+    100-102), radians x100."""
     return dynamics_deviation(pred, gt, PARTS["head_pose"])
 
 
 def jaw_dynamics_deviation(pred: Any, gt: Any) -> float:
-    """JDD: :func:`dynamics_deviation` on the jaw (column 103), radians x100."""
+    """JDD: [`dynamics_deviation`][unils.metrics.scores.dynamics_deviation] on the jaw (column 103), radians
+    x100."""
     return dynamics_deviation(pred, gt, PARTS["jaw"])
 
 
@@ -177,7 +181,7 @@ def coefficient_metrics(pred: Any, gt: Any) -> dict[str, float]:
     """FLAME-free metrics per part: ``<part>_L1``, ``<part>_L2`` (MSE), ``<part>_var``, ``<part>_var_gt``.
 
     Args:
-        pred: :class:`~unils.Motion` or [..., T, 108] coefficients.
+        pred: [`Motion`][unils.motion.Motion] or [..., T, 108] coefficients.
         gt: same shape.
 
     Returns:
@@ -204,7 +208,7 @@ def diversity(motions: Sequence[Any], columns: slice | Sequence[int] = slice(0, 
     Cost grows with the square of the number of sequences.
 
     Args:
-        motions: :class:`~unils.Motion` objects or [T, 108] arrays.
+        motions: [`Motion`][unils.motion.Motion] objects or [T, 108] arrays.
         columns: channels of the 108-d layout (e.g. ``PARTS["expression"]``).
 
     Returns:
@@ -300,17 +304,18 @@ def evaluate_sequence(
     """All metrics of one predicted sequence against its ground truth.
 
     Args:
-        pred: predicted :class:`~unils.Motion` or [T, 108] array.
+        pred: predicted [`Motion`][unils.motion.Motion] or [T, 108] array.
         gt: ground truth, same number of frames.
         speech_mask: optional [T] mask of the scored person (nonzero = speaking); adds the ``S_*``
             (speaking frames) and ``L_*`` (listening frames) metrics.
-        flame: optional :class:`~unils.flame.FlameModel` (FLAME 2020 topology); adds LVE, MHD, FDD.
+        flame: optional [`FlameModel`][unils.flame.model.FlameModel] (FLAME 2020 topology); adds LVE, MHD,
+            FDD.
         chunk_size: frames turned into vertices at once.
 
     Returns:
-        ``{"S_LVE", "S_MHD", "S_FDD", "S_PDD", "S_JDD", "L_FDD", "L_PDD", "L_JDD"`` (with a mask),
-        ``"LVE", "MHD", "FDD"`` (with FLAME, all frames), ``"PDD", "JDD"`` (all frames) and the
-        coefficient metrics of :func:`coefficient_metrics`}; NaN where a metric is undefined.
+        ``{"S_LVE", "S_MHD", "S_FDD", "S_PDD", "S_JDD", "L_FDD", "L_PDD", "L_JDD"`` (with a mask), ``"LVE",
+        "MHD", "FDD"`` (with FLAME, all frames), ``"PDD", "JDD"`` (all frames) and the coefficient metrics of
+        [`coefficient_metrics`][unils.metrics.scores.coefficient_metrics]}; NaN where a metric is undefined.
 
     Raises:
         MotionError: pred and gt differ in shape.

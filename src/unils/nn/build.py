@@ -1,7 +1,7 @@
-"""Build the module tree of a UniLS model from its config, without the :class:`~unils.UniLS` class.
+"""Build the module tree of a UniLS model from its config, without the [`UniLS`][unils.model.UniLS] class.
 
 The converter builds models here (to check and load converted tensors) so it never imports
-:mod:`unils.model`; the state-dict names are those of ``UniLS`` (``codec.*``, ``audio_encoder.*``,
+[`unils.model`][unils.model]; the state-dict names are those of ``UniLS`` (``codec.*``, ``audio_encoder.*``,
 ``generator.*``).
 """
 
@@ -39,7 +39,7 @@ def build_audio_encoder(config: UniLSConfig) -> nn.Module:
 class UniLSModules(nn.Module):
     """The weights of a UniLS model (codec, audio encoder, generator) and nothing else.
 
-    Same state-dict names and dtypes as :class:`~unils.UniLS`, so tensors loaded here load there.
+    Same state-dict names and dtypes as [`UniLS`][unils.model.UniLS], so tensors loaded here load there.
     """
 
     def __init__(self, config: UniLSConfig) -> None:

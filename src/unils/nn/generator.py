@@ -8,13 +8,15 @@ the partner's.
 
 Two ways to run the same math:
 
-* :meth:`Generator.forward_reference` recomputes the whole sequence with the additive mask, exactly as
-  the official inference does at each level (the straightforward path, kept for parity checks);
-* :meth:`Generator.prefill` + :meth:`Generator.extend` keep per-layer key/value caches so each level
-  only processes its own new tokens. Because of the block-causal mask both give the same numbers up to
+* [`Generator.forward_reference`][unils.nn.generator.Generator.forward_reference] recomputes the whole
+  sequence with the additive mask, exactly as the official inference does at each level (the straightforward
+  path, kept for parity checks);
+* [`Generator.prefill`][unils.nn.generator.Generator.prefill] +
+  [`Generator.extend`][unils.nn.generator.Generator.extend] keep per-layer key/value caches so each level only
+  processes its own new tokens. Because of the block-causal mask both give the same numbers up to
   floating-point summation order.
 
-Parameter names map one-to-one to the official ``UniLSGen`` (see :mod:`unils.convert`).
+Parameter names map one-to-one to the official ``UniLSGen`` (see [`unils.convert`][unils.convert]).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Low-rank adapters (LoRA) for ``nn.Linear``: training wrapper and the one merge rule.
 
-Stage 3 of UniLS trains adapters on the audio-free prior's linear layers. Exported checkpoints are
-always merged (``W + scale * B @ A``), so inference never sees adapters; :func:`merged_weight` is the
-single implementation of that rule, used both when exporting our own training runs and when
-converting official peft state dicts (:func:`unils.convert.merge_lora`).
+Stage 3 of UniLS trains adapters on the audio-free prior's linear layers. Exported checkpoints are always
+merged (``W + scale * B @ A``), so inference never sees adapters;
+[`merged_weight`][unils.nn.lora.merged_weight] is the single implementation of that rule, used both when
+exporting our own training runs and when converting official peft state dicts
+([`unils.convert.merge_lora`][unils.convert.keys.merge_lora]).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def _set(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def apply_lora(root: nn.Module, targets: list[str], r: int, alpha: float, dropout: float = 0.0) -> list[str]:
-    """Wrap the named ``nn.Linear`` submodules of ``root`` in :class:`LoRALinear` (in place).
+    """Wrap the named ``nn.Linear`` submodules of ``root`` in [`LoRALinear`][unils.nn.lora.LoRALinear] (in
+    place).
 
     Returns:
         The wrapped names.
@@ -95,7 +97,8 @@ def apply_lora(root: nn.Module, targets: list[str], r: int, alpha: float, dropou
 
 
 def merge_lora_modules(root: nn.Module) -> list[str]:
-    """Replace every :class:`LoRALinear` inside ``root`` by its merged ``nn.Linear`` (in place)."""
+    """Replace every [`LoRALinear`][unils.nn.lora.LoRALinear] inside ``root`` by its merged ``nn.Linear`` (in
+    place)."""
     found = [(n, m) for n, m in root.named_modules() if isinstance(m, LoRALinear)]
     for name, module in found:
         _set(root, name, module.merged())
@@ -103,5 +106,5 @@ def merge_lora_modules(root: nn.Module) -> list[str]:
 
 
 def lora_parameters(root: nn.Module) -> list[nn.Parameter]:
-    """The adapter matrices of every :class:`LoRALinear` inside ``root``."""
+    """The adapter matrices of every [`LoRALinear`][unils.nn.lora.LoRALinear] inside ``root``."""
     return [p for m in root.modules() if isinstance(m, LoRALinear) for p in (m.lora_A, m.lora_B)]

@@ -90,7 +90,8 @@ class MultiScaleBSQ:
     def accum_next_features(self, bits: Tensor, last_level: int | None = None) -> Tensor:
         """Teacher-forcing inputs for levels 1.. (last_level+1) from bits of levels 0..last_level.
 
-        Equals concatenating :meth:`next_level_inputs` after each :meth:`accumulate`.
+        Equals concatenating [`next_level_inputs`][unils.nn.quantizer.MultiScaleBSQ.next_level_inputs] after
+        each [`accumulate`][unils.nn.quantizer.MultiScaleBSQ.accumulate].
         """
         end = len(self.scales) - 1 if last_level is None else last_level + 1
         acc: Tensor | None = None

@@ -4,10 +4,10 @@ The "stable layer norm" variant: a 7-layer convolutional feature encoder with pe
 a feature projection, a grouped convolutional positional embedding with weight normalisation, and
 pre-LN transformer layers closed by a final LayerNorm. Parameter names are the transformers
 ``Wav2Vec2Model`` names (without the ``wav2vec2.`` prefix), so hub weights load unchanged after
-:func:`convert_hf_state_dict`.
+[`convert_hf_state_dict`][unils.nn.wav2vec2.convert_hf_state_dict].
 
-UniLS normalises every 4 s window on its own (zero mean, unit *unbiased* std + 1e-6) before the
-conv stack; :meth:`Wav2Vec2Encoder.forward` does that when ``normalize=True``.
+UniLS normalises every 4 s window on its own (zero mean, unit *unbiased* std + 1e-6) before the conv stack;
+[`Wav2Vec2Encoder.forward`][unils.nn.wav2vec2.Wav2Vec2Encoder.forward] does that when ``normalize=True``.
 
 Speed notes (this encoder is about half of UniLS's inference cost):
 
@@ -15,10 +15,10 @@ Speed notes (this encoder is about half of UniLS's inference cost):
   as an unfold plus one GEMM. That skips the two transposes per layer that a ``Conv1d`` followed by
   a channel LayerNorm needs, and it avoids oneDNN's bfloat16 convolution, which on CPUs without
   native bfloat16 is more than 5x slower than this path under autocast.
-* Attention uses :func:`torch.nn.functional.scaled_dot_product_attention` (no mask).
+* Attention uses `torch.nn.functional.scaled_dot_product_attention` (no mask).
 * The weight-normalised positional convolution caches its effective weight while gradients are
   off, keyed on the parameters' version counters, so in-place loads invalidate it. It always runs
-  in float32 (see :class:`_WeightNormConv1d`).
+  in float32 (see [`_WeightNormConv1d`][unils.nn.wav2vec2._WeightNormConv1d]).
 """
 
 from __future__ import annotations
@@ -290,7 +290,8 @@ class Wav2Vec2Encoder(nn.Module):
 
         Args:
             waveform: [B, N] samples; each row is one window.
-            normalize: apply UniLS's per-row normalisation first (see :meth:`normalize`).
+            normalize: apply UniLS's per-row normalisation first (see
+                [`normalize`][unils.nn.wav2vec2.Wav2Vec2Encoder.normalize]).
 
         Returns:
             [B, num_frames(N), hidden_size], in the parameters' dtype (or autocast's).
@@ -342,7 +343,7 @@ _OUR_KEY = re.compile(
 def convert_hf_state_dict(
     state_dict: Mapping[str, Tensor], expected: set[str] | None = None
 ) -> dict[str, Tensor]:
-    """Map a transformers wav2vec2 state dict to :class:`Wav2Vec2Encoder` keys.
+    """Map a transformers wav2vec2 state dict to [`Wav2Vec2Encoder`][unils.nn.wav2vec2.Wav2Vec2Encoder] keys.
 
     Accepts ``Wav2Vec2ForPreTraining``-style keys (prefix ``wav2vec2.``) or bare ``Wav2Vec2Model``
     keys: strips the prefix, renames the weight-norm parametrization keys
@@ -391,7 +392,7 @@ def convert_hf_state_dict(
 
 
 def config_from_hf(hf_config: Mapping[str, Any]) -> Wav2Vec2Config:
-    """A :class:`Wav2Vec2Config` from a transformers ``config.json`` dict.
+    """A [`Wav2Vec2Config`][unils.config.Wav2Vec2Config] from a transformers ``config.json`` dict.
 
     Only the stable-layer-norm layout with conv biases and GELU (XLS-R, large-lv60) is supported.
     Fields absent from the dict take the facebook/wav2vec2-xls-r-300m values, so ``{}`` (a folder

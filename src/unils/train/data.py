@@ -1,15 +1,17 @@
 """The training dataset format, its validator, and the clip sampler of the three stages.
 
-A dataset is a folder::
+A dataset is a folder:
 
-    DIR/
-      dataset.json                 {"format": "unils-dataset", "version": 1, "fps": 25, "sample_rate": 16000}
-      conversations/<clip_id>/
-          speaker0.wav             mono 16 kHz, the first person's voice
-          speaker1.wav             mono 16 kHz, the second person's voice
-          motion.npz               speaker0 [T, 108], speaker1 [T, 108] float32 (25 fps);
-                                   optional speech_mask [2, T] bool
-      motion_only/<clip_id>.npz    motion [T, 108] float32 (optional; stages 1 and 2 only)
+```text
+DIR/
+  dataset.json                 {"format": "unils-dataset", "version": 1, "fps": 25, "sample_rate": 16000}
+  conversations/<clip_id>/
+      speaker0.wav             mono 16 kHz, the first person's voice
+      speaker1.wav             mono 16 kHz, the second person's voice
+      motion.npz               speaker0 [T, 108], speaker1 [T, 108] float32 (25 fps);
+                               optional speech_mask [2, T] bool
+  motion_only/<clip_id>.npz    motion [T, 108] float32 (optional; stages 1 and 2 only)
+```
 
 Audio is padded or cropped to ``T * 640`` samples when read, as the official loader does, so a
 small length mismatch is fine; a large one is reported. Sequences of 101 frames or fewer are too
@@ -63,7 +65,8 @@ STRIDE = 50
 
 @dataclass
 class DatasetReport:
-    """What :func:`validate_dataset` found: counts, frames, problems and warnings."""
+    """What [`validate_dataset`][unils.train.data.validate_dataset] found: counts, frames, problems and
+    warnings."""
 
     root: Path
     conversations: int = 0

@@ -2,17 +2,18 @@
 
 Keeping each stage's loss inside ``forward`` is what lets DistributedDataParallel wrap it.
 
-* :class:`CodecStage` (stage 1) trains the motion codec; its normalisation statistics come from the data.
-* :class:`PriorStage` (stage 2) trains the audio-free next-scale prior (official ``UniLSFreeGen``)
-  over a frozen codec.
-* :class:`AudioStage` (stage 3) adds self- and partner-audio cross-attention to the prior, trains
-  them fully and the prior's linear layers through LoRA adapters (rank 32, alpha 32, dropout 0.1
+* [`CodecStage`][unils.train.stages.CodecStage] (stage 1) trains the motion codec; its normalisation
+  statistics come from the data.
+* [`PriorStage`][unils.train.stages.PriorStage] (stage 2) trains the audio-free next-scale prior (official
+  ``UniLSFreeGen``) over a frozen codec.
+* [`AudioStage`][unils.train.stages.AudioStage] (stage 3) adds self- and partner-audio cross-attention to the
+  prior, trains them fully and the prior's linear layers through LoRA adapters (rank 32, alpha 32, dropout 0.1
   by default, the official targets); the export merges the adapters, so the result is a plain
-  :class:`unils.UniLS` checkpoint.
+  [`unils.UniLS`][unils.model.UniLS] checkpoint.
 
 Each stage exports a folder with the full ``config.json`` and the weights trained so far:
 ``codec.safetensors`` (stage 1), ``prior.safetensors`` (stage 2), ``model.safetensors`` (stage 3,
-loadable with :meth:`unils.UniLS.from_pretrained`).
+loadable with [`unils.UniLS.from_pretrained`][unils.model.UniLS.from_pretrained]).
 """
 
 from __future__ import annotations

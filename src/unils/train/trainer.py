@@ -231,7 +231,7 @@ def train_stage(
 
     Args:
         stage: "codec" (stage 1), "prior" (stage 2) or "audio" (stage 3).
-        data_dir: dataset folder (see :mod:`unils.train.data`).
+        data_dir: dataset folder (see [`unils.train.data`][unils.train.data]).
         out_dir: run folder: ``checkpoint/``, ``export/``, ``log.jsonl``.
         config: model sizes for stage 1 (later stages take the config of ``init``).
         init: export folder of the previous stage (prior: a codec export; audio: a prior export), or

@@ -1,17 +1,17 @@
 """Speech synthesis for the synthetic corpus: eSpeak NG through ctypes, with phoneme timing.
 
 eSpeak NG comes from the ``espeakng-loader`` package (the ``unils[train]`` extra), which bundles
-``libespeak-ng`` and its ``espeak-ng-data``. :func:`synthesize` turns one utterance into 16 kHz
-float32 samples plus the time of every phoneme and word, taken from the synthesizer's own
+``libespeak-ng`` and its ``espeak-ng-data``. [`synthesize`][unils.train.tts.synthesize] turns one utterance
+into 16 kHz float32 samples plus the time of every phoneme and word, taken from the synthesizer's own
 ``espeakEVENT_PHONEME`` / ``espeakEVENT_WORD`` events (their ``audio_position``, in ms).
 
-Reproducibility: eSpeak keeps synthesis state in C static variables (pitch flutter index, wave
-phase, gain control, echo buffer) that carry over from one utterance to the next, so the same text
-synthesized twice in one process gives slightly different samples. Re-initialising does not reset
-them. :func:`synthesize` therefore loads a private copy of the library, synthesizes, terminates and
-unloads it again (about 1 ms): every utterance starts from the library's initial state, and its
-samples depend only on the text and the :class:`Voice`. Calls are serialised by a lock (the library
-is not thread-safe).
+Reproducibility: eSpeak keeps synthesis state in C static variables (pitch flutter index, wave phase, gain
+control, echo buffer) that carry over from one utterance to the next, so the same text synthesized twice in
+one process gives slightly different samples. Re-initialising does not reset them.
+[`synthesize`][unils.train.tts.synthesize] therefore loads a private copy of the library, synthesizes,
+terminates and unloads it again (about 1 ms): every utterance starts from the library's initial state, and its
+samples depend only on the text and the [`Voice`][unils.train.tts.Voice]. Calls are serialised by a lock (the
+library is not thread-safe).
 """
 
 from __future__ import annotations
@@ -185,7 +185,8 @@ class _Library:
                 "so the corpus is reproducible only for the same sequence of calls in a fresh process"
             )
         self._persistent: ctypes.CDLL | None = None
-        #: Output sample rate eSpeak reported when the library was last initialised by :meth:`open`.
+        #: Output sample rate eSpeak reported when the library was last initialised by
+        #: [`open`][unils.train.tts._Library.open].
         self.rate = 0
 
     def open(self) -> ctypes.CDLL:
@@ -281,11 +282,11 @@ def synthesize(text: str, voice: Voice = Voice(), *, sample_rate: int = SAMPLE_R
         text: UTF-8 text; ``[[...]]`` spans are eSpeak phoneme mnemonics (e.g. ``"[[m@'h@m]]"``).
         voice: the speaker (voice name, rate, pitch, range).
         sample_rate: rate of the returned audio; eSpeak's own rate (22050 Hz) is resampled with
-            :func:`unils.audio.load_audio` (resampy ``kaiser_best``).
+            [`unils.audio.load_audio`][unils.audio.load_audio] (resampy ``kaiser_best``).
 
     Returns:
-        The :class:`Utterance`: float32 audio normalised to a peak of 0.9, phonemes and words with
-        their times. The same text and voice always give the same samples.
+        The [`Utterance`][unils.train.tts.Utterance]: float32 audio normalised to a peak of 0.9, phonemes and
+        words with their times. The same text and voice always give the same samples.
 
     Raises:
         MissingDependencyError: ``espeakng-loader`` is not installed (``pip install 'unils[train]'``).

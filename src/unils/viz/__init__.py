@@ -1,10 +1,15 @@
 """See and export the motion: schematic previews (MP4 with sound, GIF, PNG) and plots.
 
-Needs the ``viz`` extra (``pip install 'unils[viz]'``: Pillow, imageio-ffmpeg, matplotlib) for
-drawing and writing; importing this package does not, and :func:`speech_activity` never does.
+Needs the ``viz`` extra (``pip install 'unils[viz]'``: Pillow, imageio-ffmpeg, matplotlib) for drawing and
+writing; importing this package does not, and [`speech_activity`][unils.viz.activity.speech_activity] never
+does.
 
->>> from unils.viz import render_preview, plot_motion, speech_activity
->>> render_preview([me, you], "talk.mp4", audio=["me.wav", "you.wav"])   # doctest: +SKIP
+Example:
+    ```python
+    from unils.viz import render_preview
+
+    render_preview([me, you], "talk.mp4", audio=["me.wav", "you.wav"])  # me, you: Motions
+    ```
 """
 
 from __future__ import annotations

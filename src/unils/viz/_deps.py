@@ -1,4 +1,4 @@
-"""Optional dependencies of :mod:`unils.viz`, imported only when needed."""
+"""Optional dependencies of [`unils.viz`][unils.viz], imported only when needed."""
 
 from __future__ import annotations
 

@@ -81,15 +81,16 @@ def speech_activity(
 ) -> np.ndarray:
     """Whether each motion frame of ``audio`` holds speech, from its energy.
 
-    A frame is active when its energy (see :func:`frame_energy_db`) is above a threshold. The
-    default threshold adapts to the recording: 15 dB above its noise floor (10th percentile of the
-    frame energies) but at most 25 dB below its loud frames (95th percentile), and never below
-    -50 dBFS, so that a silent channel has no activity. Then pauses shorter than ``min_gap`` are
-    filled (words of one phrase stay together) and bursts shorter than ``min_speech`` are dropped
-    (clicks). This is approximate by design; see the module notes.
+    A frame is active when its energy (see [`frame_energy_db`][unils.viz.activity.frame_energy_db]) is above a
+    threshold. The default threshold adapts to the recording: 15 dB above its noise floor (10th percentile of
+    the frame energies) but at most 25 dB below its loud frames (95th percentile), and never below -50 dBFS,
+    so that a silent channel has no activity. Then pauses shorter than ``min_gap`` are filled (words of one
+    phrase stay together) and bursts shorter than ``min_speech`` are dropped (clicks). This is approximate by
+    design; see the module notes.
 
     Args:
-        audio: a path or samples (anything :func:`unils.audio.load_audio` reads; resampled to 16 kHz).
+        audio: a path or samples (anything [`unils.audio.load_audio`][unils.audio.load_audio] reads; resampled
+            to 16 kHz).
         sample_rate: rate of array inputs (default 16000); files carry their own.
         fps: motion frame rate (25 for UniLS).
         num_frames: length of the result; None = one frame per started ``1 / fps`` of audio (the

@@ -35,7 +35,7 @@ def plot_arkit(
     animation was made with an expression map, a last row shows its most active other blendshapes.
 
     Args:
-        animations: one :class:`~unils.arkit.ArkitAnimation` or up to 4 of the same fps.
+        animations: one [`ArkitAnimation`][unils.arkit.animation.ArkitAnimation] or up to 4 of the same fps.
         path: where to save (.png, .pdf, .svg...); None = don't save.
         labels: per participant, a name (default "A", "B", ...).
         activity: per participant, a bool [T] speech activity or None.
@@ -43,7 +43,7 @@ def plot_arkit(
         dpi: resolution of raster outputs.
 
     Returns:
-        The :class:`matplotlib.figure.Figure`.
+        The `matplotlib.figure.Figure`.
 
     Raises:
         MissingDependencyError: matplotlib is not installed.

@@ -1,4 +1,4 @@
-"""A schematic avatar driven by :class:`~unils.Motion`: no FLAME model needed, drawn with Pillow.
+"""A schematic avatar driven by [`Motion`][unils.motion.Motion]: no FLAME model needed, drawn with Pillow.
 
 The face is a cartoon head (ellipsoids for skull, chin, hair and ears; eyes, brows, nose and mouth
 on its surface), rotated in 3-D by the motion's head pose and projected orthographically. It shows
@@ -13,22 +13,23 @@ What is exact and what is approximate:
   fully); the mouth corners open less than its centre.
 * **Gaze**: each eye's axis-angle (x = down, y = towards the image's right) turns its eyeball,
   times ``CueMap.gaze_gain`` (2 by default, because real gaze angles are small on a schematic eye).
-* **Expression** coefficients are FLAME's PCA weights; without the FLAME model there is no exact
-  way to turn them into lips and brows. :class:`CueMap` says which coefficient drives which cue.
-  Its defaults follow the channel convention of unils' synthetic corpus
-  (:mod:`unils.train.corpus`: 0 mouth opening, 1 lip rounding, 2 lip spreading, 3 lip press,
-  4 brow raise, 5 smile, 6 blink), which models trained on that corpus reproduce. For models
-  trained on real FLAME fits (the official checkpoints) these coefficients have no such meaning and
-  the mouth shape, brows and smile are only a rough impression; jaw, head pose, gaze and the cheek
-  flush (overall magnitude of the leading coefficients, "how far from neutral") hold for both.
+* **Expression** coefficients are FLAME's PCA weights; without the FLAME model there is no exact way to turn
+  them into lips and brows. [`CueMap`][unils.viz.avatar.CueMap] says which coefficient drives which cue. Its
+  defaults follow the channel convention of unils' synthetic corpus
+  ([`unils.train.corpus`][unils.train.corpus]: 0 mouth opening, 1 lip rounding, 2 lip spreading, 3 lip press,
+  4 brow raise, 5 smile, 6 blink), which models trained on that corpus reproduce. For models trained on real
+  FLAME fits (the official checkpoints) these coefficients have no such meaning and the mouth shape, brows and
+  smile are only a rough impression; jaw, head pose, gaze and the cheek flush (overall magnitude of the
+  leading coefficients, "how far from neutral") hold for both.
 * **Blinks**: the lids close as the weighted sum of ``CueMap.blink_coefs`` (default: coefficient
   6 alone) rises from ``blink_onset`` (0.3) to ``blink_full`` (0.9); the corpus' blinks peak at
   1.3-1.7. The lids also follow the eyes' vertical rotation (looking down lowers them), as real
   lids do, and turn with the head.
 
-:class:`SchematicRenderer` is the default :class:`FrameRenderer` of :func:`unils.viz.render_preview`
-and ``unils preview``; any callable with the same signature (a FLAME mesh renderer, say) can
-replace it.
+[`SchematicRenderer`][unils.viz.avatar.SchematicRenderer] is the default
+[`FrameRenderer`][unils.viz.avatar.FrameRenderer] of
+[`unils.viz.render_preview`][unils.viz.preview.render_preview] and ``unils preview``; any callable with the
+same signature (a FLAME mesh renderer, say) can replace it.
 """
 
 from __future__ import annotations
@@ -59,12 +60,14 @@ RGB = tuple[int, int, int]
 
 
 class FrameRenderer(Protocol):
-    """What :func:`unils.viz.render_preview` calls to turn motions into pictures.
+    """What [`unils.viz.render_preview`][unils.viz.preview.render_preview] calls to turn motions into
+    pictures.
 
-    ``frames = renderer(motions, size=..., fps=..., activity=..., labels=...)`` yields one
-    ``[H, W, 3]`` uint8 RGB array per output frame, every frame the same shape with even H and W
-    (video encoders need that). Output frame ``k`` shows time ``k / fps`` (see
-    :func:`output_frame_indices`). A FLAME mesh renderer plugs into the preview by implementing this.
+    ``frames = renderer(motions, size=..., fps=..., activity=..., labels=...)`` yields one ``[H, W, 3]`` uint8
+    RGB array per output frame, every frame the same shape with even H and W (video encoders need that).
+    Output frame ``k`` shows time ``k / fps`` (see
+    [`output_frame_indices`][unils.viz.avatar.output_frame_indices]). A FLAME mesh renderer plugs into the
+    preview by implementing this.
     """
 
     def __call__(
@@ -108,7 +111,7 @@ def output_frame_indices(num_frames: int, motion_fps: float, fps: float | None =
 class CueMap:
     """Which motion coefficients drive which cue of the schematic face (see the module notes).
 
-    The defaults follow the channel convention of :mod:`unils.train.corpus`. Signed cues use
+    The defaults follow the channel convention of [`unils.train.corpus`][unils.train.corpus]. Signed cues use
     ``tanh(value / scale)``; one-sided ones ``clip(value / scale, 0, 1)``.
 
     Attributes:
@@ -226,10 +229,10 @@ def face_cues(motion: Motion, cue_map: CueMap | None = None) -> FaceCues:
 
     Args:
         motion: the motion.
-        cue_map: the heuristics; None = :class:`CueMap` defaults.
+        cue_map: the heuristics; None = [`CueMap`][unils.viz.avatar.CueMap] defaults.
 
     Returns:
-        The :class:`FaceCues` of every frame.
+        The [`FaceCues`][unils.viz.avatar.FaceCues] of every frame.
     """
     cm = cue_map or CueMap()
     e = motion.expression.astype(np.float64)
@@ -363,13 +366,13 @@ def _font(px: int) -> Any:
 class SchematicRenderer:
     """Draws each participant's schematic avatar side by side, with speaking / listening indicators.
 
-    Call it as a :class:`FrameRenderer`: ``for frame in SchematicRenderer()(motions, size=320): ...``.
-    Each participant gets a square ``size`` x ``size`` panel (label, a SPEAKING / listening badge
-    when their speech activity is known, a green frame while they speak); below the panels a
-    timeline shows every participant's speech over the whole clip with a playhead.
+    Call it as a [`FrameRenderer`][unils.viz.avatar.FrameRenderer]: ``for frame in
+    SchematicRenderer()(motions, size=320): ...``. Each participant gets a square ``size`` x ``size`` panel
+    (label, a SPEAKING / listening badge when their speech activity is known, a green frame while they speak);
+    below the panels a timeline shows every participant's speech over the whole clip with a playhead.
 
     Attributes:
-        cue_map: the coefficient-to-cue heuristics (:class:`CueMap`).
+        cue_map: the coefficient-to-cue heuristics ([`CueMap`][unils.viz.avatar.CueMap]).
         head_gain: multiplies the head rotation (1 = as generated).
         max_head_angle: rotations beyond this angle (radians, default 0.7 = 40 degrees) are drawn at it,
             so that implausible poses (an untrained model) keep the face in view; conversational head
@@ -402,7 +405,7 @@ class SchematicRenderer:
         activity: Sequence[np.ndarray | None] | None = None,
         labels: Sequence[str] | None = None,
     ) -> Iterator[np.ndarray]:
-        """Yield one RGB frame per output frame (see :class:`FrameRenderer`).
+        """Yield one RGB frame per output frame (see [`FrameRenderer`][unils.viz.avatar.FrameRenderer]).
 
         Args:
             motions: one motion per participant (1 to 4), all of the same length and fps.
@@ -447,14 +450,15 @@ class SchematicRenderer:
         """One frame (motion frame ``index``) as an RGB array, without drawing the frames before it.
 
         Args:
-            motions: as for :meth:`__call__`.
+            motions: as for [`__call__`][unils.viz.avatar.SchematicRenderer.__call__].
             index: motion frame to draw.
             size: panel side in pixels.
             activity: per participant, bool speech activity or None.
             labels: per participant, a name.
 
         Returns:
-            uint8 [H, W, 3] array, the same picture :meth:`__call__` yields for that frame.
+            uint8 [H, W, 3] array, the same picture [`__call__`][unils.viz.avatar.SchematicRenderer.__call__]
+            yields for that frame.
         """
         motions, activity, labels = check_participants(motions, activity, labels)
         require("PIL", "pillow")
@@ -486,10 +490,11 @@ class SchematicRenderer:
         duration: float,
         timeline_base: Any = None,
     ) -> np.ndarray:
-        """Draw motion frame ``index`` of every participant (used by :meth:`__call__`).
+        """Draw motion frame ``index`` of every participant (used by
+        [`__call__`][unils.viz.avatar.SchematicRenderer.__call__]).
 
         Args:
-            cues: per participant, the cues from :func:`face_cues`.
+            cues: per participant, the cues from [`face_cues`][unils.viz.avatar.face_cues].
             index: motion frame to draw.
             size: panel side in pixels (even).
             activity: per participant, bool speech activity or None.

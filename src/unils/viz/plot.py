@@ -73,7 +73,7 @@ def plot_motion(
         dpi: resolution of raster outputs.
 
     Returns:
-        The :class:`matplotlib.figure.Figure`.
+        The `matplotlib.figure.Figure`.
 
     Raises:
         MissingDependencyError: matplotlib is not installed.

@@ -1,8 +1,9 @@
 """Previews of one or two people's motion with their conversation's sound, from objects or files.
 
-:func:`render_preview` takes :class:`~unils.Motion` objects (and optional audio);
-:func:`preview_from_files` and :func:`plot_from_files` are what ``unils preview`` and ``unils plot``
-run: they read motion files, or generate the motion from audio files with a model first.
+[`render_preview`][unils.viz.preview.render_preview] takes [`Motion`][unils.motion.Motion] objects (and
+optional audio); [`preview_from_files`][unils.viz.preview.preview_from_files] and
+[`plot_from_files`][unils.viz.preview.plot_from_files] are what ``unils preview`` and ``unils plot`` run: they
+read motion files, or generate the motion from audio files with a model first.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ __all__ = [
 
 logger = logging.getLogger("unils.viz")
 
-#: Suffixes read as motion files (written by :meth:`Motion.save`, read by :meth:`Motion.load`).
+#: Suffixes read as motion files (written by [`Motion.save`][unils.motion.Motion.save], read by
+#: [`Motion.load`][unils.motion.Motion.load]).
 MOTION_SUFFIXES = Motion.SUFFIXES
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 
@@ -56,7 +58,7 @@ def _kind(path: str | os.PathLike[str]) -> str:
 
 @dataclass
 class PreviewResult:
-    """What :func:`render_preview` wrote.
+    """What [`render_preview`][unils.viz.preview.render_preview] wrote.
 
     Attributes:
         path: the output file.
@@ -113,8 +115,8 @@ def render_preview(
     """Render participants side by side to a video (with their sound), a GIF or a still image.
 
     Each participant's audio drives their speaking / listening indicator (see
-    :func:`~unils.viz.speech_activity`) and is mixed into the video's stereo sound track, panned
-    towards their panel. Audio is cut or zero-padded to the motion's duration.
+    [`speech_activity`][unils.viz.activity.speech_activity]) and is mixed into the video's stereo sound track,
+    panned towards their panel. Audio is cut or zero-padded to the motion's duration.
 
     Args:
         motions: one Motion, or up to 4 of one conversation (same length and fps).
@@ -128,11 +130,12 @@ def render_preview(
         fps: output frame rate; None = the motions' (25 for UniLS). Other rates show the nearest frame.
         size: panel side in pixels.
         labels: per participant, a name shown on the panel (default "A", "B", ...).
-        renderer: the :class:`~unils.viz.FrameRenderer` (default :class:`~unils.viz.SchematicRenderer`).
+        renderer: the [`FrameRenderer`][unils.viz.avatar.FrameRenderer] (default
+            [`SchematicRenderer`][unils.viz.avatar.SchematicRenderer]).
         at: for still images, the time in seconds (default: the middle of the clip).
 
     Returns:
-        A :class:`PreviewResult`.
+        A [`PreviewResult`][unils.viz.preview.PreviewResult].
 
     Raises:
         FormatError: an output suffix that is neither a video, a GIF nor an image.
@@ -278,16 +281,16 @@ def preview_from_files(
     * Motion inputs (``.npz`` / ``.npy`` / ``.json`` / ``.csv``): one or two people. ``audio`` is the
       first person's voice, ``partner_audio`` the second's (or, with one motion, the other side of
       the conversation, heard but not drawn).
-    * Audio inputs: one or two voices (a second voice may come as ``partner_audio``). With two
-      voices both people are generated in one pass (:meth:`UniLS.generate_both`) and drawn side by
-      side; with one, :meth:`UniLS.generate` without partner.
+    * Audio inputs: one or two voices (a second voice may come as ``partner_audio``). With two voices both
+      people are generated in one pass ([`UniLS.generate_both`][unils.model.UniLS.generate_both]) and drawn
+      side by side; with one, [`UniLS.generate`][unils.model.UniLS.generate] without partner.
 
     Args:
         inputs: one or two paths, all motion files or all audio files.
-        output: the preview file (see :func:`render_preview`).
+        output: the preview file (see [`render_preview`][unils.viz.preview.render_preview]).
         audio: for motion inputs, the first person's audio.
         partner_audio: the second person's audio.
-        model: for audio inputs, a :class:`~unils.UniLS`, a checkpoint path / Hub id, or a
+        model: for audio inputs, a [`UniLS`][unils.model.UniLS], a checkpoint path / Hub id, or a
             zero-argument callable returning one (loaded only when needed).
         seed: generation seed (the second person gets ``seed + 1``).
         generate_options: a [GenerationOptions][unils.GenerationOptions] or a dict of its fields
@@ -300,7 +303,7 @@ def preview_from_files(
         save_motion: called as ``save_motion(index, motion)`` for every generated motion.
 
     Returns:
-        A :class:`PreviewResult`.
+        A [`PreviewResult`][unils.viz.preview.PreviewResult].
 
     Raises:
         FormatError: unknown input or output suffix, mixed or too many inputs.
@@ -346,8 +349,9 @@ def plot_from_files(
         labels: names (default: the files' names).
         expression_coefs: leading expression coefficients to draw (with ``arkit``: mapped blendshapes).
         dpi: resolution.
-        arkit: an :class:`~unils.arkit.ArkitConverter`: plot the ARKit curves (jawOpen, eyeLook*, head
-            and gaze angles, mapped expressions) of the motions instead of their FLAME coefficients.
+        arkit: an [`ArkitConverter`][unils.arkit.convert.ArkitConverter]: plot the ARKit curves (jawOpen,
+            eyeLook*, head and gaze angles, mapped expressions) of the motions instead of their FLAME
+            coefficients.
 
     Returns:
         The output path.

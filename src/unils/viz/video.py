@@ -251,8 +251,9 @@ def write_video(
 ) -> int:
     """Write frames to ``path``, choosing the format by suffix.
 
-    ``.mp4`` / ``.m4v`` / ``.mov`` / ``.mkv``: H.264 with ``audio`` muxed in (:func:`write_mp4`);
-    ``.gif``: animated GIF without sound (:func:`write_gif`; ``audio`` is ignored).
+    ``.mp4`` / ``.m4v`` / ``.mov`` / ``.mkv``: H.264 with ``audio`` muxed in
+    ([`write_mp4`][unils.viz.video.write_mp4]); ``.gif``: animated GIF without sound
+    ([`write_gif`][unils.viz.video.write_gif]; ``audio`` is ignored).
 
     Args:
         frames: uint8 [H, W, 3] RGB arrays.
@@ -265,7 +266,8 @@ def write_video(
         The number of frames written.
 
     Raises:
-        FormatError: the suffix is not one of :data:`VIDEO_SUFFIXES` or :data:`GIF_SUFFIXES`.
+        FormatError: the suffix is not one of [`VIDEO_SUFFIXES`][unils.viz.video.VIDEO_SUFFIXES] or
+            [`GIF_SUFFIXES`][unils.viz.video.GIF_SUFFIXES].
     """
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_SUFFIXES:

@@ -9,7 +9,8 @@ __all__ = ["BACKCHANNELS", "BLINK_INTERVAL", "CHANNELS", "CORPUS_VERSION"]
 #: Bumped whenever a rule changes the output for a given seed.
 CORPUS_VERSION = 1
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
-#: Shortest and longest conversation :func:`generate_conversation` accepts, in seconds.
+#: Shortest and longest conversation
+#: [`generate_conversation`][unils.train.corpus.generate.generate_conversation] accepts, in seconds.
 MIN_SECONDS = 2.0
 MAX_SECONDS = 3600.0
 

@@ -36,7 +36,7 @@ def generate_conversation(
             before the other finishes), 0-1.
 
     Returns:
-        The :class:`Conversation`.
+        The [`Conversation`][unils.train.corpus.planning.Conversation].
 
     Raises:
         ConfigError: a bad seed, duration or rate.

@@ -2,7 +2,7 @@
 
 Articulation targets per eSpeak phoneme class, anticipation and attack/release smoothing for the
 mouth and jaw; nods, brow raises, head tilts and gaze aversions around turns, stresses and
-backchannels; slow sway and blinks. See the channel table of :mod:`unils.train.corpus`.
+backchannels; slow sway and blinks. See the channel table of [`unils.train.corpus`][unils.train.corpus].
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Planning a conversation: voices, sentences from a small grammar, turns, pauses, overlaps and backchannels.
 
-:class:`Planner` lays utterances out on the timeline (synthesizing each once); :class:`Turn` and
-:class:`Conversation` are what :func:`~unils.train.corpus.generate_conversation` returns.
+[`Planner`][unils.train.corpus.planning.Planner] lays utterances out on the timeline (synthesizing each once);
+[`Turn`][unils.train.corpus.planning.Turn] and [`Conversation`][unils.train.corpus.planning.Conversation] are
+what [`generate_conversation`][unils.train.corpus.generate.generate_conversation] returns.
 """
 
 from __future__ import annotations

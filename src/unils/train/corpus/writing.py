@@ -93,12 +93,12 @@ def write_corpus(
         motion_only: number of extra motion-only clips (``motion_only/00000.npz`` ...).
         progress: show a tqdm progress bar.
         workers: processes generating in parallel (1: in this process).
-        overwrite: replace a corpus that :func:`write_corpus` wrote before into ``out_dir``
-            (other non-empty folders are never deleted).
+        overwrite: replace a corpus that [`write_corpus`][unils.train.corpus.writing.write_corpus] wrote
+            before into ``out_dir`` (other non-empty folders are never deleted).
         transcripts: also write ``transcript.json`` (voices and timed utterances) per conversation;
             not part of the dataset format.
-        backchannel_rate: see :func:`generate_conversation`.
-        overlap_rate: see :func:`generate_conversation`.
+        backchannel_rate: see [`generate_conversation`][unils.train.corpus.generate.generate_conversation].
+        overlap_rate: see [`generate_conversation`][unils.train.corpus.generate.generate_conversation].
 
     Returns:
         The path of ``out_dir``; ``dataset.json`` is written last, so its presence marks a complete corpus.
