@@ -30,12 +30,6 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unils"
 # Files not converted yet (the lead is rewriting them). Remove a file from this list once it is
 # converted; the last test below fails for an entry that has nothing left to convert.
 PENDING_CONVERSION = [
-    "model.py",
-    "generation.py",
-    "streaming.py",
-    "config.py",
-    "precision.py",
-    "sampling.py",
     "serve/__init__.py",
     "serve/client.py",
     "serve/hello.py",
@@ -43,14 +37,6 @@ PENDING_CONVERSION = [
     "serve/scheduler.py",
     "serve/server.py",
     "serve/session.py",
-    "cli/options.py",
-    "batch/__init__.py",
-    "batch/command.py",
-    "batch/manifest.py",
-    "batch/plan.py",
-    "batch/runner.py",
-    "batch/shard.py",
-    "batch/summary.py",
 ]
 
 ROLE = re.compile(r":(?:py:)?(?:meth|class|func|data|attr|mod|exc|obj|const|ref|term):`")

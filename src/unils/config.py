@@ -1,7 +1,7 @@
 """Typed, versioned model configuration with strict JSON round-trips.
 
-A checkpoint folder holds ``config.json`` written from :class:`UniLSConfig`. Reading is strict:
-an unknown field, a wrong type or inconsistent sizes raise :class:`~unils.errors.ConfigError`
+A checkpoint folder holds ``config.json`` written from [`UniLSConfig`][unils.config.UniLSConfig]. Reading is
+strict: an unknown field, a wrong type or inconsistent sizes raise [`ConfigError`][unils.errors.ConfigError]
 with the offending path, so a typo in a hand-edited config never silently falls back to a default.
 """
 
@@ -52,7 +52,8 @@ SAMPLING_RANGES: dict[str, tuple[float, float]] = {
 
 
 def check_sampling(**knobs: object) -> None:
-    """Check sampling knobs against :data:`SAMPLING_RANGES`; the one validation of them in unils.
+    """Check sampling knobs against [`SAMPLING_RANGES`][unils.config.SAMPLING_RANGES]; the one validation of
+    them in unils.
 
     Raises:
         ConfigError: a knob that is unknown, not a finite real number, or out of its range (the message
@@ -87,7 +88,7 @@ class CodecConfig:
         return self.scales[-1]
 
     def validate(self) -> None:
-        """Check the fields; raise :class:`ConfigError` naming the first bad one."""
+        """Check the fields; raise [`ConfigError`][unils.errors.ConfigError] naming the first bad one."""
         for name in ("motion_dim", "hidden_dim", "depth", "num_heads", "code_dim"):
             _check(getattr(self, name) > 0, f"codec.{name} must be positive")
         _check(self.hidden_dim % self.num_heads == 0, "codec.hidden_dim must be divisible by codec.num_heads")
@@ -109,7 +110,7 @@ class GeneratorConfig:
     ffn_ratio: float = 4.0
 
     def validate(self) -> None:
-        """Check the fields; raise :class:`ConfigError` naming the first bad one."""
+        """Check the fields; raise [`ConfigError`][unils.errors.ConfigError] naming the first bad one."""
         for name in ("embed_dim", "depth", "num_heads", "rope_max_len"):
             _check(getattr(self, name) > 0, f"generator.{name} must be positive")
         _check(self.ffn_ratio > 0, "generator.ffn_ratio must be positive")
@@ -134,7 +135,7 @@ class Wav2Vec2Config:
     layer_norm_eps: float = 1e-5
 
     def validate(self) -> None:
-        """Check the fields; raise :class:`ConfigError` naming the first bad one."""
+        """Check the fields; raise [`ConfigError`][unils.errors.ConfigError] naming the first bad one."""
         for name in (
             "hidden_size",
             "num_hidden_layers",
@@ -168,7 +169,7 @@ class MelConfig:
     out_dim: int = 256
 
     def validate(self) -> None:
-        """Check the fields; raise :class:`ConfigError` naming the first bad one."""
+        """Check the fields; raise [`ConfigError`][unils.errors.ConfigError] naming the first bad one."""
         for name in ("n_fft", "hop_length", "n_mels", "channels", "num_layers", "out_dim"):
             _check(getattr(self, name) > 0, f"audio_encoder.mel.{name} must be positive")
 
@@ -187,7 +188,7 @@ class AudioEncoderConfig:
         return self.wav2vec2.hidden_size if self.type == "wav2vec2" else self.mel.out_dim
 
     def validate(self) -> None:
-        """Check the fields; raise :class:`ConfigError` naming the first bad one."""
+        """Check the fields; raise [`ConfigError`][unils.errors.ConfigError] naming the first bad one."""
         _check(
             self.type in ("wav2vec2", "mel"),
             f"audio_encoder.type must be 'wav2vec2' or 'mel', got {self.type!r}",
@@ -200,7 +201,8 @@ class AudioEncoderConfig:
 class UniLSConfig:
     """Everything needed to rebuild a UniLS model; saved as ``config.json`` beside the weights.
 
-    The presets :meth:`large` and :meth:`small` are the official "L" and "S" sizes.
+    The presets [`large`][unils.config.UniLSConfig.large] and [`small`][unils.config.UniLSConfig.small] are
+    the official "L" and "S" sizes.
     """
 
     codec: CodecConfig = field(default_factory=CodecConfig)
@@ -208,7 +210,8 @@ class UniLSConfig:
     audio_encoder: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
     sample_rate: int = SAMPLE_RATE
     fps: int = FPS
-    #: Default sampling knobs of :meth:`unils.UniLS.generate` (:data:`SAMPLING_DEFAULTS`).
+    #: Default sampling knobs of [`unils.UniLS.generate`][unils.model.UniLS.generate]
+    #: ([`SAMPLING_DEFAULTS`][unils.config.SAMPLING_DEFAULTS]).
     temperature: float = SAMPLING_DEFAULTS["temperature"]
     top_p: float = SAMPLING_DEFAULTS["top_p"]
     cfg_scale: float = SAMPLING_DEFAULTS["cfg_scale"]
@@ -265,7 +268,8 @@ class UniLSConfig:
 
     # ------------------------------------------------------------------ validation / IO
     def validate(self) -> UniLSConfig:
-        """Check internal consistency; raise :class:`ConfigError` naming the bad field."""
+        """Check internal consistency; raise [`ConfigError`][unils.errors.ConfigError] naming the bad
+        field."""
         _check(
             self.format_version == CONFIG_FORMAT_VERSION,
             f"config format_version {self.format_version} is not supported by this unils "
@@ -296,7 +300,8 @@ class UniLSConfig:
 
     @classmethod
     def from_json(cls, text: str) -> UniLSConfig:
-        """Parse and validate ``config.json`` text; bad JSON or fields raise :class:`ConfigError`."""
+        """Parse and validate ``config.json`` text; bad JSON or fields raise
+        [`ConfigError`][unils.errors.ConfigError]."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -310,7 +315,7 @@ class UniLSConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> UniLSConfig:
-        """Read a config written by :meth:`save`."""
+        """Read a config written by [`save`][unils.config.UniLSConfig.save]."""
         with open(path, encoding="utf-8") as fh:
             return cls.from_json(fh.read())
 

@@ -1,15 +1,19 @@
 """The window engine: everything that happens to one 4 s window, for offline and streaming alike.
 
-Offline :meth:`unils.UniLS.generate` (and its batched forms), streaming sessions and ``unils bench``
-all run windows through one :class:`WindowEngine`, so they share every number: the same options,
-the same padding, the same tokens and cache, the same random draws in the same order.
+Offline [`unils.UniLS.generate`][unils.model.UniLS.generate] (and its batched forms), streaming sessions and
+``unils bench`` all run windows through one [`WindowEngine`][unils.generation.WindowEngine], so they share
+every number: the same options, the same padding, the same tokens and cache, the same random draws in the same
+order.
 
-- :class:`~unils.options.GenerationOptions` (in :mod:`unils.options`) is the one options object; the
-  engine resolves its sampling knobs into a :class:`~unils.options.Sampling` per row.
-- :func:`plan_windows`, :func:`pad_window`, :func:`style_clip`, :func:`prev_clip`, :func:`expand_seeds`
-  and :func:`per_person` are the planning rules.
-- :func:`step` is a pure function over an immutable :class:`ChunkState`; :func:`step_many` steps
-  several states (sessions) as one batch, each row with its own sampling knobs and random generator.
+- [`GenerationOptions`][unils.options.GenerationOptions] (in [`unils.options`][unils.options]) is the one
+  options object; the engine resolves its sampling knobs into a [`Sampling`][unils.options.Sampling] per row.
+- [`plan_windows`][unils.generation.plan_windows], [`pad_window`][unils.generation.pad_window],
+  [`style_clip`][unils.generation.style_clip], [`prev_clip`][unils.generation.prev_clip],
+  [`expand_seeds`][unils.options.expand_seeds] and [`per_person`][unils.options.per_person] are the planning
+  rules.
+- [`step`][unils.generation.step] is a pure function over an immutable
+  [`ChunkState`][unils.generation.ChunkState]; [`step_many`][unils.generation.step_many] steps several states
+  (sessions) as one batch, each row with its own sampling knobs and random generator.
 
 Batch rows are people. With guidance (``cfg_scale > 1``) every row gets a twin unconditional row
 (zero audio features, zero raw style, zero raw previous motion before the first window), exactly
@@ -107,7 +111,8 @@ def _as_array(motion: MotionLike) -> np.ndarray:
 
 
 def style_clip(motion: MotionLike, window_frames: int) -> np.ndarray:
-    """The style clip of a motion: its first window. Raises :class:`MotionError` when it is shorter."""
+    """The style clip of a motion: its first window. Raises [`MotionError`][unils.errors.MotionError] when it
+    is shorter."""
     arr = _as_array(motion)
     if arr.shape[0] < window_frames:
         raise MotionError(
@@ -270,10 +275,11 @@ def step(
     Args:
         codec: the motion codec (decodes bits, encodes conditioning clips).
         generator: the token generator.
-        state: state after the previous window (see :func:`initial_state`).
+        state: state after the previous window (see [`initial_state`][unils.generation.initial_state]).
         self_features: audio features of each row's own voice for this window [B, La, A].
         other_features: audio features of each row's partner for this window [B, La, A].
-        options: the resolved sampling knobs (:meth:`GenerationOptions.sampling`).
+        options: the resolved sampling knobs
+            ([`GenerationOptions.sampling`][unils.options.GenerationOptions.sampling]).
         dtype: compute dtype of the generator (default: its weights' dtype).
 
     Returns:
@@ -309,10 +315,10 @@ def step_many(
 ) -> list[tuple[Tensor, ChunkState]]:
     """One window for several states (e.g. sessions) at once, as one batch; each keeps its own knobs.
 
-    The rows of all states run through the generator together; each row draws from its own random
-    generator, so a state stepped here gives the frames it gives stepped alone with :func:`step` (bit for
-    bit where the device's kernels do not depend on the batch size: float32 on CPU; within the
-    precision's drift elsewhere). States whose ``use_cache`` differs must be stepped in separate calls.
+    The rows of all states run through the generator together; each row draws from its own random generator,
+    so a state stepped here gives the frames it gives stepped alone with [`step`][unils.generation.step] (bit
+    for bit where the device's kernels do not depend on the batch size: float32 on CPU; within the precision's
+    drift elsewhere). States whose ``use_cache`` differs must be stepped in separate calls.
 
     Returns:
         ``(motion [B_i, W, 108], new_state)`` for each state, in order.
@@ -348,13 +354,14 @@ def step_many(
 # ---------------------------------------------------------------------------------------- the engine
 @dataclass(frozen=True)
 class WindowEvent:
-    """What :meth:`WindowEngine.run` reports after each window (for progress and benchmarks).
+    """What [`WindowEngine.run`][unils.generation.WindowEngine.run] reports after each window (for progress
+    and benchmarks).
 
     Attributes:
         index: window index (0-based).
         windows: number of windows of the run.
         encode_s: seconds spent encoding audio for this window (0 when it was encoded earlier).
-        step_s: seconds of :func:`step` (generation and codec decoding) for this window.
+        step_s: seconds of [`step`][unils.generation.step] (generation and codec decoding) for this window.
         motion: the window's raw motion [B, W, 108] (before trimming and smoothing).
     """
 
@@ -368,10 +375,10 @@ class WindowEvent:
 class WindowEngine:
     """Runs windows over the model's parts. Holds references to weights, never copies of them.
 
-    One engine serves any number of offline calls and streaming sessions at once: all their state
-    lives in the :class:`ChunkState` each of them holds. The engine keeps only its precision record
-    (immutable; replaced as a whole by :meth:`UniLS.set_precision`, which refuses while sessions are
-    open), the sessions it serves, and a cache of the silent window's features.
+    One engine serves any number of offline calls and streaming sessions at once: all their state lives in the
+    [`ChunkState`][unils.generation.ChunkState] each of them holds. The engine keeps only its precision record
+    (immutable; replaced as a whole by [`UniLS.set_precision`][unils.model.UniLS.set_precision], which refuses
+    while sessions are open), the sessions it serves, and a cache of the silent window's features.
 
     Args:
         config: the model's config (window sizes, sampling defaults).
@@ -410,7 +417,8 @@ class WindowEngine:
 
     @property
     def audio_autocast(self) -> torch.dtype | None:
-        """Autocast dtype of the audio encoder (None = it runs in its own dtype); part of :attr:`precision`."""
+        """Autocast dtype of the audio encoder (None = it runs in its own dtype); part of
+        [`precision`][unils.generation.WindowEngine.precision]."""
         return self._precision.autocast_dtype
 
     # ------------------------------------------------------------------ sessions and precision
@@ -430,7 +438,8 @@ class WindowEngine:
         return len(self._sessions)
 
     def require_no_sessions(self, action: str) -> None:
-        """Raise :class:`~unils.errors.StreamError` when sessions are open (``action`` would change them).
+        """Raise [`StreamError`][unils.errors.StreamError] when sessions are open (``action`` would change
+        them).
 
         Raises:
             StreamError: sessions are open.
@@ -442,7 +451,8 @@ class WindowEngine:
             )
 
     def set_precision(self, precision: Precision) -> None:
-        """Record the precision the weights were cast to (called by :meth:`UniLS.set_precision`).
+        """Record the precision the weights were cast to (called by
+        [`UniLS.set_precision`][unils.model.UniLS.set_precision]).
 
         Raises:
             StreamError: sessions are open.
@@ -505,7 +515,8 @@ class WindowEngine:
         prev_motions: Sequence[MotionLike | None] | None = None,
         skip_draws: int = 0,
     ) -> ChunkState:
-        """Fresh :class:`ChunkState` for ``len(seeds)`` people (per-person style and previous motion).
+        """Fresh [`ChunkState`][unils.generation.ChunkState] for ``len(seeds)`` people (per-person style and
+        previous motion).
 
         ``skip_draws`` advances every person's generator by that many draws first (used to
         reproduce the official pipeline's random stream, see ``official_rng``).
@@ -531,7 +542,8 @@ class WindowEngine:
     def step(
         self, state: ChunkState, self_features: Tensor, other_features: Tensor, options: Sampling
     ) -> tuple[Tensor, ChunkState]:
-        """One window for every row of ``state``; see :func:`step`. Returns ``(motion, new_state)``."""
+        """One window for every row of ``state``; see [`step`][unils.generation.step]. Returns ``(motion,
+        new_state)``."""
         if isinstance(options, GenerationOptions):
             options = options.sampling(self.config)
         motion, _bits, new_state = step(
@@ -546,7 +558,7 @@ class WindowEngine:
         other_features: Sequence[Tensor],
         options: Sequence[Sampling],
     ) -> list[tuple[Tensor, ChunkState]]:
-        """One window for several states as one batch; see :func:`step_many`."""
+        """One window for several states as one batch; see [`step_many`][unils.generation.step_many]."""
         return step_many(
             self.codec, self.generator, states, self_features, other_features, options, self._precision.dtype
         )
@@ -586,9 +598,9 @@ class WindowEngine:
             channels: 16 kHz mono audio, one array per voice (the longest sets the number of windows).
             rows: one ``(own channel, partner channel or None)`` per person of ``state``. Each channel
                 is encoded once and serves every row that uses it.
-            state: from :meth:`start`, one row per person.
+            state: from [`start`][unils.generation.WindowEngine.start], one row per person.
             options: sampling options.
-            on_window: called after each window with a :class:`WindowEvent`.
+            on_window: called after each window with a [`WindowEvent`][unils.generation.WindowEvent].
             progress: show a progress bar over windows.
             lookahead: windows encoded ahead of the generator (None: all at once). Features are the
                 same either way; a bound keeps peak memory flat on long audio.

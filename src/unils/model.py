@@ -1,7 +1,8 @@
-"""The public :class:`UniLS` model: loading, saving and offline generation.
+"""The public [`UniLS`][unils.model.UniLS] model: loading, saving and offline generation.
 
-The class is thin on purpose: the math lives in :mod:`unils.nn`, the window step in
-:mod:`unils.generation`, audio handling in :mod:`unils.audio` and file resolution in :mod:`unils.hub`.
+The class is thin on purpose: the math lives in [`unils.nn`][unils.nn], the window step in
+[`unils.generation`][unils.generation], audio handling in [`unils.audio`][unils.audio] and file resolution in
+[`unils.hub`][unils.hub].
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ _DEPRECATED_ENGINE = "is the engine's: use model.engine.{name} (the model's own 
 class UniLS(UniLSModules):
     """UniLS: audio of a person (and optionally of their partner) -> that person's FLAME motion.
 
-    Build one with :meth:`from_pretrained`; it holds weights only, so one instance can serve many
-    threads and streaming sessions at once (each call keeps its own state).
+    Build one with [`from_pretrained`][unils.model.UniLS.from_pretrained]; it holds weights only, so one
+    instance can serve many threads and streaming sessions at once (each call keeps its own state).
 
     Example:
         ```python
@@ -65,7 +66,8 @@ class UniLS(UniLSModules):
 
     @property
     def precision(self) -> Precision:
-        """The number formats the model computes in (decided at load; see [set_precision][unils.UniLS.set_precision])."""
+        """The number formats the model computes in (decided at load; see
+        [set_precision][unils.UniLS.set_precision])."""
         return self.engine.precision
 
     # ------------------------------------------------------------------ loading / saving
@@ -146,7 +148,8 @@ class UniLS(UniLSModules):
         return model
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (loadable with :meth:`from_pretrained`).
+        """Write ``config.json`` and ``model.safetensors`` (loadable with
+        [`from_pretrained`][unils.model.UniLS.from_pretrained]).
 
         Raises:
             ConfigError: the model runs in int8 (a run-time form of the weights that cannot be saved).
@@ -208,7 +211,8 @@ class UniLS(UniLSModules):
 
     @property
     def audio_autocast(self) -> torch.dtype | None:
-        """Autocast dtype of the audio encoder (None: it runs in its own dtype); see [set_audio_autocast][unils.UniLS.set_audio_autocast]."""
+        """Autocast dtype of the audio encoder (None: it runs in its own dtype); see
+        [set_audio_autocast][unils.UniLS.set_audio_autocast]."""
         return self.engine.audio_autocast
 
     # ------------------------------------------------------------------ torch's own casts, routed
@@ -225,7 +229,7 @@ class UniLS(UniLSModules):
         return self.set_precision("float32")
 
     def double(self) -> UniLS:
-        """Refused: unils computes in float32 at most (raises :class:`~unils.errors.ConfigError`)."""
+        """Refused: unils computes in float32 at most (raises [`ConfigError`][unils.errors.ConfigError])."""
         raise ConfigError("float64 is not a unils precision: use model.set_precision('float32') (exact)")
 
     def to(self, *args: Any, **kwargs: Any) -> UniLS:  # type: ignore[override]

@@ -1,4 +1,4 @@
-"""One options object for every entry point: :class:`GenerationOptions`.
+"""One options object for every entry point: [`GenerationOptions`][unils.options.GenerationOptions].
 
 ``UniLS.generate``, ``generate_both``, ``generate_batch``, ``stream`` and ``stream_group`` accept
 ``options=GenerationOptions(...)`` (or a plain dict of its fields) plus keyword overrides; the CLI
@@ -14,9 +14,9 @@ motion = model.generate("me.wav", options=calm)                  # the object as
 other = model.generate("me.wav", options=calm, seed=1)           # ... with one field overridden
 ```
 
-Sampling fields left at ``None`` take the model's defaults (``config.temperature``, ``top_p``,
-``cfg_scale``: :data:`unils.config.SAMPLING_DEFAULTS` unless a checkpoint says otherwise); their
-ranges are :data:`unils.config.SAMPLING_RANGES`.
+Sampling fields left at ``None`` take the model's defaults (``config.temperature``, ``top_p``, ``cfg_scale``:
+[`unils.config.SAMPLING_DEFAULTS`][unils.config.SAMPLING_DEFAULTS] unless a checkpoint says otherwise); their
+ranges are [`unils.config.SAMPLING_RANGES`][unils.config.SAMPLING_RANGES].
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def _opt(
 
 
 class OptionOverrides(TypedDict, total=False):
-    """Keyword overrides accepted beside ``options=`` (the fields of :class:`GenerationOptions`)."""
+    """Keyword overrides accepted beside ``options=`` (the fields of
+    [`GenerationOptions`][unils.options.GenerationOptions])."""
 
     seed: Any
     temperature: float | None
@@ -106,7 +107,7 @@ class GenerationOptions:
 
     Build one directly (``GenerationOptions(temperature=0.7)``), from a dict
     (``GenerationOptions(**d)``), or let an entry point merge ``options=`` with keyword overrides.
-    Values are checked when the object is made: a bad one raises :class:`~unils.errors.ConfigError`.
+    Values are checked when the object is made: a bad one raises [`ConfigError`][unils.errors.ConfigError].
 
     Attributes:
         seed: seed of the random draws (None: fresh randomness). Multi-person calls: an int ``s``
@@ -213,7 +214,8 @@ class GenerationOptions:
 
 @dataclass(frozen=True)
 class Sampling:
-    """The resolved sampling knobs one window step uses (:meth:`GenerationOptions.sampling`)."""
+    """The resolved sampling knobs one window step uses
+    ([`GenerationOptions.sampling`][unils.options.GenerationOptions.sampling])."""
 
     temperature: float = SAMPLING_DEFAULTS["temperature"]
     top_p: float = SAMPLING_DEFAULTS["top_p"]

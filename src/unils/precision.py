@@ -1,10 +1,11 @@
 """Which precision runs fastest on this device, and the one int8 transformation unils offers.
 
-``UniLS.from_pretrained(dtype="auto")`` (the default) asks :func:`choose_precision`: bfloat16 for the
-audio encoder and the generator where the device runs it natively (CUDA with bfloat16 support, CPUs
-with AVX512-BF16 or AMX), float32 elsewhere. The motion codec always stays float32. float32 is the
-exact reference: parity with the official implementation is checked in float32. The environment
-variable ``UNILS_DTYPE`` (e.g. ``float32``) replaces the automatic choice without code changes.
+``UniLS.from_pretrained(dtype="auto")`` (the default) asks
+[`choose_precision`][unils.precision.choose_precision]: bfloat16 for the audio encoder and the generator where
+the device runs it natively (CUDA with bfloat16 support, CPUs with AVX512-BF16 or AMX), float32 elsewhere. The
+motion codec always stays float32. float32 is the exact reference: parity with the official implementation is
+checked in float32. The environment variable ``UNILS_DTYPE`` (e.g. ``float32``) replaces the automatic choice
+without code changes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ logger = logging.getLogger("unils")
 
 #: Names accepted wherever a precision is chosen (``from_pretrained(dtype=...)``, ``--dtype``).
 PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
-#: Environment variable that replaces the automatic choice (one of :data:`PRECISIONS` but "auto").
+#: Environment variable that replaces the automatic choice (one of [`PRECISIONS`][unils.precision.PRECISIONS]
+#: but "auto").
 ENV_VAR = "UNILS_DTYPE"
 
 #: The one table from precision names to torch dtypes (int8 computes its activations in float32).
@@ -146,7 +148,7 @@ def choose_precision(requested: str | torch.dtype | None, device: torch.device |
     """The precision for ``requested`` on ``device``: ``"auto"`` (or None) picks the fastest native one.
 
     Args:
-        requested: ``"auto"``/None, a name of :data:`PRECISIONS`, or a torch dtype.
+        requested: ``"auto"``/None, a name of [`PRECISIONS`][unils.precision.PRECISIONS], or a torch dtype.
         device: where the model runs.
 
     Raises:

@@ -3,7 +3,7 @@
 Order and arithmetic follow the official ``sample_idx_with_top_p_``: logits are multiplied by
 ``1/temperature`` *before* guidance, guidance mixes ``cfg*cond + (1-cfg)*uncond`` only when
 ``cfg > 1``, and top-p drops the less likely value of a bit when its probability is at most
-``1 - top_p``. Each row of the batch draws from its own :class:`torch.Generator`, with the same call
+``1 - top_p``. Each row of the batch draws from its own `torch.Generator`, with the same call
 shape as the official code, so a row seeded with ``s`` reproduces ``torch.manual_seed(s)`` there.
 
 Greedy decoding: ``temperature=0``, or a temperature so small that ``logits / temperature`` overflows
@@ -40,7 +40,7 @@ def guided_logits(logits: Tensor, batch: int, temperature: float, cfg_scale: flo
 
     Rows ``batch: 2*batch`` are the unconditional branch when ``cfg_scale > 1``; otherwise only the
     conditional rows are used (and need be computed). ``temperature=0`` gives infinite logits: use
-    :func:`bit_probabilities`, which decodes those greedily.
+    [`bit_probabilities`][unils.sampling.bit_probabilities], which decodes those greedily.
     """
     inv = math.inf if temperature == 0 else 1 / temperature
     logits = logits.float().mul(inv)
@@ -155,7 +155,8 @@ def sample_bits(
         logits: guided logits [B, n, C, 2] (top-p is applied here), or None when ``probs`` is given.
         generators: one random generator per row.
         top_p: nucleus threshold applied to ``logits``.
-        probs: probabilities [B, n, C, 2] from :func:`bit_probabilities` (then ``logits`` is ignored).
+        probs: probabilities [B, n, C, 2] from [`bit_probabilities`][unils.sampling.bit_probabilities] (then
+            ``logits`` is ignored).
     """
     if probs is None:
         if logits is None:

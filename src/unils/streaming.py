@@ -1,13 +1,13 @@
 """Streaming sessions: feed audio blocks as they arrive, get motion frames as soon as they are final.
 
-A :class:`StreamSession` holds all per-conversation state (audio buffers, the chunk state, random
-generators, the smoothing tail, latency statistics); the model holds weights only, so one model can
-serve many sessions from many threads.
+A [`StreamSession`][unils.streaming.StreamSession] holds all per-conversation state (audio buffers, the chunk
+state, random generators, the smoothing tail, latency statistics); the model holds weights only, so one model
+can serve many sessions from many threads.
 
 Two modes:
 
 * exact (default, ``hop_frames=None``): a window is generated once its whole 4 s of audio has
-  arrived, exactly as offline :meth:`~unils.UniLS.generate` does. Frames equal offline generation
+  arrived, exactly as offline [`generate`][unils.model.UniLS.generate] does. Frames equal offline generation
   for the same audio and seed. Algorithmic latency: one window (4 s) + the smoothing lookahead.
 * low latency (``hop_frames=h < window``): every ``h`` frames of new audio, the window starting at
   the first uncommitted frame is generated with the audio that has arrived (the rest zero-padded,
@@ -15,7 +15,7 @@ Two modes:
   is conditioned on the last 100 committed frames. Latency ``h`` frames + lookahead, at ``window/h``
   times the compute, with some drift from the offline result (measured in ``benchmarks/``).
 
-Many sessions in one process share batched steps through a :class:`SessionGroup`
+Many sessions in one process share batched steps through a [`SessionGroup`][unils.streaming.SessionGroup]
 (``model.stream_group()``): each session is fed on its own, and ``group.step()`` runs the windows that
 are ready in all of them as one batch.
 """
@@ -82,7 +82,8 @@ class StreamSession:
         options: the [GenerationOptions][unils.GenerationOptions] of the session (for ``both``: ``seed``,
             ``style`` and ``prev_motion`` per person as in [generate_both][unils.UniLS.generate_both]).
         partner: whether partner audio will be pushed (False = the person talks to silence).
-        both: generate both people (requires ``partner``); [push][unils.StreamSession.push] then returns a pair.
+        both: generate both people (requires ``partner``); [push][unils.StreamSession.push] then returns a
+            pair.
         sample_rate: rate of the pushed audio; other than 16 kHz is resampled on the fly.
         hop_frames: None for exact mode, or the low-latency hop in frames (1 .. window).
         **overrides: fields of [GenerationOptions][unils.GenerationOptions] (override ``options``).
@@ -205,7 +206,8 @@ class StreamSession:
 
     @property
     def frames_emitted(self) -> int:
-        """Frames returned so far by [push][unils.StreamSession.push] and [flush][unils.StreamSession.flush]."""
+        """Frames returned so far by [push][unils.StreamSession.push] and
+        [flush][unils.StreamSession.flush]."""
         return self._emitted
 
     @property

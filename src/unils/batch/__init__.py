@@ -1,7 +1,8 @@
 """Dataset-scale generation: a manifest of rows, sharded over torchrun processes, resumable.
 
-Command line: ``unils generate --batch MANIFEST --out-dir DIR`` (see the "Large datasets" page).
-From Python, the same steps are :func:`read_manifest`, :func:`check_files` and :func:`run_rows`.
+Command line: ``unils generate --batch MANIFEST --out-dir DIR`` (see the "Large datasets" page). From Python,
+the same steps are [`read_manifest`][unils.batch.manifest.read_manifest],
+[`check_files`][unils.batch.manifest.check_files] and [`run_rows`][unils.batch.runner.run_rows].
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Command-line layer of batch generation (``unils generate --batch``): options, progress bar, report.
 
-The only part of :mod:`unils.batch` that prints. :func:`add_batch_arguments` adds the batch options
-to a parser that already has the single-file generate options (``--seed``, ``--temperature``,
-``--top-p``, ``--cfg-scale``, ``--no-smooth``, ``--both``, ``--device``); their values become the
-defaults of empty manifest cells.
+The only part of [`unils.batch`][unils.batch] that prints.
+[`add_batch_arguments`][unils.batch.command.add_batch_arguments] adds the batch options to a parser that
+already has the single-file generate options (``--seed``, ``--temperature``, ``--top-p``, ``--cfg-scale``,
+``--no-smooth``, ``--both``, ``--device``); their values become the defaults of empty manifest cells.
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def run_batch_command(args: argparse.Namespace, load_model: Callable[[], UniLS])
     """Run ``unils generate --batch`` (on every torchrun rank); rank 0 prints the summary.
 
     Args:
-        args: parsed options of :func:`add_batch_arguments` plus the generate options.
+        args: parsed options of [`add_batch_arguments`][unils.batch.command.add_batch_arguments] plus the
+            generate options.
         load_model: loads the model; called only on ranks with work, after ``args.device`` is set
             to this rank's device (``cuda:LOCAL_RANK`` when GPUs exist).
 

@@ -2,21 +2,13 @@
 
 Columns (only ``audio`` is required; an empty CSV cell or a JSON ``null`` means "the default"):
 
-===============  ==================================================================================
-``audio``        the person's voice (a path, relative to the manifest's folder)
-``partner``      the other person's voice (default: none, i.e. silence)
-``output``       output file, relative to the output folder; without a suffix the chosen one is added
-                 (default: the audio's path relative to the manifest's folder, with that suffix)
-``seed``         seed of the row's draws (default: the command's ``--seed``)
-``both``         also write the partner's motion, to ``<output stem>_partner<suffix>`` (needs ``partner``)
-``temperature``  sampling knobs with the names and meaning of :meth:`unils.UniLS.generate`
-``top_p``
-``cfg_scale``
-``smooth``
-``use_cache``
-``style``        motion file (.npz/.npy/.json/.csv) of a style clip (for ``both``: used by both people)
-``prev_motion``  motion file preceding the audio (for ``both``: used by both people)
-===============  ==================================================================================
+| column | meaning |
+|---|---|
+| ``audio`` | the person's voice (a path, relative to the manifest's folder) |
+| ``partner`` | the other person's voice (default: none, i.e. silence) |
+| ``output`` | output file, relative to the output folder; without a suffix the chosen one is added (default: the audio's path relative to the manifest's folder, with that suffix) |
+| ``both`` | also write the partner's motion, to ``<output stem>_partner<suffix>`` (needs ``partner``) |
+| every field of [`GenerationOptions`][unils.options.GenerationOptions] | ``seed``, ``temperature``, ``top_p``, ``cfg_scale``, ``smooth``, ``style``, ``prev_motion``, ``use_cache``: the same names, meanings and ranges; motion files (.npz/.npy/.json/.csv) for ``style`` and ``prev_motion`` (for ``both``: used by both people); empty cells take the command's flags |
 """
 
 from __future__ import annotations
@@ -57,9 +49,9 @@ class BatchDefaults:
     Attributes:
         suffix: output format, ``.npz``, ``.json`` or ``.csv``.
         seed: seed of rows without one.
-        temperature: as in :meth:`unils.UniLS.generate` (None: the model's default).
-        top_p: as in :meth:`unils.UniLS.generate`.
-        cfg_scale: as in :meth:`unils.UniLS.generate`.
+        temperature: as in [`unils.UniLS.generate`][unils.model.UniLS.generate] (None: the model's default).
+        top_p: as in [`unils.UniLS.generate`][unils.model.UniLS.generate].
+        cfg_scale: as in [`unils.UniLS.generate`][unils.model.UniLS.generate].
         smooth: Savitzky-Golay smoothing.
         use_cache: key/value caching across scales.
         both: write both people for rows with a partner and no ``both`` value.

@@ -79,14 +79,14 @@ class BatchGroup:
 def make_groups(rows: Sequence[BatchRow], frames: Mapping[int, int], batch_size: int) -> list[BatchGroup]:
     """Batches of up to ``batch_size`` rows of similar length that share their sampling options.
 
-    Rows are split by :meth:`BatchRow.sampling_key` (``generate_batch`` takes one temperature, top_p,
-    cfg_scale, smoothing and cache setting per call), sorted by (frames, manifest index) and cut in
-    consecutive runs. ``both`` rows are one call each. Depends only on the manifest, the frame
-    counts and ``batch_size``.
+    Rows are split by [`BatchRow.sampling_key`][unils.batch.manifest.BatchRow.sampling_key]
+    (``generate_batch`` takes one temperature, top_p, cfg_scale, smoothing and cache setting per call), sorted
+    by (frames, manifest index) and cut in consecutive runs. ``both`` rows are one call each. Depends only on
+    the manifest, the frame counts and ``batch_size``.
 
     Args:
         rows: the rows to plan (rows whose audio header is unreadable are left out by the caller).
-        frames: frame count of each row, by :attr:`BatchRow.index`.
+        frames: frame count of each row, by [`BatchRow.index`][unils.batch.manifest.BatchRow.index].
         batch_size: most rows per call.
     """
     if batch_size < 1:
@@ -103,7 +103,8 @@ def make_groups(rows: Sequence[BatchRow], frames: Mapping[int, int], batch_size:
 
 
 def assign_groups(groups: Sequence[BatchGroup], world_size: int) -> list[list[BatchGroup]]:
-    """Groups per rank, balanced by :attr:`BatchGroup.cost` (see :func:`~unils.batch.shard.balanced_assignment`)."""
+    """Groups per rank, balanced by [`BatchGroup.cost`][unils.batch.plan.BatchGroup.cost] (see
+    [`balanced_assignment`][unils.batch.shard.balanced_assignment])."""
     shares = balanced_assignment([g.cost for g in groups], world_size)
     return [[groups[i] for i in share] for share in shares]
 

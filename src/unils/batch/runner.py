@@ -1,9 +1,9 @@
 """Run a manifest on this rank: plan with the other ranks, generate my batches, write atomically.
 
 Failures of one row (undecodable audio, a style clip too short...) are recorded in its
-:class:`RowResult` and never stop the other rows; anything that is not an ``Exception`` (Ctrl-C, a
-kill) stops the run, and a rerun picks up where it stopped because every finished output is a
-complete file (temp file in the same folder, then ``os.replace``).
+[`RowResult`][unils.batch.runner.RowResult] and never stop the other rows; anything that is not an
+``Exception`` (Ctrl-C, a kill) stops the run, and a rerun picks up where it stopped because every finished
+output is a complete file (temp file in the same folder, then ``os.replace``).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class RankResult:
 
     Attributes:
         rank: the rank.
-        results: one :class:`RowResult` per row this rank accounted for.
+        results: one [`RowResult`][unils.batch.runner.RowResult] per row this rank accounted for.
         busy_s: seconds spent loading the model and generating.
         groups: batches this rank ran.
     """
@@ -226,11 +226,11 @@ def run_rows(
     """Generate this rank's share of ``rows``; every rank of the job calls it with the same rows.
 
     The ranks first split the probing (frame counts from audio headers, validity of existing
-    outputs) and share it; then each runs the batches :func:`~unils.batch.plan.assign_groups` gives
+    outputs) and share it; then each runs the batches [`assign_groups`][unils.batch.plan.assign_groups] gives
     it. The model is loaded only if this rank has work.
 
     Args:
-        rows: the manifest, from :func:`~unils.batch.manifest.read_manifest`.
+        rows: the manifest, from [`read_manifest`][unils.batch.manifest.read_manifest].
         load_model: returns the model, on this rank's device.
         context: this process's place in the job (default: from the torchrun variables; its
             process group must be joined when ``world_size > 1``).
@@ -240,7 +240,8 @@ def run_rows(
         on_results: called with the results of each batch as they come.
 
     Returns:
-        This rank's :class:`RankResult` (rows already done are counted by the rank that probed them).
+        This rank's [`RankResult`][unils.batch.runner.RankResult] (rows already done are counted by the rank
+        that probed them).
     """
     ctx = context or DistContext.from_env()
     t0 = time.perf_counter()

@@ -1,9 +1,9 @@
 """Work sharding across torchrun processes: who am I, which device, which items are mine.
 
-Reusable beyond batch generation (e.g. scoring a large folder): compute one cost per item, take
-this rank's items from :func:`balanced_assignment`, and gather the per-rank results on rank 0 with
-:meth:`DistContext.gather`. The assignment is a pure function of the costs and the world size, so
-every process computes the same one without talking to the others.
+Reusable beyond batch generation (e.g. scoring a large folder): compute one cost per item, take this rank's
+items from [`balanced_assignment`][unils.batch.shard.balanced_assignment], and gather the per-rank results on
+rank 0 with [`DistContext.gather`][unils.batch.shard.DistContext.gather]. The assignment is a pure function of
+the costs and the world size, so every process computes the same one without talking to the others.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def balanced_assignment(costs: Sequence[float], world_size: int) -> list[list[in
         For each rank, the sorted indices of its items.
 
     Example:
-        >>> balanced_assignment([5.0, 1.0, 4.0, 2.0], 2)
-        [[0, 1], [2, 3]]
+        ```python
+        balanced_assignment([5.0, 1.0, 4.0, 2.0], 2)  # [[0, 1], [2, 3]]
+        ```
     """
     if world_size < 1:
         raise ValueError(f"world_size must be >= 1, got {world_size}")

@@ -3,7 +3,7 @@
 Ranks other than 0 report their progress through small JSON files in the output folder, so that
 rank 0 can draw one progress bar over the whole job without collective calls in the middle of the
 work (ranks finish batches at different times). Results themselves travel by
-:meth:`~unils.batch.shard.DistContext.gather` at the end.
+[`gather`][unils.batch.shard.DistContext.gather] at the end.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class BatchSummary:
     def from_ranks(
         cls, parts: Sequence[RankResult], *, manifest: str, out_dir: str, rows: int, wall_s: float
     ) -> BatchSummary:
-        """Merge the :class:`~unils.batch.runner.RankResult` of every rank."""
+        """Merge the [`RankResult`][unils.batch.runner.RankResult] of every rank."""
         results: list[RowResult] = sorted((r for p in parts for r in p.results), key=lambda r: r.index)
         made = [r for r in results if r.status == "generated"]
         failures = [r for r in results if r.status == "failed"]
@@ -135,7 +135,8 @@ class BatchSummary:
         }
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`to_dict` as JSON (atomically); returns the path."""
+        """Write [`to_dict`][unils.batch.summary.BatchSummary.to_dict] as JSON (atomically); returns the
+        path."""
         p = Path(path)
         write_json_atomic(self.to_dict(), p)
         return p

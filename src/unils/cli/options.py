@@ -35,7 +35,8 @@ DEFAULT_MODEL = "demo"
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model/-m``, ``--device``, ``--dtype`` and ``--audio-autocast`` (read by :func:`load_model`)."""
+    """Add ``--model/-m``, ``--device``, ``--dtype`` and ``--audio-autocast`` (read by
+    [`load_model`][unils.cli.options.load_model])."""
     g = parser.add_argument_group("model")
     g.add_argument(
         "--model",

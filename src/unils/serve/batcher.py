@@ -1,10 +1,10 @@
 """Continuous batching of live sessions: the ready windows of many sessions run as one step.
 
 Each session's work runs on a worker thread, as before (one audio piece at a time, in order). With a
-:class:`StepBatcher`, a worker does not step its session alone: it feeds the audio, and for every
+[`StepBatcher`][unils.serve.batcher.StepBatcher], a worker does not step its session alone: it feeds the audio, and for every
 window that became ready it asks the batcher for a step and waits. One stepping thread gathers the
 requests that arrive within a short window (``gather_s``, or until ``max_batch`` are waiting) and runs
-them as one batched step (:meth:`unils.SessionGroup.step_once`: one encoder batch, one generator batch,
+them as one batched step ([`SessionGroup.step_once`][unils.streaming.SessionGroup.step_once]: one encoder batch, one generator batch,
 each row with its own options and random generator), then wakes every worker of the batch. Flow
 control, deadlines, fairness and per-session closes stay with the scheduler and the sessions: the
 batcher only changes how the model work of the sessions that are ready at the same time is done.
