@@ -155,8 +155,15 @@ def main() -> None:
     for hop in args.hops:
         for mode in args.modes:
             for n in args.sessions:
-                r = run(model, n, hop, args.ticks, mode, args.warmup)
+                try:
+                    r = run(model, n, hop, args.ticks, mode, args.warmup)
+                except torch.OutOfMemoryError as exc:
+                    print(f"hop {hop} {mode} N={n}: out of memory ({exc})", flush=True)
+                    break
                 results.append(r)
+                if args.json:  # written as it goes: a run stopped by a time limit keeps what it measured
+                    with open(args.json, "w") as fh:
+                        json.dump({"info": info, "results": results, "equality": equality}, fh, indent=1)
                 print(
                     f"hop {hop:3d} {mode:5s} N={n:4d}: tick p50 {r['tick_p50_s'] * 1e3:8.1f} ms "
                     f"p99 {r['tick_p99_s'] * 1e3:8.1f} ms (hop {r['hop_s'] * 1e3:.0f} ms) "
