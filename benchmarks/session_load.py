@@ -48,12 +48,12 @@ def sync(model: UniLS) -> None:
         torch.cuda.synchronize(model.device)
 
 
-def run(model: UniLS, n: int, hop: int, ticks: int, mode: str, warmup: int) -> dict:
+def run(model: UniLS, n: int, hop: int, ticks: int, mode: str, warmup: int, both: bool = False) -> dict:
     spf = model.config.samples_per_frame
     block = hop * spf
     a, b = conversation_audio((ticks + warmup) * hop / model.fps + 1.0, seed=n)
     group = model.stream_group(max_batch=max(1, n))
-    sessions = [group.open(seed=i, hop_frames=hop) for i in range(n)]
+    sessions = [group.open(seed=i, hop_frames=hop, both=both) for i in range(n)]
     times, frames = [], 0
     for t in range(ticks + warmup):
         lo = t * block
@@ -62,9 +62,10 @@ def run(model: UniLS, n: int, hop: int, ticks: int, mode: str, warmup: int) -> d
             for s in sessions:
                 s.feed(a[lo : lo + block], b[lo : lo + block])
             out = group.step()
-            got = sum(len(m) for m in out.values())
+            got = sum(len(m[0] if both else m) for m in out.values())  # type: ignore[index, arg-type]
         else:
-            got = sum(len(s.push(a[lo : lo + block], b[lo : lo + block])) for s in sessions)
+            pushed = [s.push(a[lo : lo + block], b[lo : lo + block]) for s in sessions]
+            got = sum(len(m[0] if both else m) for m in pushed)  # type: ignore[index, arg-type]
         sync(model)
         if t >= warmup:
             times.append(time.perf_counter() - t0)
@@ -76,6 +77,7 @@ def run(model: UniLS, n: int, hop: int, ticks: int, mode: str, warmup: int) -> d
     return {
         "mode": mode,
         "sessions": n,
+        "people_per_session": 2 if both else 1,
         "hop_frames": hop,
         "hop_s": hop_s,
         "tick_p50_s": p50,
@@ -131,6 +133,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--max-tick-s", type=float, default=60.0, help="stop growing N once a tick takes this long")
     ap.add_argument("--equality", action="store_true", help="also compare grouped with solo sessions")
+    ap.add_argument("--both", action="store_true", help="two-person sessions (stream(both=True): 2 rows each)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.threads:
@@ -156,7 +159,7 @@ def main() -> None:
         for mode in args.modes:
             for n in args.sessions:
                 try:
-                    r = run(model, n, hop, args.ticks, mode, args.warmup)
+                    r = run(model, n, hop, args.ticks, mode, args.warmup, args.both)
                 except torch.OutOfMemoryError as exc:
                     print(f"hop {hop} {mode} N={n}: out of memory ({exc})", flush=True)
                     break
@@ -165,7 +168,7 @@ def main() -> None:
                     with open(args.json, "w") as fh:
                         json.dump({"info": info, "results": results, "equality": equality}, fh, indent=1)
                 print(
-                    f"hop {hop:3d} {mode:5s} N={n:4d}: tick p50 {r['tick_p50_s'] * 1e3:8.1f} ms "
+                    f"hop {hop:3d} {mode:5s} {'2p' if args.both else '1p'} N={n:4d}: tick p50 {r['tick_p50_s'] * 1e3:8.1f} ms "
                     f"p99 {r['tick_p99_s'] * 1e3:8.1f} ms (hop {r['hop_s'] * 1e3:.0f} ms) "
                     f"rtf {r['rtf']:.3f} {'real time' if r['real_time'] else 'LATE'}",
                     flush=True,

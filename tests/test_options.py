@@ -115,3 +115,15 @@ def test_a_garbage_collected_session_does_not_block_precision_changes(tiny_model
     gc.collect()
     tiny_model.set_precision("bfloat16")
     assert tiny_model.precision.name == "bfloat16"
+
+
+def test_a_deep_copy_has_its_own_engine_state(tiny_model):
+    import copy
+
+    session = tiny_model.stream(seed=0)
+    twin = copy.deepcopy(tiny_model)
+    assert twin.engine.codec is twin.codec and twin.engine.generator is twin.generator
+    assert twin.engine.open_sessions == 0 and tiny_model.engine.open_sessions == 1
+    twin.set_precision("bfloat16")  # the copy's precision is its own
+    assert tiny_model.precision.name == "float32" and twin.precision.name == "bfloat16"
+    session.close()

@@ -405,6 +405,18 @@ class WindowEngine:
         self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies (copy.deepcopy of a model, pickling) get their own lock, no sessions and no caches.
+        state = dict(self.__dict__)
+        state.pop("_lock"), state.pop("_sessions")
+        state["_silence"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._sessions = weakref.WeakSet()
+
     @property
     def device(self) -> torch.device:
         """Device of the weights."""
