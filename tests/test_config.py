@@ -6,34 +6,34 @@ import pytest
 
 from unils import ConfigError, UniLSConfig
 from unils.config import SAMPLING_DEFAULTS, SAMPLING_RANGES, check_sampling
-from unils.generation import GenerationOptions
+from unils.options import GenerationOptions, Sampling
 
 
 def test_sampling_defaults_are_the_config_defaults_and_the_options_defaults():
     cfg = UniLSConfig()
     assert SAMPLING_DEFAULTS == {"temperature": 1.0, "top_p": 0.97, "cfg_scale": 1.5}
     assert (cfg.temperature, cfg.top_p, cfg.cfg_scale) == tuple(SAMPLING_DEFAULTS.values())
-    opts = GenerationOptions.resolve(cfg)
+    opts = GenerationOptions().sampling(cfg)
     assert (opts.temperature, opts.top_p, opts.cfg_scale, opts.use_cache) == (1.0, 0.97, 1.5, True)
-    assert GenerationOptions() == opts
+    assert Sampling() == opts
 
 
 def test_resolve_takes_the_config_defaults_and_overrides():
     cfg = UniLSConfig(temperature=0.8, top_p=0.9, cfg_scale=2.0)
-    assert GenerationOptions.resolve(cfg) == GenerationOptions(temperature=0.8, top_p=0.9, cfg_scale=2.0)
-    got = GenerationOptions.resolve(cfg, temperature=0.5, cfg_scale=1.0, use_cache=False)
-    assert got == GenerationOptions(temperature=0.5, top_p=0.9, cfg_scale=1.0, use_cache=False)
-    assert not got.guided and GenerationOptions.resolve(cfg).guided
+    assert GenerationOptions().sampling(cfg) == Sampling(temperature=0.8, top_p=0.9, cfg_scale=2.0)
+    got = GenerationOptions(temperature=0.5, cfg_scale=1.0, use_cache=False).sampling(cfg)
+    assert got == Sampling(temperature=0.5, top_p=0.9, cfg_scale=1.0, use_cache=False)
+    assert not got.guided and GenerationOptions().sampling(cfg).guided
+    assert GenerationOptions.resolve(cfg, temperature=0.5, cfg_scale=1.0, use_cache=False) == got
 
 
 @pytest.mark.parametrize(
     "knob, value",
     [
-        ("temperature", 0),
-        ("temperature", 1e-300),  # 1/temperature overflows float32
+        ("temperature", -1e-9),
+        ("temperature", 1e31),  # 1/temperature underflows float32: every bit a coin flip
         ("temperature", math.inf),
         ("temperature", math.nan),
-        ("temperature", 1e9),
         ("top_p", 1.5),
         ("top_p", -0.1),
         ("cfg_scale", -1),
@@ -48,7 +48,7 @@ def test_out_of_range_knobs_are_refused_everywhere(knob, value):
         check_sampling(**{knob: value})
     assert isinstance(err.value, ValueError)
     with pytest.raises(ConfigError, match=knob):
-        GenerationOptions.resolve(UniLSConfig(), **{knob: value})
+        GenerationOptions(**{knob: value})
     with pytest.raises(ConfigError, match=knob):
         UniLSConfig(**{knob: value}).validate()
     check_sampling(**{knob: lo})
@@ -74,3 +74,9 @@ def test_json_round_trip_keeps_sampling_defaults(tmp_path):
     cfg.save(tmp_path / "config.json")
     back = UniLSConfig.load(tmp_path / "config.json")
     assert back == cfg and back.cfg_scale == 2.5
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 1e-300, 1e-6, 1e-3, 1e30])
+def test_every_finite_temperature_the_official_accepts_is_accepted(value):
+    check_sampling(temperature=value)  # 0 and overflowing ones decode greedily (tests/test_sampling.py)
+    assert GenerationOptions(temperature=value).sampling(UniLSConfig()).temperature == value

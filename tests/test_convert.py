@@ -10,6 +10,7 @@ import logging
 
 import pytest
 import torch
+from unils.precision import choose_precision
 from helpers import randomize_, speech_like, tiny_config
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -497,6 +498,7 @@ def test_module_tree_matches_unils(tiny_model):
     mel = tiny_config()
     mel.audio_encoder = AudioEncoderConfig(type="mel")
     assert isinstance(build_audio_encoder(mel), MelEncoder)
-    tree = UniLSModules(tiny_config()).set_precision("bfloat16")
+    tree = UniLSModules(tiny_config())
+    tree.cast_to(choose_precision("bfloat16", "cpu"))
     assert tree.generator.sos_embed.dtype == torch.bfloat16 and tree.codec.motion_std.dtype == torch.float32
     tree.load_state_dict(tiny_model.state_dict())  # strict by default
