@@ -3,9 +3,11 @@
 Three tasks share a connection:
 
 * the **reader** keeps receiving (so pings, pongs and close frames are always read) until the
-  session holds ``credit_bytes`` of audio that the model has not consumed yet; then it stops
+  session holds ``read_ahead_bytes`` of audio that the model has not consumed yet; then it stops
   reading, and TCP back-pressure slows the sender. Clients that honour the protocol's credit
-  (``ack`` messages) never get there; one that ignores it is slowed, not dropped;
+  (``ack`` messages, ``credit_bytes``) never hold more than the credit; one that ignores it is read
+  ahead up to ``max_read_ahead_bytes`` (so its keepalive pings, which queue behind its audio, are
+  still answered) and then slowed, not dropped;
 * the **scheduler** (``scheduler.py``) runs the session's audio, piece by piece (one hop of audio,
   about one model step, each), round-robin with the other sessions;
 * the **writer** sends frames, stats and acks in order, each send with a deadline: a client that
@@ -136,6 +138,7 @@ class Connection:
         self.consumed_bytes = 0
         self.acked_bytes = 0
         self.credit_bytes = 0
+        self.read_ahead_bytes = 0
         self.frames_sent = 0
         self.messages_received = 0
         self.withholding = False
@@ -217,6 +220,7 @@ class Connection:
         bps = hello.bytes_per_second
         frame_bytes = hello.channels * hello.bytes_per_sample
         self.credit_bytes = max(frame_bytes, int(cfg.max_queued_audio_s * bps) // frame_bytes * frame_bytes)
+        self.read_ahead_bytes = max(self.credit_bytes, cfg.max_read_ahead_bytes // frame_bytes * frame_bytes)
         hop_samples = -(-self.session.hop * hello.sample_rate // int(model.fps))
         self.piece_bytes = hop_samples * frame_bytes
         self.lane = self.handle.lanes(
@@ -340,7 +344,7 @@ class Connection:
         ended = False
         try:
             while self.closing is None:
-                if self.queued_bytes >= self.credit_bytes and not ended:
+                if self.queued_bytes >= self.read_ahead_bytes and not ended:
                     # Enough audio waits already: stop reading, let TCP slow the sender.
                     self.withholding = True
                     self._can_read.clear()
@@ -471,7 +475,7 @@ class Connection:
             self._out_ready.set()  # the writer closes once the last frames are out
         if self.lane.idle:
             self.last_activity = time.monotonic()  # caught up: the idle clock starts now
-        if self.queued_bytes < self.credit_bytes:
+        if self.queued_bytes < self.read_ahead_bytes:
             self._can_read.set()
 
     def _send(self, msg: Any, frames: int = 0) -> None:

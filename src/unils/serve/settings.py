@@ -30,7 +30,12 @@ class ServeConfig:
         send_timeout_s: a send that waits this long for the client to read its frames closes the
             session (4009) and frees its slot.
         max_queued_audio_s: audio (seconds, at the client's rate) a session may have waiting for the
-            model; the protocol's credit. Beyond it the server stops reading that connection.
+            model; the protocol's credit, which the clients honour.
+        max_read_ahead_bytes: audio bytes the server reads ahead for a client that ignores the
+            credit; beyond it the server stops reading that connection and TCP slows the sender.
+            Large, because a client's keepalive pings queue behind its audio: while the server
+            withholds reads, a ping waits until the model has consumed all the audio in front of it
+            (up to megabytes in the client's own kernel send buffer).
         max_output_bytes: frames/stats bytes a session may have waiting to be sent; beyond it its
             model work pauses until the client reads.
         max_connections_per_address: open WebSocket connections per client IP (more: HTTP 429). The
@@ -38,8 +43,8 @@ class ServeConfig:
         send_buffer_bytes: kernel send buffer of each connection (``SO_SNDBUF``). Bounded, so that
             a client that stops reading is noticed after this much unread data, not after megabytes.
         recv_buffer_bytes: kernel receive buffer of each connection (``SO_RCVBUF``). Bounded, so that
-            a client that ignores the credit has little audio queued in front of its keepalive pings
-            while the server withholds reads (their pongs come after that audio is consumed).
+            little audio waits in the server's kernel in front of a client's keepalive pings while
+            the server withholds reads (their pongs come after that audio is consumed).
         workers: threads running model steps (default: ``min(max_sessions, CPU count)``).
         min_hop_frames: the smallest low-latency hop a client may ask for (a hop of ``h`` frames
             costs ``window / h`` times the compute of exact mode).
@@ -70,6 +75,7 @@ class ServeConfig:
     hello_timeout_s: float = 5.0
     send_timeout_s: float = 20.0
     max_queued_audio_s: float = 4.0
+    max_read_ahead_bytes: int = 16 << 20
     max_output_bytes: int = 4 << 20
     max_connections_per_address: int = 16
     send_buffer_bytes: int = 256 * 1024
@@ -108,6 +114,7 @@ class ServeConfig:
             "hello_timeout_s",
             "send_timeout_s",
             "max_queued_audio_s",
+            "max_read_ahead_bytes",
             "max_output_bytes",
             "max_connections_per_address",
             "send_buffer_bytes",
