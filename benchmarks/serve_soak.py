@@ -178,6 +178,7 @@ class Soak:
                 writer.close()
             except Exception as exc:  # noqa: BLE001
                 self.closes["staller"][type(exc).__name__] += 1
+                await asyncio.sleep(0.5)  # e.g. refused during a restart
 
     async def garbage(self) -> None:
         from websockets.asyncio.client import connect
@@ -232,6 +233,7 @@ class Soak:
                         self.closes["helloless"][str(exc.rcvd.code if exc.rcvd else 1006)] += 1
             except Exception as exc:  # noqa: BLE001
                 self.closes["helloless"][type(exc).__name__] += 1
+                await asyncio.sleep(0.5)  # e.g. refused during a restart
 
         while self.live():
             await asyncio.gather(*(one() for _ in range(3)))
