@@ -571,8 +571,8 @@ def test_session_module_does_not_import_the_server():
 
 
 def test_stats_message_lives_beside_ack_message(model):
-    with model.stream(partner=False, seed=0, hop_frames=25) as s:
-        s.push(speech_like(2.0, seed=1))
+    with model.stream(partner=False, seed=0) as s:
+        s.push(speech_like(0.5, seed=1))
         msg = json.loads(P.stats_message(s, 0.25))
         end = json.loads(P.stats_message(s, 0.0, kind="end"))
     assert (
