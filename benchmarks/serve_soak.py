@@ -1,9 +1,10 @@
-"""Soak test of ``unils serve``: eight kinds of client at once, on loopback, for minutes.
+"""Soak test of ``unils serve``: ten kinds of client at once, rolling restarts, on loopback, for minutes.
 
-    python benchmarks/serve_soak.py [--model demo] [--seconds 600] [--json benchmarks/results/serve_soak.json]
+    python benchmarks/serve_soak.py [--model demo] [--seconds 600] [--restart-every 0]
+                                    [--json benchmarks/results/serve_soak.json]
 
-Starts a server as a subprocess on 127.0.0.1 (a port the OS picks; 2 model threads, torch
-intra-op threads 1) and runs, in one asyncio loop, until ``--seconds`` have passed:
+Starts a server as a subprocess on 127.0.0.1 (a free port; 2 model threads, torch intra-op
+threads 1) and runs, in one asyncio loop, until ``--seconds`` have passed:
 
 * ``realtime_hop25``: 16 kHz, person + partner, hop 25, real-time pace, 60 s sessions (the neighbour
   whose lag is measured);
@@ -13,13 +14,24 @@ intra-op threads 1) and runs, in one asyncio loop, until ``--seconds`` have pass
 * ``staller``: hello, 20 s of audio at once, then never reads (expects close 4009);
 * ``garbage``: non-HTTP bytes, broken JSON, 3000-deep hellos, absurd knobs, odd-length audio;
 * ``helloless``: three connections at a time that never say hello (expect 4008);
-* ``storm``: every 5 s, ten connections at once: hello, 1 s of audio, then half end, half vanish.
+* ``storm``: every 5 s, ten connections at once: hello, 1 s of audio, then half end, half vanish;
+* ``tts``: text-to-speech-sized pushes: whole 10 s utterances of two-person float32 audio (1.28 MB,
+  more than one message may hold) in one ``push`` each, three per session, one every 10 s;
+* ``ignore_credit_exact`` / ``ignore_credit_hop5``: raw websockets clients (their default keepalive:
+  ping every 20 s, 20 s timeout) that send ``--long-audio-s`` (128 s) of two-person float32 audio as
+  fast as the socket takes it, ignoring acks, and read the frames (expect 1000 and every frame).
+
+With ``--restart-every S`` the server gets SIGTERM every S seconds (a rolling restart): the benchmark
+checks that ``/healthz`` answers 503 "draining" during the drain, records the exit status and the
+drain time, and starts a new server on the same port; clients reconnect (sessions cut by a restart
+end with 1001 and are tallied apart).
 
 Reported: sessions per client kind; frames expected (``ceil(samples / 640)`` at 16 kHz) against
 received for every session that ended normally; lag of the real-time clients (from sending the
 audio that completes a frames message, smoothing lookahead included, to receiving it) p50/p95;
 the server's RSS every 5 s and its slope after the first minute; closes by code (server metrics)
-and the client-side tallies. Only 127.0.0.1 is ever contacted; every loop is bounded by the clock.
+and the client-side tallies, per server instance and summed. Only 127.0.0.1 is ever contacted; every
+loop is bounded by the clock.
 """
 
 from __future__ import annotations
@@ -32,9 +44,12 @@ import os
 import platform
 import re
 import selectors
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -53,16 +68,17 @@ from unils import UniLS
 from unils.bench import random_model, small_random_config
 from unils.serve.server import ServeConfig, run
 model = random_model(small_random_config()) if sys.argv[1] == "small" else UniLS.from_pretrained(sys.argv[1])
-cfg = ServeConfig(port=0, max_sessions=16, workers=2, max_connections_per_address=64, hello_timeout_s=2.0,
+cfg = ServeConfig(port=int(sys.argv[2]), max_sessions=16, workers=2, max_connections_per_address=64, hello_timeout_s=2.0,
                   idle_timeout_s=10.0, send_timeout_s=5.0, min_hop_frames=5)
-run(model, cfg, on_ready=lambda s: print(s.ws_url, flush=True))
+sys.exit(run(model, cfg, on_ready=lambda s: print(s.ws_url, flush=True)))
 """
 
 FPS, SPF = 25, 640
 
 
 class Soak:
-    def __init__(self, url: str, seconds: float) -> None:
+    def __init__(self, url: str, seconds: float, long_audio_s: float = 128.0) -> None:
+        self.long_audio_s = long_audio_s
         self.url = url
         self.port = int(url.rsplit(":", 1)[1].split("/")[0])
         self.end = time.monotonic() + seconds
@@ -108,7 +124,8 @@ class Soak:
                 await client.end(timeout=600)
             except Exception as exc:  # noqa: BLE001 - a broken session is a finding, tallied
                 self.closes[kind][f"broken: {getattr(exc, 'code', type(exc).__name__)}"] += 1
-                self.errors.append(f"{kind}: {exc}")
+                if getattr(exc, "code", None) != 1001:  # 1001: a rolling restart, tallied only
+                    self.errors.append(f"{kind}: {exc}")
                 await client.close()
                 continue
             self.closes[kind]["1000"] += 1
@@ -161,6 +178,7 @@ class Soak:
                 writer.close()
             except Exception as exc:  # noqa: BLE001
                 self.closes["staller"][type(exc).__name__] += 1
+                await asyncio.sleep(0.5)  # e.g. refused during a restart
 
     async def garbage(self) -> None:
         from websockets.asyncio.client import connect
@@ -215,6 +233,7 @@ class Soak:
                         self.closes["helloless"][str(exc.rcvd.code if exc.rcvd else 1006)] += 1
             except Exception as exc:  # noqa: BLE001
                 self.closes["helloless"][type(exc).__name__] += 1
+                await asyncio.sleep(0.5)  # e.g. refused during a restart
 
         while self.live():
             await asyncio.gather(*(one() for _ in range(3)))
@@ -248,8 +267,100 @@ class Soak:
             await asyncio.gather(*(one(k % 2 == 1) for k in range(10)))
             await asyncio.sleep(5)
 
+    # ------------------------------------------------------------------ production clients
+    async def tts(self, utterance_s: float = 10.0, per_session: int = 3) -> None:
+        """Whole utterances in one push each (float32, two people: more than one message holds)."""
+        kind = "tts"
+        a, b = conversation_audio(utterance_s * per_session, seed=12)
+        n = int(utterance_s * 16000)
+        while self.live():
+            try:
+                client = await AsyncStreamClient.connect(self.url, partner=True, encoding="float32",
+                                                         format="binary", seed=12)
+            except Exception as exc:  # noqa: BLE001
+                self.closes[kind][f"connect: {getattr(exc, 'code', type(exc).__name__)}"] += 1
+                await asyncio.sleep(0.5)
+                continue
+            self.sessions[kind] += 1
+            try:
+                t0 = time.monotonic()
+                for k in range(per_session):
+                    await asyncio.sleep(max(0.0, t0 + k * utterance_s - time.monotonic()))
+                    await client.push(a[k * n : (k + 1) * n], b[k * n : (k + 1) * n])
+                await client.end(timeout=600)
+            except Exception as exc:  # noqa: BLE001
+                self.closes[kind][f"broken: {getattr(exc, 'code', type(exc).__name__)}"] += 1
+                if getattr(exc, "code", None) != 1001:
+                    self.errors.append(f"{kind}: {exc}")
+                await client.close()
+                continue
+            self.closes[kind]["1000"] += 1
+            want = math.ceil(len(a) / SPF)
+            self.expected[kind] += want
+            self.received[kind] += client.frames_received
+            if client.frames_received != want:
+                self.mismatches.append({"kind": kind, "expected": want, "received": client.frames_received})
+
+    async def ignore_credit(self, kind: str, hop: int | None) -> None:
+        """Long audio as fast as the socket takes it, acks ignored; frames read as they come."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        from unils.serve.protocol import decode_frames_binary
+
+        a, b = conversation_audio(self.long_audio_s, seed=13)
+        data = np.stack([a, b], axis=1).astype("<f4").tobytes()
+        hello = json.dumps({"type": "hello", "sample_rate": 16000, "partner": True, "encoding": "float32",
+                            "format": "binary", "seed": 13, "hop_frames": hop})
+        want = math.ceil(len(a) / SPF)
+        while self.live():
+            got, code = 0, None
+            try:
+                async with connect(self.url, open_timeout=10, max_queue=None, compression=None) as ws:
+                    await ws.send(hello)
+                    json.loads(await ws.recv())
+                    self.sessions[kind] += 1
+
+                    async def read() -> None:
+                        nonlocal got
+                        async for msg in ws:
+                            if isinstance(msg, bytes):
+                                start, arr = decode_frames_binary(msg)
+                                if start != got:
+                                    raise AssertionError(f"frame {start} after {got}")
+                                got += arr.shape[1]
+
+                    reader = asyncio.ensure_future(read())
+                    for i in range(0, len(data), 64000):  # 0.5 s per message
+                        await ws.send(data[i : i + 64000])
+                    await ws.send(json.dumps({"type": "end"}))
+                    try:
+                        await asyncio.wait_for(reader, 900)
+                    except ConnectionClosed:
+                        pass
+                    code = ws.close_code
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else (exc.sent.code if exc.sent else 1006)
+            except Exception as exc:  # noqa: BLE001
+                self.closes[kind][f"connect: {getattr(exc, 'code', type(exc).__name__)}"] += 1
+                await asyncio.sleep(0.5)
+                continue
+            self.closes[kind][str(code)] += 1
+            if code == 1000:
+                self.expected[kind] += want
+                self.received[kind] += got
+                if got != want:
+                    self.mismatches.append({"kind": kind, "expected": want, "received": got})
+            elif code == 1013:  # all sessions taken (storms): try again, as the other clients do
+                await asyncio.sleep(0.5)
+            elif code != 1001:  # 1001: a rolling restart
+                self.errors.append(f"{kind}: closed with {code} after {got} of {want} frames")
+
     async def run(self) -> None:
         await asyncio.gather(
+            self.tts(),
+            self.ignore_credit("ignore_credit_exact", None),
+            self.ignore_credit("ignore_credit_hop5", 5),
             self.stream("realtime_hop25", 60.0, 1.0, 25, seed=1),
             self.stream("realtime_exact_48k", 60.0, 1.0, None, rate=48000, both=True, seed=2),
             self.stream("fast_10x", 120.0, 10.0, None, seed=3),
@@ -269,36 +380,97 @@ def metrics(url: str) -> dict[str, float]:
             if line and not line.startswith("#")}
 
 
+class Server:
+    """The server subprocess, restartable on the same port."""
+
+    def __init__(self, model: str, log: str) -> None:
+        self.model, self.log = model, log
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.proc: subprocess.Popen | None = None
+        self.instances: list[dict] = []
+
+    def start(self) -> str:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "a") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", SERVER, self.model, str(self.port)],
+                                         stdout=subprocess.PIPE, stderr=err, env=env, text=True)
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+        if not sel.select(timeout=300):
+            raise SystemExit("the server did not start")
+        return self.proc.stdout.readline().strip()  # type: ignore[union-attr]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def restart(self) -> None:
+        """SIGTERM; watch /healthz during the drain; record exit status and times; start again."""
+        assert self.proc is not None
+        before = metrics(self.base + "metrics")
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        health: Counter[str] = Counter()
+        while self.proc.poll() is None and time.monotonic() - t0 < 60:
+            try:
+                urllib.request.urlopen(self.base + "healthz", timeout=2)
+                health["200"] += 1
+            except urllib.error.HTTPError as exc:
+                status = json.loads(exc.read()).get("status", "?")
+                health[f"{exc.code} {status}"] += 1
+            except OSError:
+                health["refused"] += 1
+            await asyncio.sleep(0.05)
+        rc = await asyncio.to_thread(self.proc.wait, 60)
+        drained = time.monotonic() - t0
+        self.instances.append({"exit_status": rc, "drain_s": round(drained, 2), "healthz_during_drain": dict(health),
+                               "metrics_before_sigterm": {k: v for k, v in before.items()
+                                                          if k.startswith(("unils_serve_closes_total",
+                                                                           "unils_serve_sessions_total",
+                                                                           "unils_serve_frames_total"))}})
+        await asyncio.to_thread(self.start)
+        self.instances[-1]["down_s"] = round(time.monotonic() - t0, 2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="demo", help="a model path/repo, 'demo' (bundled) or 'small' (random)")
     ap.add_argument("--seconds", type=float, default=600.0)
+    ap.add_argument("--restart-every", type=float, default=0.0, help="SIGTERM and restart the server every S s")
+    ap.add_argument("--long-audio-s", type=float, default=128.0, help="audio of each credit-ignoring session")
     ap.add_argument("--json", default=None)
     ap.add_argument("--server-log", default=os.devnull, help="where the server's warnings go")
     args = ap.parse_args()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    with open(args.server_log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", SERVER, args.model], stdout=subprocess.PIPE, stderr=err,
-                                env=env, text=True)
+    server = Server(args.model, args.server_log)
+    url = server.start()
     try:
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
-        if not sel.select(timeout=300):
-            raise SystemExit("the server did not start")
-        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
-        base = url.replace("ws://", "http://").rsplit("/", 1)[0] + "/"
+        base = server.base
         load_before = os.getloadavg()
-        soak = Soak(url, args.seconds)
+        soak = Soak(url, args.seconds, args.long_audio_s)
         rss: list[tuple[float, float]] = []
         t0 = time.monotonic()
 
         async def sample() -> None:
             while soak.live():
-                rss.append((round(time.monotonic() - t0, 1), round(rss_mb(proc.pid), 1)))
+                try:
+                    rss.append((round(time.monotonic() - t0, 1), round(rss_mb(server.proc.pid), 1)))
+                except (OSError, AttributeError):
+                    pass  # restarting
                 await asyncio.sleep(5)
 
+        async def restarts() -> None:
+            if args.restart_every <= 0:
+                return
+            while True:
+                await asyncio.sleep(args.restart_every)
+                if time.monotonic() + 10 > soak.end:
+                    return
+                await server.restart()
+
         async def everything() -> None:
-            await asyncio.gather(soak.run(), sample())
+            await asyncio.gather(soak.run(), sample(), restarts())
 
         asyncio.run(everything())
         wall = time.monotonic() - t0
@@ -306,14 +478,16 @@ def main() -> None:
         m = metrics(base + "metrics")
         load_after = os.getloadavg()
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        if server.proc is not None:
+            server.proc.terminate()
+            final_rc = server.proc.wait(timeout=60)
     later = [(t, r) for t, r in rss if t >= 60] or rss
     slope = float(np.polyfit([t for t, _ in later], [r for _, r in later], 1)[0] * 60) if len(later) > 2 else 0.0
     lag = {k: {"p50_s": round(float(np.percentile(v, 50)), 3), "p95_s": round(float(np.percentile(v, 95)), 3),
                "max_s": round(float(np.max(v)), 3), "n": len(v)} for k, v in soak.lags.items() if v}
     out = {
         "model": args.model, "seconds": round(wall, 1), "protocol": PROTOCOL_VERSION,
+        "restart_every_s": args.restart_every, "long_audio_s": args.long_audio_s,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_before": load_before,
                     "load_after": load_after},
         "sessions": dict(soak.sessions), "frames_expected": dict(soak.expected), "frames_received": dict(soak.received),
@@ -321,12 +495,16 @@ def main() -> None:
         "rss_mb": {"start": rss[0][1] if rss else None, "end": rss[-1][1] if rss else None,
                    "max": max(r for _, r in rss) if rss else None, "slope_mb_per_min_after_60s": round(slope, 3),
                    "series": rss},
-        "server_closes_by_code": {k.split('"')[1]: v for k, v in m.items() if k.startswith("unils_serve_closes_total")},
-        "server_http_refusals": {k.split('"')[1]: v for k, v in m.items()
-                                 if k.startswith("unils_serve_http_refusals_total")},
-        "server": {k: m[k] for k in ("unils_serve_sessions_total", "unils_serve_connections_total",
-                                     "unils_serve_frames_total", "unils_serve_steps_total",
-                                     "unils_serve_step_seconds_sum") if k in m},
+        "restarts": server.instances, "final_exit_status": final_rc,
+        "server_closes_by_code (last instance)": {k.split('"')[1]: v for k, v in m.items()
+                                                  if k.startswith("unils_serve_closes_total")},
+        "server_http_refusals (last instance)": {k.split('"')[1]: v for k, v in m.items()
+                                                 if k.startswith("unils_serve_http_refusals_total")},
+        "server (last instance)": {k: m[k] for k in ("unils_serve_sessions_total", "unils_serve_connections_total",
+                                                     "unils_serve_frames_total", "unils_serve_steps_total",
+                                                     "unils_serve_step_seconds_sum",
+                                                     "unils_serve_handshake_timeouts_total",
+                                                     "unils_serve_slowloris_drops_total") if k in m},
         "client_closes": {k: dict(v) for k, v in soak.closes.items()},
         "errors": soak.errors[:20],
     }

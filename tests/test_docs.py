@@ -70,6 +70,8 @@ PUBLIC_MODULES = [
     "unils.serve.hello",
     "unils.serve.protocol",
     "unils.serve.server",
+    "unils.serve.settings",
+    "unils.serve.slots",
     "unils.train.compact",
     "unils.train.corpus",
     "unils.train.corpus.channels",

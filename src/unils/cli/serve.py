@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from typing import Any
 
 from ..errors import UniLSError
 from . import options
 
-__all__ = ["register", "run"]
+__all__ = ["config_from_args", "register", "run"]
 
 
 def register(sub: Any) -> None:
@@ -62,6 +64,13 @@ def register(sub: Any) -> None:
         "foreign Hosts get 421 (DNS rebinding)",
     )
     p.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is trusted for the "
+        "client address (per-address limit, logs); '*' = any peer (default $FORWARDED_ALLOW_IPS or "
+        "127.0.0.1,::1, as uvicorn/gunicorn)",
+    )
+    p.add_argument(
         "--max-connections-per-address",
         type=int,
         default=16,
@@ -83,6 +92,12 @@ def register(sub: Any) -> None:
         help="seconds of audio a session may have waiting before its sender is slowed (default 4)",
     )
     p.add_argument(
+        "--max-read-ahead-bytes",
+        type=int,
+        default=16 << 20,
+        help="audio bytes read ahead for a client that ignores the credit, before TCP slows it (default 16 MiB)",
+    )
+    p.add_argument(
         "--drain-timeout",
         type=float,
         default=5.0,
@@ -95,7 +110,6 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``unils serve``."""
     try:
-        from ..serve.server import ServeConfig
         from ..serve.server import run as serve_forever
     except ImportError as exc:  # pragma: no cover - the extra is missing
         raise UniLSError(f"{exc}") from exc
@@ -103,6 +117,32 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    config = config_from_args(args)  # refuse an unsafe configuration before loading the model
+    model = options.load_model(args)
+
+    def ready(server: Any) -> None:
+        print(
+            f"unils serve: {model.config.name} on {server.url} (WebSocket {server.ws_url}), "
+            f"max {config.max_sessions} sessions{', token required' if config.token else ''}; Ctrl-C stops",
+            flush=True,
+        )
+
+    abandoned = serve_forever(model, config, on_ready=ready)
+    if abandoned:
+        # A model step outlived the drain deadline: leave without tearing the interpreter down under
+        # a thread in native code (that aborts the process); the drain itself is complete.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The validated :class:`~unils.serve.ServeConfig` of ``unils serve``'s arguments."""
+    from ..serve.settings import ServeConfig
+
+    forwarded = args.forwarded_allow_ips or os.environ.get("FORWARDED_ALLOW_IPS")
     config = ServeConfig(
         host=args.host,
         port=args.port,
@@ -118,16 +158,9 @@ def run(args: argparse.Namespace) -> int:
         hello_timeout_s=args.hello_timeout,
         send_timeout_s=args.send_timeout,
         max_queued_audio_s=args.max_queued_audio,
+        max_read_ahead_bytes=args.max_read_ahead_bytes,
         drain_timeout_s=args.drain_timeout,
-    ).validate()  # refuse an unsafe configuration before loading the model
-    model = options.load_model(args)
-
-    def ready(server: Any) -> None:
-        print(
-            f"unils serve: {model.config.name} on {server.url} (WebSocket {server.ws_url}), "
-            f"max {config.max_sessions} sessions{', token required' if config.token else ''}; Ctrl-C stops",
-            flush=True,
-        )
-
-    serve_forever(model, config, on_ready=ready)
-    return 0
+    )
+    if forwarded:
+        config.forwarded_allow_ips = tuple(x.strip() for x in forwarded.split(",") if x.strip())
+    return config.validate()

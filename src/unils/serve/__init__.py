@@ -3,7 +3,7 @@
 Needs the ``serve`` extra (``pip install "unils[serve]"``). The names below are imported lazily so
 that :mod:`unils.serve.protocol` stays usable without ``websockets``.
 
-* :class:`UniLSServer` / :class:`ServerThread` / :class:`ServeConfig` - the server (``server.py``).
+* :class:`UniLSServer` / :class:`ServerThread` - the server (``server.py``); :class:`ServeConfig` its settings.
 * :class:`StreamClient` (blocking) / :class:`AsyncStreamClient` (asyncio) - clients (``client.py``).
 * :mod:`unils.serve.protocol` - the wire format, documented in ``docs/serve.md``.
 """
@@ -17,7 +17,7 @@ __all__ = ["UniLSServer", "ServerThread", "ServeConfig", "StreamClient", "AsyncS
 _WHERE = {
     "UniLSServer": "server",
     "ServerThread": "server",
-    "ServeConfig": "server",
+    "ServeConfig": "settings",
     "StreamClient": "client",
     "AsyncStreamClient": "client",
 }

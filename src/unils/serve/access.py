@@ -10,15 +10,22 @@ Checked in this order on every HTTP request, before any WebSocket exists:
 2. ``Origin`` (sent by browsers only) must be the server's own origin (``http://`` or ``https://``
    plus the validated Host) or an ``--allow-origin``: 403 otherwise.
 3. The token, when the server has one: 401 otherwise.
+
+Behind a reverse proxy the TCP peer is the proxy; :class:`ForwardedPolicy` gives the client's own
+address (from ``X-Forwarded-For``, trusted only from ``--forwarded-allow-ips``) for the
+per-address limit and the logs.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-__all__ = ["HostPolicy", "host_name", "is_loopback", "token_ok"]
+from ..errors import ConfigError
+
+__all__ = ["ForwardedPolicy", "HostPolicy", "host_name", "is_loopback", "token_ok"]
 
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
@@ -106,3 +113,70 @@ def token_ok(expected: str | None, supplied: str | None) -> bool:
     if expected is None:
         return True
     return supplied is not None and hmac.compare_digest(supplied.encode(), expected.encode())
+
+
+def _address(entry: str) -> str:
+    # One X-Forwarded-For entry without brackets or port: "[::1]:443" -> "::1", "1.2.3.4:80" -> "1.2.3.4".
+    entry = entry.strip()
+    if entry.startswith("["):
+        return entry[1:].partition("]")[0]
+    if entry.count(":") == 1:
+        return entry.partition(":")[0]
+    return entry
+
+
+class ForwardedPolicy:
+    """Which peers may tell the client's address (``X-Forwarded-For``): uvicorn's and gunicorn's rule.
+
+    Args:
+        trusted: addresses or networks of trusted reverse proxies (``"10.0.0.0/8"``, ``"::1"``), or
+            ``"*"`` for any peer.
+
+    Raises:
+        ConfigError: an entry that is neither an address, a network nor ``*``.
+    """
+
+    def __init__(self, trusted: Iterable[str]) -> None:
+        self._any = False
+        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for entry in trusted:
+            entry = entry.strip()
+            if entry == "*":
+                self._any = True
+                continue
+            try:
+                self._networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"--forwarded-allow-ips: {entry!r} is neither an IP address, a network (10.0.0.0/8) nor '*'"
+                ) from None
+
+    def trusts(self, address: str) -> bool:
+        """Whether ``address`` is a trusted proxy."""
+        if self._any:
+            return True
+        try:
+            ip = ipaddress.ip_address(_address(address))
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
+
+    def client(self, peer: str, forwarded_for: str | None) -> str:
+        """The client's address for a request from ``peer`` with this ``X-Forwarded-For`` value.
+
+        From an untrusted peer the header is ignored (anyone can write it). From a trusted proxy,
+        the entries are read right to left (each proxy appends the address it saw) and the first
+        that is not a trusted proxy is the client; if all are trusted, the left-most. With ``"*"``,
+        the left-most entry.
+        """
+        if not forwarded_for or not self.trusts(peer):
+            return peer
+        hosts = [_address(h) for h in forwarded_for.split(",") if h.strip()]
+        if not hosts:
+            return peer
+        if self._any:
+            return hosts[0]
+        for host in reversed(hosts):
+            if not self.trusts(host):
+                return host
+        return hosts[0]

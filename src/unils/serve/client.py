@@ -14,7 +14,9 @@ returns zero frames; :attr:`StreamClient.stats` holds the server's latest latenc
 
 Both clients honour the server's flow control: they never have more than
 ``ready["flow"]["credit_bytes"]`` of audio sent and not yet acknowledged, so a program may push audio
-as fast as it has it (a text-to-speech engine, a file) and ``push`` simply waits for the model.
+as fast as it has it (a text-to-speech engine, a file) and ``push`` simply waits for the model. A
+block of any length (a whole utterance at once) is split into messages within the server's
+``max_message_bytes`` and half the credit, at whole sample frames; the frames are the same.
 """
 
 from __future__ import annotations
@@ -197,6 +199,22 @@ class _Inbox:
         assert self.ready is not None
         return int(self.ready["flow"]["credit_bytes"])
 
+    def messages(self, data: bytes) -> list[bytes]:
+        """``data`` split into audio messages the server takes: at most its ``max_message_bytes`` and
+        half the credit (so the next one always fits once the server has caught up), whole frames."""
+        assert self.ready is not None
+        frame = self.hello.channels * self.hello.bytes_per_sample
+        limit = min(int(self.ready.get("limits", {}).get("max_message_bytes", 1 << 20)), self.credit // 2)
+        size = max(frame, limit // frame * frame)
+        if len(data) <= size:
+            return [data]
+        view = memoryview(data)
+        return [bytes(view[i : i + size]) for i in range(0, len(data), size)]
+
+    def room(self, sent: int, nbytes: int) -> bool:
+        """Whether ``nbytes`` more may be sent with ``sent`` bytes sent so far (the credit)."""
+        return sent - self.acked + nbytes <= self.credit or sent == self.acked
+
     def take_arkit(self) -> ArkitAnimation | tuple[ArkitAnimation, ArkitAnimation]:
         out = []
         for i, piece in enumerate(self._arkit):
@@ -324,23 +342,26 @@ class StreamClient:
         return self._inbox.received
 
     def send(self, audio: Any, partner_audio: Any = None) -> None:
-        """Send one block of audio (any length; both channels the same length)."""
+        """Send one block of audio (any length, split into messages the server takes; channels equal)."""
         if self._inbox.ended:
             raise StreamError("this session has ended; open a new client")
         data = encode_audio(self.hello, audio, partner_audio)
         try:
-            # Flow control: wait (reading frames and acks) while the server holds a full credit of our audio.
-            deadline = time.monotonic() + self._credit_timeout
-            while self._sent - self._inbox.acked >= self._inbox.credit:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ProtocolError(f"the server acknowledged no audio for {self._credit_timeout:g} s")
-                try:
-                    self._inbox.handle(self._ws.recv(timeout=left))
-                except TimeoutError:
-                    continue
-            self._ws.send(data)
-            self._sent += len(data)
+            for message in self._inbox.messages(data):
+                # Flow control: wait (reading frames and acks) until the credit has room for this message.
+                deadline = time.monotonic() + self._credit_timeout
+                while not self._inbox.room(self._sent, len(message)):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ProtocolError(
+                            f"the server acknowledged no audio for {self._credit_timeout:g} s"
+                        )
+                    try:
+                        self._inbox.handle(self._ws.recv(timeout=left))
+                    except TimeoutError:
+                        continue
+                self._ws.send(message)
+                self._sent += len(message)
         except ConnectionClosed as exc:
             raise _closed_error(exc) from None
 
@@ -525,25 +546,26 @@ class AsyncStreamClient:
         return self._inbox.received
 
     async def send(self, audio: Any, partner_audio: Any = None) -> None:
-        """Send one block of audio."""
+        """Send one block of audio (any length, split into messages the server takes; channels equal)."""
         self._check()
         if self._inbox.ended:
             raise StreamError("this session has ended; open a new client")
         data = encode_audio(self.hello, audio, partner_audio)
-        while self._sent - self._inbox.acked >= self._inbox.credit:  # flow control, see StreamClient.send
-            if self._reader.done():
+        for message in self._inbox.messages(data):
+            while not self._inbox.room(self._sent, len(message)):  # flow control, see StreamClient.send
+                if self._reader.done():
+                    self._check()
+                    raise StreamError("this session has ended; open a new client")
+                self._acked.clear()
+                await self._acked.wait()
                 self._check()
-                raise StreamError("this session has ended; open a new client")
-            self._acked.clear()
-            await self._acked.wait()
-            self._check()
-        try:
-            await self._ws.send(data)
-            self._sent += len(data)
-        except ConnectionClosed:
-            await self._reader
-            self._check()
-            raise
+            try:
+                await self._ws.send(message)
+                self._sent += len(message)
+            except ConnectionClosed:
+                await self._reader
+                self._check()
+                raise
 
     def receive(self) -> Motion | tuple[Motion, Motion]:
         """Frames that have arrived and were not returned yet (never waits)."""

@@ -23,6 +23,8 @@ class ServerMetrics:
         self.frames_total = 0
         self.steps_total = 0
         self.audio_seconds_total = 0.0
+        self.handshake_timeouts = 0  # TCP connections that sent no HTTP request within the deadline
+        self.slowloris_drops = 0  # connections that began a request and did not finish it in time
         self.closes: Counter[int] = Counter()
         self.http_refusals: Counter[int] = Counter()
         self._buckets = [0] * (len(STEP_BUCKETS) + 1)
@@ -83,6 +85,18 @@ class ServerMetrics:
             "counter",
             "HTTP requests refused before any WebSocket, by status.",
             [(f'{{status="{c}"}}', n) for c, n in sorted(self.http_refusals.items())],
+        )
+        metric(
+            "unils_serve_handshake_timeouts_total",
+            "counter",
+            "TCP connections dropped for sending no HTTP request within --hello-timeout.",
+            [("", self.handshake_timeouts)],
+        )
+        metric(
+            "unils_serve_slowloris_drops_total",
+            "counter",
+            "Connections dropped for not finishing their HTTP request within --hello-timeout (slowloris).",
+            [("", self.slowloris_drops)],
         )
         cumulative, samples = 0, []
         for bound, n in zip((*STEP_BUCKETS, float("inf")), self._buckets):

@@ -46,6 +46,7 @@ __all__ = [
     "Clip",
     "parse_hello",
     "ack_message",
+    "stats_message",
     "RANGES",
     "MAX_HELLO_BYTES",
     "MAX_CONTROL_BYTES",
@@ -64,6 +65,7 @@ __all__ = [
     "arkit_binary",
     "CLOSE_NORMAL",
     "CLOSE_GOING_AWAY",
+    "CLOSE_BAD_DATA",
     "CLOSE_TOO_BIG",
     "CLOSE_INTERNAL",
     "CLOSE_TRY_LATER",
@@ -78,6 +80,7 @@ __all__ = [
 # Close codes. 1xxx are the standard ones (RFC 6455); 4xxx are this protocol's own.
 CLOSE_NORMAL = 1000  #: the session ended after the client's "end"
 CLOSE_GOING_AWAY = 1001  #: the server is shutting down
+CLOSE_BAD_DATA = 1007  #: a text message that is not valid UTF-8 (sent by the websockets library)
 CLOSE_INTERNAL = 1011  #: the model failed (a bug; logged on the server)
 CLOSE_TRY_LATER = 1013  #: all sessions are taken (--max-sessions)
 CLOSE_BAD_AUDIO = 4001  #: an audio message cannot be decoded (length, NaN, out-of-range floats)
@@ -110,6 +113,24 @@ def ack_message(audio_bytes: int, hello: Hello) -> str:
     """
     return json.dumps(
         {"type": "ack", "audio_bytes": audio_bytes, "audio_s": audio_bytes / hello.bytes_per_second}
+    )
+
+
+def stats_message(session: Any, push_s: float, kind: str = "stats") -> str:
+    """The server's ``stats`` message after frames (or, with ``kind="end"``, the final ``end`` message).
+
+    Args:
+        session: the session's :class:`~unils.streaming.StreamSession` (frames emitted, latency figures).
+        push_s: compute time of the work that produced the frames just sent (0 for ``end``).
+        kind: ``"stats"`` or ``"end"``.
+    """
+    return json.dumps(
+        {
+            "type": kind,
+            "frames_emitted": session.frames_emitted,
+            "push_compute_s": push_s,
+            **session.stats().__dict__,
+        }
     )
 
 

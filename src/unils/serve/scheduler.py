@@ -13,7 +13,8 @@ most at real time. Lanes more than :data:`MAX_BEHIND_S` behind count as equally 
 start banks no priority), and equally urgent lanes are served in ring order: round-robin.
 
 Workers are daemon threads: a step that is still running when the server must exit (a drain past
-its deadline) does not keep the process alive.
+its deadline) does not keep the process alive. A drain joins them (:meth:`FairScheduler.join`) so
+that the process does not exit while a step runs in native code.
 """
 
 from __future__ import annotations
@@ -158,3 +159,12 @@ class FairScheduler:
         """Let the threads exit once idle (a running item is not interrupted)."""
         for _ in self._threads:
             self._jobs.put(None)
+
+    def join(self, timeout: float) -> bool:
+        """After :meth:`shutdown`, wait up to ``timeout`` seconds for the threads; True if all exited."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)

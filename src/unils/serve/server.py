@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -33,24 +32,28 @@ try:
     from websockets.asyncio.server import Server, ServerConnection, serve
     from websockets.datastructures import Headers
     from websockets.http11 import Request, Response
+    from websockets.protocol import State
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('unils serve needs the "serve" extra: pip install "unils[serve]"') from exc
 
-from ..errors import ConfigError
-from .access import HostPolicy, is_loopback, token_ok
+from .access import ForwardedPolicy, HostPolicy, is_loopback, token_ok
 from .metrics import ServerMetrics
 from .protocol import CLOSE_GOING_AWAY, PROTOCOL_VERSION
 from .scheduler import FairScheduler
-from .session import Connection
+from .session import Connection, SessionHandle
+from .settings import ServeConfig
+from .slots import SlotPool
 
 if TYPE_CHECKING:
     from ..model import UniLS
-    from ..streaming import StreamSession
 
 __all__ = ["ServeConfig", "UniLSServer", "ServerThread", "WS_PATH", "is_loopback", "run"]
 
 logger = logging.getLogger("unils.serve")
 access = logging.getLogger("unils.serve.access")
+
+#: Why sessions end with 1001 when the server shuts down.
+DRAIN_REASON = "server shutting down; reconnect later or to another replica"
 
 #: Path of the WebSocket endpoint; every other path is plain HTTP (demo page, health, metrics).
 WS_PATH = "/ws"
@@ -64,104 +67,6 @@ _STATIC = {
     "/capture-worklet.js": ("capture-worklet.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
-
-
-@dataclass
-class ServeConfig:
-    """Settings of a :class:`UniLSServer` (the idle and deadline rules are tabled in ``docs/serve.md``).
-
-    Attributes:
-        host: interface to bind. The default, 127.0.0.1, accepts local clients only; any other
-            address needs a ``token``.
-        port: TCP port (0 = any free port; read it back from :attr:`UniLSServer.port`).
-        token: shared secret clients must present (``?token=`` in the URL or an
-            ``Authorization: Bearer`` header). At least 8 characters.
-        max_sessions: concurrent sessions (a valid hello takes a slot); one more is closed with 1013.
-        max_message_bytes: largest message a client may send (larger: close code 1009).
-        idle_timeout_s: a session that sends no non-empty message for this long, while the server
-            has none of its audio left to process, is closed (4008).
-        hello_timeout_s: a connection must send its hello within this time (else 4008); until then
-            it holds no session slot.
-        send_timeout_s: a send that waits this long for the client to read its frames closes the
-            session (4009) and frees its slot.
-        max_queued_audio_s: audio (seconds, at the client's rate) a session may have waiting for the
-            model; the protocol's credit. Beyond it the server stops reading that connection.
-        max_output_bytes: frames/stats bytes a session may have waiting to be sent; beyond it its
-            model work pauses until the client reads.
-        max_connections_per_address: open WebSocket connections per client IP (more: HTTP 429).
-        send_buffer_bytes: kernel send buffer of each connection (``SO_SNDBUF``). Bounded, so that
-            a client that stops reading is noticed after this much unread data, not after megabytes.
-        workers: threads running model steps (default: ``min(max_sessions, CPU count)``).
-        min_hop_frames: the smallest low-latency hop a client may ask for (a hop of ``h`` frames
-            costs ``window / h`` times the compute of exact mode).
-        allowed_origins: browser origins allowed besides the server's own (e.g.
-            ``"https://app.example.com"``); requests from other web pages are refused (403).
-        allowed_hosts: Host names accepted besides loopback names, IP literals and ``host`` (e.g. the
-            public name a TLS proxy forwards); others get 421 (DNS rebinding). ``"*"``: any.
-        ping_interval_s: keepalive: a client silent this long is pinged (None: no keepalive).
-        ping_timeout_s: a pinged client that neither answers nor sends anything for this long is
-            closed (4010); never counted while the server itself withholds reads.
-        drain_timeout_s: on shutdown, sessions are closed with 1001 and the server exits within this
-            time, even if a model step is still running.
-        close_timeout_s: how long a closing handshake may take before the connection is dropped.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8765
-    token: str | None = None
-    max_sessions: int = 8
-    max_message_bytes: int = 1 << 20
-    idle_timeout_s: float = 30.0
-    hello_timeout_s: float = 5.0
-    send_timeout_s: float = 20.0
-    max_queued_audio_s: float = 4.0
-    max_output_bytes: int = 4 << 20
-    max_connections_per_address: int = 16
-    send_buffer_bytes: int = 256 * 1024
-    workers: int | None = None
-    min_hop_frames: int = 5
-    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
-    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
-    ping_interval_s: float | None = 20.0
-    ping_timeout_s: float = 20.0
-    drain_timeout_s: float = 5.0
-    close_timeout_s: float = 2.0
-
-    def validate(self) -> ServeConfig:
-        """Refuse unsafe or impossible settings.
-
-        Raises:
-            ConfigError: no token off-localhost, a short token, or a non-positive limit.
-        """
-        if self.token is not None and len(self.token) < 8:
-            raise ConfigError("the serve token must be at least 8 characters (use a random string)")
-        if self.token is None and not is_loopback(self.host):
-            raise ConfigError(
-                f"binding to {self.host!r} exposes the server beyond this machine: pass a token "
-                "(--token or UNILS_SERVE_TOKEN), or bind to 127.0.0.1"
-            )
-        if not 0 <= int(self.port) <= 65535:
-            raise ConfigError(f"port must be in 0..65535, got {self.port}")
-        for name in (
-            "max_sessions",
-            "max_message_bytes",
-            "idle_timeout_s",
-            "min_hop_frames",
-            "hello_timeout_s",
-            "send_timeout_s",
-            "max_queued_audio_s",
-            "max_output_bytes",
-            "max_connections_per_address",
-            "send_buffer_bytes",
-            "ping_timeout_s",
-            "drain_timeout_s",
-            "close_timeout_s",
-        ):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
-        return self
 
 
 def _static_file(name: str) -> bytes:
@@ -192,14 +97,18 @@ class UniLSServer:
         self.config = (config or ServeConfig()).validate()
         self._server: Server | None = None
         self.scheduler: FairScheduler | None = None  # type: ignore[assignment]
-        self._active = 0
         self._ids = itertools.count(1)
         self._static = {path: (_static_file(name), ctype) for path, (name, ctype) in _STATIC.items()}
         self._policy = HostPolicy(self.config.host, self.config.allowed_hosts, self.config.allowed_origins)
+        self._forwarded = ForwardedPolicy(self.config.forwarded_allow_ips)
         self._connections: dict[int, Connection] = {}
         self._per_address: Counter[str] = Counter()
         self._draining = False
+        self._stopping = False
         self.metrics = ServerMetrics()
+        self.slots = SlotPool(self.config.max_sessions, self.metrics.closes)
+        #: Model steps still running when :meth:`stop` returned (abandoned past the drain deadline).
+        self.abandoned_steps = 0
 
     @property
     def closed_by_code(self) -> Counter[int]:
@@ -210,6 +119,11 @@ class UniLSServer:
     def sessions_opened(self) -> int:
         """Sessions started so far (valid hellos)."""
         return self.metrics.sessions_total
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is draining (new requests get 503, ``/healthz`` says ``draining``)."""
+        return self._draining
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -222,9 +136,12 @@ class UniLSServer:
             cfg.host,
             cfg.port,
             process_request=self._process_request,
+            create_connection=self._connection_class(),
             # Keepalive is the session's own (session.py): it must not time out a client whose
             # pongs wait behind audio the server itself has not read yet.
             max_size=cfg.max_message_bytes,
+            # Few received messages wait in the library beyond the session's credit (see recv_buffer_bytes).
+            max_queue=4,
             ping_interval=None,
             open_timeout=cfg.hello_timeout_s,
             close_timeout=cfg.close_timeout_s,
@@ -233,6 +150,10 @@ class UniLSServer:
             server_header=None,
             logger=logging.getLogger("unils.serve.websockets"),
         )
+        for sock in self._server.sockets:
+            # Inherited by every accepted connection: little audio waits in the kernel in front of a
+            # client's keepalive ping while the server withholds reads from that client.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, cfg.recv_buffer_bytes)
         logger.info(
             "serving %s on %s (max %d sessions, %d model threads)",
             self.model.config.name,
@@ -241,32 +162,99 @@ class UniLSServer:
             workers,
         )
 
+    def _connection_class(self) -> type[ServerConnection]:
+        server = self
+
+        class _Counted(ServerConnection):
+            # Tells a connection that never sent a request from one that sent part of it (slowloris)
+            # when the opening handshake times out; websockets then drops both silently.
+            request_bytes = 0
+
+            def data_received(self, data: bytes) -> None:
+                if self.protocol.state is State.CONNECTING:
+                    self.request_bytes += len(data)
+                super().data_received(data)
+
+            async def handshake(self, *args: Any, **kwargs: Any) -> None:
+                try:
+                    await super().handshake(*args, **kwargs)
+                except asyncio.CancelledError:
+                    if not server._stopping:  # the open timeout, not the server closing
+                        server._handshake_timed_out(self, self.request_bytes)
+                    raise
+
+        return _Counted
+
+    def _handshake_timed_out(self, connection: ServerConnection, request_bytes: int) -> None:
+        peer = connection.remote_address[0] if connection.remote_address else "?"
+        if request_bytes:
+            self.metrics.slowloris_drops += 1
+        else:
+            self.metrics.handshake_timeouts += 1
+        access.warning(
+            "dropped peer=%s: no complete HTTP request within %g s (%d bytes received)",
+            peer,
+            self.config.hello_timeout_s,
+            request_bytes,
+        )
+
     async def stop(self) -> None:
-        """Drain: stop accepting, close every session with 1001, return within ``drain_timeout_s``."""
+        """Drain within ``drain_timeout_s``, then stop listening.
+
+        During the drain new WebSocket requests get 503 and ``/healthz`` reports ``draining`` (the
+        listener stays open, so load balancers see it); every session gets the frames of the model
+        step running now, then 1001; connections without a session get 1001 at once. Sessions
+        still busy when only ``close_timeout_s`` is left get 1001 then; the TCP connections still
+        open at the deadline are dropped. The model threads are joined within the deadline; a step
+        still running after it is abandoned (counted in :attr:`abandoned_steps`).
+        """
         if self._server is None:
             return
-        deadline = time.monotonic() + self.config.drain_timeout_s
+        cfg = self.config
+        deadline = time.monotonic() + cfg.drain_timeout_s
+        soft = deadline - min(cfg.close_timeout_s, cfg.drain_timeout_s / 2)
         self._draining = True
+        self.slots.draining = True
         server, self._server = self._server, None
-        server.close(close_connections=False)  # stop listening; sessions are closed below, with a reason
         if self._connections:
-            logger.info("draining: closing %d connection(s)", len(self._connections))
+            logger.info("draining: %d connection(s)", len(self._connections))
         for conn in list(self._connections.values()):
-            conn.finish(CLOSE_GOING_AWAY, "server shutting down; reconnect later or to another replica")
-        try:
-            await asyncio.wait_for(server.wait_closed(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+            conn.drain(DRAIN_REASON)
+        await self._until(lambda: not self._connections, soft)
+        for conn in list(self._connections.values()):
+            conn.finish(CLOSE_GOING_AWAY, DRAIN_REASON)
+        await self._until(lambda: not self._connections, deadline)
+        if self._connections:
             logger.warning(
                 "drain deadline (%g s) reached: dropping %d connection(s)",
-                self.config.drain_timeout_s,
+                cfg.drain_timeout_s,
                 len(self._connections),
             )
             for conn in list(self._connections.values()):
-                conn.ws.transport.abort()
+                conn.abort()
+            await self._until(lambda: not self._connections, time.monotonic() + 0.5)
+        self._stopping = True
+        server.close(close_connections=False)
+        try:
+            await asyncio.wait_for(server.wait_closed(), max(0.1, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            pass
         if self.scheduler is not None:
-            if self.scheduler.busy:
-                logger.warning("exiting with %d model step(s) still running (abandoned)", self.scheduler.busy)
             self.scheduler.shutdown()
+            # Join the model threads: a process must not exit while a step runs in native code.
+            joined = await asyncio.to_thread(self.scheduler.join, max(0.0, deadline - time.monotonic()))
+            if not joined:
+                self.abandoned_steps = self.scheduler.busy
+                logger.warning(
+                    "drain deadline (%g s) reached with %d model step(s) still running (abandoned)",
+                    cfg.drain_timeout_s,
+                    self.abandoned_steps,
+                )
+
+    @staticmethod
+    async def _until(predicate: Callable[[], bool], deadline: float) -> None:
+        while not predicate() and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
 
     async def serve_forever(self) -> None:
         """Start (if needed) and serve until cancelled."""
@@ -313,7 +301,7 @@ class UniLSServer:
     @property
     def active_sessions(self) -> int:
         """Sessions currently holding a slot."""
-        return self._active
+        return self.slots.active
 
     @property
     def open_connections(self) -> int:
@@ -323,33 +311,6 @@ class UniLSServer:
     def queued_audio_s(self) -> float:
         """Audio (seconds) received by all sessions and not yet consumed by the model."""
         return sum(c.queued_bytes / c.hello.bytes_per_second for c in self._connections.values() if c.hello)
-
-    # ------------------------------------------------------------------ slots (called by session.py)
-    def take_slot(self) -> bool:
-        """Take a session slot for a connection that sent a valid hello (False: all taken, or draining)."""
-        if self._draining or self._active >= self.config.max_sessions:
-            return False
-        self._active += 1
-        return True
-
-    def release(self, conn: Connection) -> None:
-        """Free a connection's slot (if it held one) and count its close code; called once per connection."""
-        if conn.has_slot:
-            conn.has_slot = False
-            self._active -= 1
-        code = conn.closing[0] if conn.closing else 1006
-        self.metrics.closes[code] += 1
-
-    def stats_message(self, session: StreamSession, push_s: float, kind: str = "stats") -> str:
-        """The JSON ``stats`` (or final ``end``) message of a session."""
-        return json.dumps(
-            {
-                "type": kind,
-                "frames_emitted": session.frames_emitted,
-                "push_compute_s": push_s,
-                **session.stats().__dict__,
-            }
-        )
 
     # ------------------------------------------------------------------ HTTP side
     def _response(
@@ -373,11 +334,20 @@ class UniLSServer:
         self, connection: ServerConnection, request: Request, status: int, reason: str, text: str
     ) -> Response:
         self.metrics.http_refusals[status] += 1
-        peer = connection.remote_address[0] if connection.remote_address else "?"
+        peer = self.client_address(connection, request)
         access.warning(
             "refused peer=%s path=%s status=%d reason=%r", peer, urlsplit(request.path).path, status, text
         )
         return self._response(status, reason, (text + "\n").encode(), "text/plain; charset=utf-8")
+
+    def client_address(self, connection: ServerConnection, request: Request | None = None) -> str:
+        """The client's IP: the TCP peer's, or behind a trusted proxy the forwarded one."""
+        peer = connection.remote_address[0] if connection.remote_address else "?"
+        request = request or connection.request
+        if request is None:
+            return peer
+        forwarded = request.headers.get_all("X-Forwarded-For")
+        return self._forwarded.client(peer, ",".join(forwarded) if forwarded else None)
 
     def _supplied_token(self, request: Request, query: dict[str, list[str]]) -> str | None:
         tokens = query.get("token")
@@ -417,7 +387,7 @@ class UniLSServer:
                 return self._refuse(
                     connection, request, 503, "Service Unavailable", "the server is shutting down"
                 )
-            address = connection.remote_address[0] if connection.remote_address else "?"
+            address = self.client_address(connection, request)
             if self._per_address[address] >= self.config.max_connections_per_address:
                 return self._refuse(
                     connection,
@@ -444,12 +414,14 @@ class UniLSServer:
                 {
                     "status": "draining" if self._draining else "ok",
                     "model": self.model.config.name,
-                    "sessions": self._active,
+                    "sessions": self.slots.active,
                     "max_sessions": self.config.max_sessions,
                     "protocol": PROTOCOL_VERSION,
                 }
             ).encode()
-            return self._response(503 if self._draining else 200, "OK", body, "application/json")
+            if self._draining:
+                return self._response(503, "Service Unavailable", body, "application/json")
+            return self._response(200, "OK", body, "application/json")
         if path == "/metrics":
             if not token_ok(self.config.token, self._supplied_token(request, query)):
                 return self._refuse(connection, request, 401, "Unauthorized", "metrics need the token")
@@ -467,7 +439,11 @@ class UniLSServer:
     def _metrics_text(self) -> str:
         sched = self.scheduler
         gauges = {
-            "unils_serve_sessions_active": ("Sessions holding a slot.", float(self._active)),
+            "unils_serve_sessions_active": ("Sessions holding a slot.", float(self.slots.active)),
+            "unils_serve_draining": (
+                "1 while the server drains (shutting down), else 0.",
+                float(self._draining),
+            ),
             "unils_serve_sessions_max": ("Configured --max-sessions.", float(self.config.max_sessions)),
             "unils_serve_connections_open": (
                 "Open WebSocket connections, with or without a hello.",
@@ -485,24 +461,30 @@ class UniLSServer:
 
     # ------------------------------------------------------------------ connections
     async def _handler(self, ws: ServerConnection) -> None:
-        conn = Connection(self, ws, next(self._ids))
-        sock = ws.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
-        address = ws.remote_address[0] if ws.remote_address else "?"
-        self._per_address[address] += 1
-        self._connections[conn.id] = conn
-        self.metrics.connections_total += 1
-        try:
-            await conn.run()
-        finally:
-            del self._connections[conn.id]
-            self._per_address[address] -= 1
-            if self._per_address[address] <= 0:
-                del self._per_address[address]
-            if conn.closing is None:  # cancelled (the loop is stopping)
-                conn.finish(CLOSE_GOING_AWAY, "server stopped")
-            conn.dispose()
+        address = self.client_address(ws)
+        port = ws.remote_address[1] if ws.remote_address else 0
+        assert self.scheduler is not None
+        with self.slots.slot() as slot:
+            handle = SessionHandle(self.model, self.config, self.scheduler.lane, self.metrics, slot)
+            conn = Connection(handle, ws, next(self._ids), f"{address}:{port}")
+            sock = ws.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
+            self._per_address[address] += 1
+            self._connections[conn.id] = conn
+            self.metrics.connections_total += 1
+            if self._draining:  # accepted just before the drain began
+                conn.drain(DRAIN_REASON)
+            try:
+                await conn.run()
+            finally:
+                del self._connections[conn.id]
+                self._per_address[address] -= 1
+                if self._per_address[address] <= 0:
+                    del self._per_address[address]
+                if conn.closing is None:  # cancelled (the loop is stopping)
+                    conn.finish(CLOSE_GOING_AWAY, "server stopped")
+                conn.dispose()
 
 
 class ServerThread:
@@ -591,16 +573,25 @@ class ServerThread:
         self.stop()
 
 
-def run(model: UniLS, config: ServeConfig, on_ready: Callable[[UniLSServer], None] | None = None) -> None:
+def run(model: UniLS, config: ServeConfig, on_ready: Callable[[UniLSServer], None] | None = None) -> int:
     """Serve until SIGINT/SIGTERM (blocking), then drain within ``config.drain_timeout_s``.
 
-    On the signal the server stops accepting, closes every session with 1001 and a reason, and
-    returns within the drain deadline even while a model step runs (its thread is abandoned).
-    ``on_ready`` is called once the port is bound.
+    On the signal the server answers new requests with 503 (``/healthz``: ``draining``), sends every
+    session the frames of the step running now and then 1001 with a reason, joins its model
+    threads and returns, within the drain deadline even while a model step runs. ``on_ready`` is
+    called once the port is bound.
+
+    Returns:
+        The number of model steps still running (abandoned) when the deadline passed: 0 unless a
+        step outlived the deadline. A program should then end with ``os._exit`` rather than let
+        the interpreter tear down under a thread in native code (``unils serve`` does).
     """
     import signal
 
+    abandoned = 0
+
     async def main() -> None:
+        nonlocal abandoned
         server = UniLSServer(model, config)
         await server.start()
         if on_ready is not None:
@@ -621,5 +612,7 @@ def run(model: UniLS, config: ServeConfig, on_ready: Callable[[UniLSServer], Non
                 config.drain_timeout_s,
             )
             await server.stop()
+            abandoned = server.abandoned_steps
 
     asyncio.run(main())
+    return abandoned

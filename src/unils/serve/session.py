@@ -3,9 +3,11 @@
 Three tasks share a connection:
 
 * the **reader** keeps receiving (so pings, pongs and close frames are always read) until the
-  session holds ``credit_bytes`` of audio that the model has not consumed yet; then it stops
+  session holds ``read_ahead_bytes`` of audio that the model has not consumed yet; then it stops
   reading, and TCP back-pressure slows the sender. Clients that honour the protocol's credit
-  (``ack`` messages) never get there; one that ignores it is slowed, not dropped;
+  (``ack`` messages, ``credit_bytes``) never hold more than the credit; one that ignores it is read
+  ahead up to ``max_read_ahead_bytes`` (so its keepalive pings, which queue behind its audio, are
+  still answered) and then slowed, not dropped;
 * the **scheduler** (``scheduler.py``) runs the session's audio, piece by piece (one hop of audio,
   about one model step, each), round-robin with the other sessions;
 * the **writer** sends frames, stats and acks in order, each send with a deadline: a client that
@@ -13,6 +15,9 @@ Three tasks share a connection:
 
 A keepalive replaces the websockets library's: a client is alive when it answers a ping *or sends
 anything*, and it is never timed out while the server itself is withholding reads.
+
+A connection sees only a :class:`SessionHandle`: the model, the settings, a way to open its scheduler
+lane, the metrics and its :class:`~unils.serve.slots.Slot`; it never touches the server itself.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,10 +37,12 @@ from websockets.exceptions import ConnectionClosed
 from ..arkit import ARKIT_NAMES, ArkitConverter
 from ..errors import AudioError, ProtocolError, UniLSError
 from ..motion import PARTS
+from .metrics import ServerMetrics
 from .protocol import (
     CLOSE_BAD_AUDIO,
     CLOSE_BAD_HELLO,
     CLOSE_DEAD_PEER,
+    CLOSE_GOING_AWAY,
     CLOSE_IDLE,
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
@@ -49,13 +57,16 @@ from .protocol import (
     frames_json,
     parse_control,
     parse_hello,
+    stats_message,
 )
+from .scheduler import Lane
+from .settings import ServeConfig
+from .slots import Slot
 
 if TYPE_CHECKING:
     from ..streaming import StreamSession
-    from .server import UniLSServer
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "SessionHandle"]
 
 logger = logging.getLogger("unils.serve")
 access = logging.getLogger("unils.serve.access")
@@ -82,23 +93,52 @@ def truncate_reason(text: str) -> str:
     return text if len(raw) <= 123 else raw[:120].decode(errors="ignore") + "..."
 
 
-class Connection:
-    """State and tasks of one connection (created by :class:`~unils.serve.UniLSServer`)."""
+@dataclass(frozen=True)
+class SessionHandle:
+    """What one connection may use of its server, and nothing more.
 
-    def __init__(self, server: UniLSServer, ws: ServerConnection, cid: int) -> None:
-        self.server = server
-        self.cfg = server.config
+    Attributes:
+        model: the model shared by all sessions (its config, ``fps`` and ``stream``).
+        config: the server's settings (limits, deadlines).
+        lanes: opens the connection's scheduler lane (``FairScheduler.lane``).
+        metrics: where the connection's figures are counted.
+        slot: the connection's session place; released (with the close code) when it ends.
+    """
+
+    model: Any
+    config: ServeConfig
+    lanes: Callable[..., Lane]
+    metrics: ServerMetrics
+    slot: Slot
+
+
+class Connection:
+    """State and tasks of one connection (created by :class:`~unils.serve.UniLSServer`).
+
+    Args:
+        handle: what the connection may use of its server.
+        ws: the WebSocket.
+        cid: the connection's number (``ready["session"]``, logs).
+        peer: the client's address for the logs (the forwarded one behind a trusted proxy).
+    """
+
+    def __init__(self, handle: SessionHandle, ws: ServerConnection, cid: int, peer: str) -> None:
+        self.handle = handle
+        self.model = handle.model
+        self.cfg = handle.config
+        self.slot = handle.slot
+        self.metrics = handle.metrics
         self.ws = ws
         self.id = cid
-        self.peer = f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
+        self.peer = peer
         self.hello: Hello | None = None
         self.session: StreamSession | None = None
         self.arkit: ArkitConverter | None = None
-        self.has_slot = False
         self.queued_bytes = 0  # audio received, not yet consumed by the model
         self.consumed_bytes = 0
         self.acked_bytes = 0
         self.credit_bytes = 0
+        self.read_ahead_bytes = 0
         self.frames_sent = 0
         self.messages_received = 0
         self.withholding = False
@@ -106,6 +146,7 @@ class Connection:
         self.last_activity = time.monotonic()
         self.opened_at = time.monotonic()
         self.closing: tuple[int, str] | None = None
+        self.draining: str | None = None  # the 1001 reason, once the server drains
         self._done = asyncio.Event()
         self._can_read = asyncio.Event()
         self._out: deque[Any] = deque()
@@ -116,13 +157,19 @@ class Connection:
 
     # ------------------------------------------------------------------ the whole life
     async def run(self) -> None:
+        """Serve the connection until it ends, then close it within ``close_timeout_s``."""
+        done = asyncio.ensure_future(self._done.wait())
+        start = asyncio.ensure_future(self._start())
         try:
-            await self._start()
-            if self.closing is None:
-                self._tasks = [
-                    asyncio.create_task(t) for t in (self._read(), self._write(), self._keepalive())
-                ]
-                await self._done.wait()
+            # finish() (a drain, a bug elsewhere) ends the wait for the hello too.
+            await asyncio.wait([start, done], return_when=asyncio.FIRST_COMPLETED)
+            if start.done():
+                start.result()
+                if self.closing is None:
+                    self._tasks = [
+                        asyncio.create_task(t) for t in (self._read(), self._write(), self._keepalive())
+                    ]
+                    await self._done.wait()
         except ProtocolError as exc:
             self.finish(exc.code, str(exc))
         except ConnectionClosed as exc:
@@ -131,28 +178,37 @@ class Connection:
             logger.exception("connection %d failed", self.id)
             self.finish(CLOSE_INTERNAL, "internal server error (logged on the server)")
         finally:
-            for t in self._tasks:
+            for t in (*self._tasks, start, done):
                 t.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, start, done, return_exceptions=True)
         code, reason = self.closing or (CLOSE_INTERNAL, "")
         if code != 1006 and self.ws.close_code is None:
+            # Bounded: the closing handshake first waits for our unsent data to drain, which a
+            # peer that reads nothing never allows; then the TCP connection is aborted.
             try:
-                await self.ws.close(code, truncate_reason(reason))
+                await asyncio.wait_for(self.ws.close(code, truncate_reason(reason)), self.cfg.close_timeout_s)
+            except asyncio.TimeoutError:
+                logger.debug("conn %d: closing handshake timed out, aborting", self.id)
             except Exception as exc:
                 logger.debug("conn %d: close failed (%s)", self.id, exc)
+        if self.ws.close_code is None or code == 1006:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the TCP connection now (no closing handshake)."""
+        self.ws.transport.abort()
 
     async def _start(self) -> None:
-        cfg, model = self.cfg, self.server.model
+        cfg, model = self.cfg, self.model
         try:
             first = await asyncio.wait_for(self.ws.recv(), cfg.hello_timeout_s)
         except asyncio.TimeoutError:
             raise ProtocolError(f"no hello within {cfg.hello_timeout_s:g} s", CLOSE_IDLE) from None
         hello = parse_hello(first, model.config.window_frames, cfg.min_hop_frames)
-        if not self.server.take_slot():
+        if not self.slot.take():
             raise ProtocolError(
                 f"server busy: all {cfg.max_sessions} sessions are taken, try again later", CLOSE_TRY_LATER
             )
-        self.has_slot = True
         self.hello = hello
         if hello.arkit:
             # Frame by frame, so pieces converted as they come equal the whole motion converted at once.
@@ -164,13 +220,13 @@ class Connection:
         bps = hello.bytes_per_second
         frame_bytes = hello.channels * hello.bytes_per_sample
         self.credit_bytes = max(frame_bytes, int(cfg.max_queued_audio_s * bps) // frame_bytes * frame_bytes)
+        self.read_ahead_bytes = max(self.credit_bytes, cfg.max_read_ahead_bytes // frame_bytes * frame_bytes)
         hop_samples = -(-self.session.hop * hello.sample_rate // int(model.fps))
         self.piece_bytes = hop_samples * frame_bytes
-        assert self.server.scheduler is not None
-        self.lane = self.server.scheduler.lane(
+        self.lane = self.handle.lanes(
             self._done_piece, lambda: self._out_bytes < self.cfg.max_output_bytes, self._ahead_s
         )
-        self.server.metrics.sessions_total += 1
+        self.metrics.sessions_total += 1
         access.info(
             "open conn=%d peer=%s sample_rate=%d channels=%d both=%s hop=%s format=%s",
             self.id,
@@ -185,7 +241,7 @@ class Connection:
 
     def _ready(self) -> str:
         assert self.hello is not None and self.session is not None
-        m, cfg, hello = self.server.model, self.cfg, self.hello
+        m, cfg, hello = self.model, self.cfg, self.hello
         return json.dumps(
             {
                 "type": "ready",
@@ -219,6 +275,20 @@ class Connection:
         )
 
     # ------------------------------------------------------------------ ending
+    def drain(self, reason: str) -> None:
+        """The server is shutting down: send the frames of the step running now, then close with 1001.
+
+        Audio not yet given to the model is dropped; a connection without a session closes at once.
+        """
+        if self.closing is not None or self.draining is not None:
+            return
+        if self.lane is None:
+            self.finish(CLOSE_GOING_AWAY, reason)
+            return
+        self.draining = reason
+        self.lane.close()  # a running step still finishes, and its frames are sent
+        self._out_ready.set()
+
     def finish(self, code: int, reason: str) -> None:
         """Decide how the connection ends (the first decision wins), free its slot at once."""
         if self.closing is not None:
@@ -226,7 +296,7 @@ class Connection:
         self.closing = (code, reason)
         if self.lane is not None:
             self.lane.close()
-        self.server.release(self)
+        self.slot.release(code)
         self._done.set()
         self._can_read.set()
         self._out_ready.set()
@@ -274,7 +344,7 @@ class Connection:
         ended = False
         try:
             while self.closing is None:
-                if self.queued_bytes >= self.credit_bytes and not ended:
+                if self.queued_bytes >= self.read_ahead_bytes and not ended:
                     # Enough audio waits already: stop reading, let TCP slow the sender.
                     self.withholding = True
                     self._can_read.clear()
@@ -352,7 +422,7 @@ class Connection:
                     piece.arkit_payload = arkit_binary(arkit, start)
             else:
                 piece.payload = frames_json(out, start, arkit=arkit)
-            piece.stats = self.server.stats_message(self.session, seconds)
+            piece.stats = stats_message(self.session, seconds)
         return piece
 
     def _push(self, data: bytes) -> _Piece:
@@ -384,7 +454,7 @@ class Connection:
                 self.finish(CLOSE_INTERNAL, "internal server error (logged on the server)")
             return
         assert piece is not None and self.hello is not None
-        m = self.server.metrics
+        m = self.metrics
         m.observe_steps(piece.steps, piece.seconds)
         m.audio_seconds_total += piece.nbytes / self.hello.bytes_per_second
         self.queued_bytes -= piece.nbytes
@@ -399,11 +469,13 @@ class Connection:
             self._send(ack_message(self.consumed_bytes, self.hello))
         if piece.final:
             assert self.session is not None
-            self._send(self.server.stats_message(self.session, 0.0, kind="end"))
+            self._send(stats_message(self.session, 0.0, kind="end"))
             self._send(_END)
+        if self.draining is not None:
+            self._out_ready.set()  # the writer closes once the last frames are out
         if self.lane.idle:
             self.last_activity = time.monotonic()  # caught up: the idle clock starts now
-        if self.queued_bytes < self.credit_bytes:
+        if self.queued_bytes < self.read_ahead_bytes:
             self._can_read.set()
 
     def _send(self, msg: Any, frames: int = 0) -> None:
@@ -415,6 +487,9 @@ class Connection:
         try:
             while self.closing is None:
                 if not self._out:
+                    if self.draining is not None and not self.lane.running:
+                        self.finish(CLOSE_GOING_AWAY, self.draining)
+                        return
                     self._out_ready.clear()
                     await self._out_ready.wait()
                     continue
@@ -429,7 +504,7 @@ class Connection:
                     return
                 self._out_bytes -= len(msg)
                 self.frames_sent += frames
-                self.server.metrics.frames_total += frames
+                self.metrics.frames_total += frames
                 self.lane.wake()  # it may have been paused while this output waited
         except ConnectionClosed as exc:
             self.finish_closed(exc)

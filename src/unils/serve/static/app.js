@@ -1,6 +1,7 @@
 // unils live avatar: microphone (or a file) -> PCM16 over WebSocket -> frames -> canvas.
 // Flow control: the page never has more than ready.flow.credit_bytes of audio sent and not yet
-// acknowledged by the server ("ack" messages); blocks beyond it wait here, in order.
+// acknowledged by the server ("ack" messages); blocks beyond it wait here, in order. A block of any
+// length goes out as messages of at most half the credit and the server's max_message_bytes.
 import { drawAvatar, neutralFrame } from './avatar.js';
 
 const $ = (id) => document.getElementById(id);
@@ -16,7 +17,7 @@ window.unilsDemo = demo;
 
 let ws = null, audioCtx = null, micStream = null, worklet = null;
 let fps = 25, frames = [], base = 0, playStart = null, current = neutralFrame();
-let pending = [], credit = 0, endRequested = false, endSent = false;
+let pending = [], credit = 0, messageBytes = 0, endRequested = false, endSent = false;
 
 if (params.get('hop')) $('mode').value = params.get('hop');
 if (params.get('arkit')) $('arkit').checked = true;
@@ -59,8 +60,17 @@ function toPcm16(float32) {
 // Send queued blocks while the credit allows, then the end message once asked for and all is sent.
 function pump() {
   if (!ws || ws.readyState !== WebSocket.OPEN || !demo.ready) return;
-  while (pending.length && demo.sentBytes - demo.ackedBytes < credit) {
-    const buf = pending.shift();
+  while (pending.length) {
+    const size = Math.min(pending[0].byteLength, messageBytes);
+    const outstanding = demo.sentBytes - demo.ackedBytes;
+    if (outstanding > 0 && outstanding + size > credit) break;  // no room yet: wait for an ack
+    let buf = pending[0];
+    if (buf.byteLength > size) {  // split: the rest stays first in line
+      pending[0] = buf.slice(size);
+      buf = buf.slice(0, size);
+    } else {
+      pending.shift();
+    }
     ws.send(buf);
     demo.sentBytes += buf.byteLength;
     demo.waitingBytes -= buf.byteLength;
@@ -97,6 +107,9 @@ function onMessage(event) {
     fps = msg.fps;
     arkitIndex = msg.arkit_names ? Object.fromEntries(msg.arkit_names.map((n, i) => [n, i])) : null;
     credit = msg.flow.credit_bytes;
+    // PCM16 mono: whole samples of 2 bytes, within the server's message limit and half the credit.
+    const limit = Math.min(msg.limits ? msg.limits.max_message_bytes : 1 << 20, Math.floor(credit / 2));
+    messageBytes = Math.max(2, limit - (limit % 2));
     $('algo').textContent = fmt(msg.algorithmic_latency_s);
     setStatus(`streaming (session ${msg.session}, ${msg.exact ? 'exact' : 'hop ' + msg.hop_frames})`);
     if (demo.source === 'file') sendFile();
@@ -122,13 +135,21 @@ function onMessage(event) {
 
 let fileSamples = null;
 
-// A decoded file, queued in 20 ms blocks at once: the credit paces what goes out.
+// A decoded file, queued as one block (as a text-to-speech engine would hand over a whole
+// utterance): pump() splits it into messages and the credit paces what goes out.
 function sendFile() {
-  const block = Math.round(demo.sampleRate * 0.02);
-  for (let i = 0; i < fileSamples.length; i += block) queueAudio(fileSamples.subarray(i, i + block));
+  queueAudio(fileSamples);
   endRequested = true;
   pump();
 }
+
+// Stream decoded samples (mono float32 at sampleRate) as one block, then end: what a file does.
+function streamSamples(samples, sampleRate) {
+  fileSamples = samples;
+  demo.sampleRate = sampleRate;
+  connect('file');
+}
+demo.streamSamples = streamSamples;
 
 async function startFile(file) {
   $('start').disabled = true;
@@ -138,17 +159,14 @@ async function startFile(file) {
     const ctx = new AudioContext();
     const decoded = await ctx.decodeAudioData(await file.arrayBuffer());
     ctx.close();
-    fileSamples = decoded.getChannelData(0);
-    demo.sampleRate = decoded.sampleRate;
     $('mic').textContent = `file, ${decoded.sampleRate} Hz, ${decoded.duration.toFixed(1)} s`;
+    streamSamples(decoded.getChannelData(0), decoded.sampleRate);
   } catch (err) {
     demo.errors.push(String(err));
     setStatus(`cannot read the file: ${err.message || err}`, true);
     $('start').disabled = false;
     $('file').disabled = false;
-    return;
   }
-  connect('file');
 }
 
 async function start() {
