@@ -3,7 +3,9 @@
 Exact (no FLAME file): head yaw / pitch / roll from the head-pose axis-angle and each eye's gaze from
 its rotation. Approximate but documented: ``jawOpen`` is the jaw angle over ``jaw_full_open``, the
 ``eyeLook*`` weights are gaze angles over ``eye_full_angle`` (both clipped to [0, 1]). Everything else
-(blinks, brows, smiles, lips) needs a user-provided :class:`~unils.arkit.ExpressionMap`.
+(blinks, brows, smiles, lips) needs an :class:`~unils.arkit.ExpressionMap`: the user's, or for the
+bundled demo model the one shipped with it (``expression_map="demo"``, or
+:func:`~unils.arkit.expression_map_for` of the model).
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import numpy as np
 from ..errors import ArkitError
 from ..motion import Motion
 from .animation import ArkitAnimation
-from .expression_map import ExpressionMap, load_expression_map, solve_bounded_least_squares
+from .expression_map import (
+    BUNDLED_MAPS,
+    ExpressionMap,
+    bundled_expression_map,
+    load_expression_map,
+    solve_bounded_least_squares,
+)
 from .names import NUM_BLENDSHAPES, arkit_index, mirror_index
 from .rotations import axis_angle_to_euler, eye_axis_angle_to_gaze
 
@@ -69,7 +77,8 @@ class ArkitConverter:
 
     Args:
         expression_map: an :class:`~unils.arkit.ExpressionMap`, a path to a map file (see
-            :func:`~unils.arkit.load_expression_map`) or None (expression channels stay 0).
+            :func:`~unils.arkit.load_expression_map`), ``"demo"`` (the map shipped with the bundled
+            demo model, when no file of that name exists) or None (expression channels stay 0).
         jaw_full_open: jaw angle (radians) mapped to ``jawOpen = 1``; ``jawOpen`` is
             ``clip(jaw / jaw_full_open, 0, 1)``, 0 at rest and non-decreasing in the jaw angle.
         eye_full_angle: gaze angle (radians) mapped to ``eyeLook* = 1``.
@@ -99,6 +108,9 @@ class ArkitConverter:
         small_weight: float = 0.001,
         iterations: int = 200,
     ) -> None:
+        if isinstance(expression_map, str) and expression_map in BUNDLED_MAPS.values():
+            if not os.path.exists(expression_map):
+                expression_map = bundled_expression_map(expression_map)
         if expression_map is not None and not isinstance(expression_map, ExpressionMap):
             expression_map = load_expression_map(expression_map)
         self.expression_map = expression_map
@@ -181,8 +193,9 @@ def to_arkit(
 
     Args:
         motion: a :class:`~unils.Motion` or a [T, 108] array.
-        expression_map: see :class:`ArkitConverter`; None leaves expression channels at 0 and the
-            result's ``expression_mapped`` False.
+        expression_map: see :class:`ArkitConverter`: a map, a map file, ``"demo"`` for motion of
+            the bundled demo model; None leaves expression channels at 0 and the result's
+            ``expression_mapped`` False.
         jaw_full_open: see :class:`ArkitConverter`.
         eye_full_angle: see :class:`ArkitConverter`.
         symmetry: see :class:`ArkitConverter`.
@@ -198,7 +211,7 @@ def to_arkit(
         from unils.arkit import to_arkit
 
         motion = UniLS.from_pretrained("demo").generate("me.wav", partner_audio="you.wav", seed=0)
-        to_arkit(motion).save("me_arkit.csv")        # Live Link Face CSV
+        to_arkit(motion, expression_map="demo").save("me_arkit.csv")   # Live Link Face CSV
         ```
     """
     return ArkitConverter(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from ..arkit import ARKIT_NAMES, ArkitConverter
+from ..arkit import ARKIT_NAMES, ArkitConverter, expression_map_for
 from ..errors import AudioError, ProtocolError, UniLSError
 from ..motion import PARTS
 from .protocol import (
@@ -156,7 +156,7 @@ class Connection:
         self.hello = hello
         if hello.arkit:
             # Frame by frame, so pieces converted as they come equal the whole motion converted at once.
-            self.arkit = ArkitConverter()
+            self.arkit = ArkitConverter(expression_map_for(model))  # the demo ships its map
         try:
             self.session = await asyncio.to_thread(open_session, model, hello)
         except (UniLSError, ValueError, TypeError) as exc:

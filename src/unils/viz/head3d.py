@@ -1,0 +1,223 @@
+"""The bundled 3-D head (ICT-FaceKit, MIT) in previews: ``unils preview --head 3d``.
+
+Each person's motion becomes ARKit weights, head rotation and gaze (:class:`~unils.arkit.ArkitConverter`,
+with the model's expression map when it has one), which pose the head
+(:meth:`~unils.arkit.ArkitHead.pose`); the mesh is drawn by the z-buffer rasterizer of
+:mod:`unils.flame.render` (torch on the CPU, smooth Lambert shading, back faces culled) with a colour
+per part (skin, lips and mouth interior, teeth, eyes). Panels carry the same label, SPEAKING /
+listening badge, frame and speech timeline as the schematic view (:class:`~unils.viz.SchematicRenderer`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..motion import Motion
+from ._deps import require
+from .avatar import (
+    check_participants,
+    compose_frame,
+    decorate_panel,
+    output_frame_indices,
+    panel_background,
+    timeline_strip,
+)
+
+__all__ = ["HeadRenderer", "head_colors", "visible_faces"]
+
+#: Part -> albedo (RGB 0-1); skin tones differ a little per participant.
+_PART_RGB = {
+    "mouth": (0.42, 0.12, 0.14),
+    "eye_socket": (0.78, 0.52, 0.48),
+    "gums": (0.74, 0.36, 0.38),
+    "teeth": (0.93, 0.91, 0.84),
+    "eyeball": (0.95, 0.94, 0.92),
+    "cornea": (0.95, 0.94, 0.92),
+}
+_LIP_RGB = (0.70, 0.38, 0.38)
+_PUPIL_RGB = (0.05, 0.04, 0.04)
+_SKINS = ((0.90, 0.72, 0.62), (0.74, 0.55, 0.43), (0.95, 0.80, 0.70), (0.60, 0.43, 0.33))
+_IRISES = ((0.27, 0.43, 0.63), (0.30, 0.20, 0.12), (0.35, 0.45, 0.25), (0.24, 0.35, 0.55))
+#: Panel framing: centre (cm, in the head's frame) and the height of the view (cm).
+_VIEW_CENTRE = (0.0, -1.5)
+_VIEW_HEIGHT = 34.0
+
+
+def visible_faces(head: Any) -> np.ndarray:
+    """The triangles a viewer draws: all but the clear cornea shells over the eyes."""
+    names = list(head.part_names)
+    if "cornea" not in names:
+        return np.asarray(head.faces)
+    clear = head.part[head.faces] == names.index("cornea")
+    return np.asarray(head.faces)[~clear.any(axis=1)]
+
+
+def head_colors(head: Any, who: int = 0) -> np.ndarray:
+    """Albedo per vertex ([V, 3] float32, RGB 0-1) of participant ``who``: skin, mouth, teeth, eyes."""
+    names = list(head.part_names)
+    table = np.zeros((len(names), 3), np.float32)
+    for k, name in enumerate(names):
+        if name == "skin":
+            table[k] = _SKINS[who % len(_SKINS)]
+        else:
+            table[k] = _PART_RGB.get(name, (0.8, 0.8, 0.8))
+    colors = table[head.part]
+    # Lips: the skin that ARKit's lip-roll shapes move (they move the lips and little else), tinted.
+    from ..arkit import arkit_index
+
+    roll = sum(
+        np.linalg.norm(head.deltas[arkit_index(n)].reshape(-1, 3), axis=1)
+        for n in ("mouthRollLower", "mouthRollUpper")
+    )
+    if np.max(roll) > 0:
+        t = np.clip((roll / np.max(roll) - 0.4) / 0.25, 0.0, 1.0) * (head.part == names.index("skin"))
+        colors = colors * (1 - t[:, None]) + np.array(_LIP_RGB, np.float32) * t[:, None]
+    # The eyeball's white, iris and pupil, by the angle from the eye's axis.
+    for e, (a, b) in enumerate(head.eye_vertices):
+        pts = head.vertices[a:b] - head.eye_centres[e]
+        angle = np.arccos(np.clip((pts / np.linalg.norm(pts, axis=1, keepdims=True)) @ head.eye_axis, -1, 1))
+        eye = colors[a:b]
+        eye[angle <= head.iris_angle] = _IRISES[who % len(_IRISES)]
+        eye[angle <= head.pupil_angle] = _PUPIL_RGB
+    return colors.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Scene:
+    head: Any
+    faces: np.ndarray
+    colors: list[np.ndarray]
+
+
+@dataclass
+class HeadRenderer:
+    """Panels of the ICT-FaceKit head driven by each person's motion (a :class:`~unils.viz.FrameRenderer`).
+
+    Attributes:
+        converter: the :class:`~unils.arkit.ArkitConverter` that turns motion into ARKit weights;
+            None = one without an expression map (only jaw, gaze and head move). ``unils preview``
+            passes one with the model's map (the bundled demo ships one).
+        head: the :class:`~unils.arkit.ArkitHead`; None = the bundled ICT-FaceKit head.
+        head_gain: multiplies the head rotation (1 = as generated).
+        supersample: anti-aliasing factor (1 = none; 2 looks smoother and is about 3x slower).
+        timeline: draw the speech timeline under the panels.
+    """
+
+    converter: Any = None
+    head: Any = None
+    head_gain: float = 1.0
+    supersample: int = 1
+    timeline: bool = True
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.head_gain):
+            raise ConfigError(f"head_gain must be finite, got {self.head_gain!r}")
+        if int(self.supersample) < 1:
+            raise ConfigError(f"supersample must be >= 1, got {self.supersample!r}")
+
+    def _setup(self, people: int) -> tuple[_Scene, Any]:
+        from ..arkit import ArkitConverter
+        from ..arkit.head import load_head
+
+        head = self.head if self.head is not None else load_head()
+        conv = self.converter if self.converter is not None else ArkitConverter()
+        scene = _Scene(head, visible_faces(head), [head_colors(head, j) for j in range(people)])
+        return scene, conv
+
+    def __call__(
+        self,
+        motions: Sequence[Motion],
+        *,
+        size: int = 320,
+        fps: float | None = None,
+        activity: Sequence[np.ndarray | None] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Yield one RGB frame per output frame (see :class:`~unils.viz.FrameRenderer`).
+
+        Args:
+            motions: one motion per participant (1 to 4), all of the same length and fps.
+            size: panel side in pixels (rounded up to even, at least 64).
+            fps: output frame rate; None = the motions' frame rate.
+            activity: per participant, a bool [T] speech activity (or None when unknown).
+            labels: per participant, a name shown on the panel (default "A", "B", ...).
+
+        Yields:
+            uint8 arrays [H, W, 3] with W = participants * size.
+        """
+        motions, activity, labels = check_participants(motions, activity, labels)
+        require("PIL", "pillow")
+        size = max(64, int(size) + int(size) % 2)
+        scene, conv = self._setup(len(motions))
+        anims = [conv.push(m) for m in motions]
+        base = timeline_strip(activity, labels, size) if self.timeline else None
+        indices = output_frame_indices(len(motions[0]), motions[0].fps, fps)
+        for k, i in enumerate(indices):
+            t = k / (fps or motions[0].fps)
+            yield self._frame(scene, anims, int(i), size, activity, labels, t, motions[0].duration, base)
+
+    def still(
+        self,
+        motions: Sequence[Motion],
+        index: int,
+        *,
+        size: int = 320,
+        activity: Sequence[np.ndarray | None] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Motion frame ``index`` as one RGB array (the picture :meth:`__call__` yields for it)."""
+        motions, activity, labels = check_participants(motions, activity, labels)
+        require("PIL", "pillow")
+        if not 0 <= index < len(motions[0]):
+            raise IndexError(f"frame {index} out of range for {len(motions[0])} frames")
+        size = max(64, int(size) + int(size) % 2)
+        scene, conv = self._setup(len(motions))
+        anims = [conv.push(m[index]) for m in motions]
+        base = timeline_strip(activity, labels, size) if self.timeline else None
+        one = [None if a is None else a[index : index + 1] for a in activity]
+        t = index / motions[0].fps
+        return self._frame(scene, anims, 0, size, one, labels, t, motions[0].duration, base)
+
+    def _frame(
+        self,
+        scene: _Scene,
+        anims: Sequence[Any],
+        i: int,
+        size: int,
+        activity: Sequence[np.ndarray | None],
+        labels: Sequence[str],
+        time: float,
+        duration: float,
+        base: Any,
+    ) -> np.ndarray:
+        from PIL import Image
+
+        from ..flame.render import Camera, render_vertices
+
+        scale = size / _VIEW_HEIGHT
+        camera = Camera(_VIEW_CENTRE, scale, size, size)
+        head = scene.head
+        panels = []
+        for j, a in enumerate(anims):
+            act = activity[j]
+            speaking = None if act is None else bool(act[i]) if i < len(act) else False
+            verts = head.pose(a.weights[i], a.head[i] * self.head_gain, a.eyes[i])
+            img = render_vertices(
+                verts,
+                scene.faces,
+                camera=camera,
+                color=scene.colors[j],
+                background=panel_background(speaking),
+                light=(0.3, 0.4, 1.0),
+                ambient=0.35,
+                supersample=int(self.supersample),
+                cull_back=True,
+            )[0]
+            panels.append(decorate_panel(Image.fromarray(img), speaking, labels[j]))
+        return compose_frame(panels, size, base, time, duration)
