@@ -11,9 +11,9 @@ What the asset keeps (nothing else of ICT-FaceKit is copied):
 * the neutral vertices of what a viewer sees: face, head and neck, mouth socket, eye sockets, gums and
   tongue, teeth, eyeballs (ICT's geometries #0-#8, vertices 0-24590; the translucent eye overlays and
   eyelash strips, #9-#16, are left out), as float32, and its polygons split into triangles (uint16);
-* a part id per vertex (skin, mouth interior, eye socket, gums, teeth, cornea, eyeball) for colouring
-  (ICT's transparent outer eye shell is the "cornea"; a viewer draws the inner "eyeball" and paints
-  the iris and pupil on it around ``eye_axis``);
+* a part id per vertex (skin, mouth interior, eye socket, gums, teeth, cornea, eyeball; ICT's
+  transparent outer eye shell is the "cornea", which viewers leave out) and a colour class per vertex
+  (the part, with the lips, the iris and the pupil marked; see :func:`paint_classes`);
 * one shape per ARKit blendshape that ICT has, in :data:`unils.arkit.ARKIT_NAMES` order: the offsets
   from the neutral mesh of the vertices that move more than ``--threshold`` cm, stored sparse
   (vertex indices + float16 offsets). ICT's split ``browInnerUp_L/_R`` and ``cheekPuff_L/_R`` are
@@ -70,6 +70,13 @@ EYE_IRIS = ((22221, 23021), (23791, 24591))
 MISSING_NOTE = {"tongueOut": "no ICT shape (the tongue stays in the mouth); the weight is ignored"}
 #: ARKit names that end in Left / Right without being one side of a pair (ICT keeps them as they are).
 UNSPLIT = ("jawLeft", "jawRight", "mouthLeft", "mouthRight")
+#: Colour classes of the vertices (viewers pick the colours; skin and iris may differ per person).
+PAINT_NAMES = ("skin", "lip", "mouth", "eye_socket", "gums", "teeth", "cornea", "sclera", "iris", "pupil")
+PART_PAINT = {"skin": "skin", "mouth": "mouth", "eye_socket": "eye_socket", "gums": "gums", "teeth": "teeth",
+              "cornea": "cornea", "eyeball": "sclera"}  # fmt: skip
+#: Iris and pupil rims, degrees from the eye's forward axis seen from the eyeball's centre.
+IRIS_ANGLE = 24.0
+PUPIL_ANGLE = 9.0
 #: ARKit names made of two ICT shapes.
 SUMMED = {"browInnerUp": ("browInnerUp_L", "browInnerUp_R"), "cheekPuff": ("cheekPuff_L", "cheekPuff_R")}
 
@@ -79,6 +86,31 @@ def sphere_centre(points: np.ndarray) -> np.ndarray:
     a = np.c_[2.0 * points, np.ones(len(points))]
     sol = np.linalg.lstsq(a, (points**2).sum(axis=1), rcond=None)[0]
     return sol[:3]
+
+
+def paint_classes(base, part, names, indices, offsets, centres) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """What colour class each vertex gets (:data:`PAINT_NAMES`): the part, with lips and eyes refined.
+
+    Lips: the skin that ARKit's lip-roll shapes move more than 40% of their largest offset (those
+    shapes move the lips and little else). Eyes: on the inner eyeball, the iris within
+    ``IRIS_ANGLE`` degrees of the forward axis and the pupil within ``PUPIL_ANGLE``.
+    """
+    paint = np.array([PAINT_NAMES.index(PART_PAINT[PART_NAMES[p]]) for p in part], np.uint8)
+    roll = np.zeros(len(base))
+    for n in ("mouthRollLower", "mouthRollUpper"):
+        k = names.index(n)
+        d = np.zeros(len(base))
+        d[indices[k].astype(np.int64)] = np.linalg.norm(offsets[k].astype(np.float64), axis=1)
+        roll += d
+    lip = (roll > 0.4 * roll.max()) & (part == PART_NAMES.index("skin"))
+    paint[lip] = PAINT_NAMES.index("lip")
+    for (a, _), (_, b), c in zip(EYE_SCLERA, EYE_IRIS, centres):
+        inner = np.arange(a, b)[part[a:b] == PART_NAMES.index("eyeball")]
+        v = base[inner] - c
+        angle = np.degrees(np.arccos(np.clip(v[:, 2] / np.linalg.norm(v, axis=1), -1.0, 1.0)))
+        paint[inner[angle <= IRIS_ANGLE]] = PAINT_NAMES.index("iris")
+        paint[inner[angle <= PUPIL_ANGLE]] = PAINT_NAMES.index("pupil")
+    return paint
 
 
 def ict_name(arkit: str) -> str:
@@ -150,12 +182,14 @@ def build(checkout: Path, out: Path, threshold: float) -> dict[str, object]:
         offsets.append(delta[moved].astype(np.float16))
         counts.append(len(moved))
     centres = [sphere_centre(base[a:b]) for a, b in EYE_SCLERA]
+    paint = paint_classes(base, part, names, indices, offsets, centres)
     arrays = {
         "vertices": base.astype("<f4"),
         "faces": faces.astype("<u2"),
         "shape_indices": np.concatenate(indices).astype("<u2"),
         "shape_offsets": np.concatenate(offsets).astype("<f2"),
         "part": part,
+        "paint": paint,
     }
     blob = bytearray()
     table = {}
@@ -180,6 +214,7 @@ def build(checkout: Path, out: Path, threshold: float) -> dict[str, object]:
         "threshold_cm": threshold,
         "arrays": table,
         "part_names": list(PART_NAMES),
+        "paint_names": list(PAINT_NAMES),
         "shapes": names,
         "shape_counts": counts,
         "missing": {n: MISSING_NOTE.get(n, "no ICT shape: the weight is ignored") for n in missing},
@@ -187,8 +222,6 @@ def build(checkout: Path, out: Path, threshold: float) -> dict[str, object]:
         "eye_vertices": [[EYE_SCLERA[0][0], EYE_IRIS[0][1]], [EYE_SCLERA[1][0], EYE_IRIS[1][1]]],
         "eye_centres": [[round(float(x), 5) for x in c] for c in centres],
         "eye_axis": [0.0, 0.0, 1.0],
-        "iris_angle_deg": 24.0,
-        "pupil_angle_deg": 9.0,
         "pivot": [0.0, round(float(centres[0][1]) - 10.0, 5), round(float(centres[0][2]) - 8.0, 5)],
     }
     out.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -46,14 +46,14 @@ class ArkitHead:
         part: uint8 [V] part of each vertex, an index into ``part_names``.
         part_names: ``("skin", "mouth", "eye_socket", "gums", "teeth", "cornea", "eyeball")``; the
             cornea is ICT's clear outer eye shell (viewers leave it out or draw it transparent),
-            the eyeball carries the white, the iris and the pupil (see ``iris_angle``).
+            the eyeball carries the white, the iris and the pupil.
+        paint: uint8 [V] colour class of each vertex, an index into ``paint_names``.
+        paint_names: ``("skin", "lip", "mouth", "eye_socket", "gums", "teeth", "cornea", "sclera",
+            "iris", "pupil")``.
         shape_names: the ARKit names that have a shape, in :data:`ARKIT_NAMES` order.
         missing: ARKit names without a shape -> what happens to them.
         eye_vertices: per eye (left, right), the ``[start, stop)`` vertex range of its eyeball.
         eye_centres: float64 [2, 3] eyeball centres.
-        eye_axis: float64 [3] the eyes' forward direction at rest.
-        iris_angle: angle (radians) from the eye axis to the iris' rim, seen from the eyeball centre.
-        pupil_angle: the same for the pupil.
         pivot: float64 [3] point the head turns about (the top of the neck).
         deltas: float32 [52, V * 3] blendshape offsets, zero rows for missing shapes.
         manifest: the asset's manifest (source, licence, sizes).
@@ -63,13 +63,12 @@ class ArkitHead:
     faces: np.ndarray
     part: np.ndarray
     part_names: tuple[str, ...]
+    paint: np.ndarray
+    paint_names: tuple[str, ...]
     shape_names: tuple[str, ...]
     missing: dict[str, str]
     eye_vertices: tuple[tuple[int, int], tuple[int, int]]
     eye_centres: np.ndarray
-    eye_axis: np.ndarray
-    iris_angle: float
-    pupil_angle: float
     pivot: np.ndarray
     deltas: np.ndarray = field(repr=False)
     manifest: dict[str, Any] = field(repr=False)
@@ -201,13 +200,13 @@ def _read(text: str, folder: Any) -> ArkitHead:
         faces=faces,
         part=arrays["part"].astype(np.uint8),
         part_names=tuple(man["part_names"]),
+        paint=arrays["paint"].astype(np.uint8),
+        paint_names=tuple(man["paint_names"]),
         shape_names=tuple(n for n in ARKIT_NAMES if n in names),
         missing=dict(man.get("missing", {})),
         eye_vertices=((int(ev[0][0]), int(ev[0][1])), (int(ev[1][0]), int(ev[1][1]))),
         eye_centres=np.asarray(man["eye_centres"], np.float64),
-        eye_axis=np.asarray(man["eye_axis"], np.float64),
-        iris_angle=float(np.radians(man["iris_angle_deg"])),
-        pupil_angle=float(np.radians(man["pupil_angle_deg"])),
+
         pivot=np.asarray(man["pivot"], np.float64),
         deltas=deltas,
         manifest=man,

@@ -31,17 +31,17 @@ from .avatar import (
 
 __all__ = ["HeadRenderer", "head_colors", "visible_faces"]
 
-#: Part -> albedo (RGB 0-1); skin tones differ a little per participant.
-_PART_RGB = {
+#: Colour class -> albedo (RGB 0-1); skin and iris differ per participant. The browser demo uses the same.
+_PAINT_RGB = {
+    "lip": (0.70, 0.40, 0.40),
     "mouth": (0.42, 0.12, 0.14),
     "eye_socket": (0.78, 0.52, 0.48),
     "gums": (0.74, 0.36, 0.38),
     "teeth": (0.93, 0.91, 0.84),
-    "eyeball": (0.95, 0.94, 0.92),
     "cornea": (0.95, 0.94, 0.92),
+    "sclera": (0.95, 0.94, 0.92),
+    "pupil": (0.05, 0.04, 0.04),
 }
-_LIP_RGB = (0.70, 0.38, 0.38)
-_PUPIL_RGB = (0.05, 0.04, 0.04)
 _SKINS = ((0.90, 0.72, 0.62), (0.74, 0.55, 0.43), (0.95, 0.80, 0.70), (0.60, 0.43, 0.33))
 _IRISES = ((0.27, 0.43, 0.63), (0.30, 0.20, 0.12), (0.35, 0.45, 0.25), (0.24, 0.35, 0.55))
 #: Panel framing: centre (cm, in the head's frame) and the height of the view (cm).
@@ -59,33 +59,15 @@ def visible_faces(head: Any) -> np.ndarray:
 
 
 def head_colors(head: Any, who: int = 0) -> np.ndarray:
-    """Albedo per vertex ([V, 3] float32, RGB 0-1) of participant ``who``: skin, mouth, teeth, eyes."""
-    names = list(head.part_names)
-    table = np.zeros((len(names), 3), np.float32)
-    for k, name in enumerate(names):
-        if name == "skin":
-            table[k] = _SKINS[who % len(_SKINS)]
-        else:
-            table[k] = _PART_RGB.get(name, (0.8, 0.8, 0.8))
-    colors = table[head.part]
-    # Lips: the skin that ARKit's lip-roll shapes move (they move the lips and little else), tinted.
-    from ..arkit import arkit_index
-
-    roll = sum(
-        np.linalg.norm(head.deltas[arkit_index(n)].reshape(-1, 3), axis=1)
-        for n in ("mouthRollLower", "mouthRollUpper")
+    """Albedo per vertex ([V, 3] float32, RGB 0-1) of participant ``who``, from the head's colour classes."""
+    table = np.array(
+        [
+            _SKINS[who % len(_SKINS)] if n == "skin" else _IRISES[who % len(_IRISES)] if n == "iris" else _PAINT_RGB[n]
+            for n in head.paint_names
+        ],
+        np.float32,
     )
-    if np.max(roll) > 0:
-        t = np.clip((roll / np.max(roll) - 0.4) / 0.25, 0.0, 1.0) * (head.part == names.index("skin"))
-        colors = colors * (1 - t[:, None]) + np.array(_LIP_RGB, np.float32) * t[:, None]
-    # The eyeball's white, iris and pupil, by the angle from the eye's axis.
-    for e, (a, b) in enumerate(head.eye_vertices):
-        pts = head.vertices[a:b] - head.eye_centres[e]
-        angle = np.arccos(np.clip((pts / np.linalg.norm(pts, axis=1, keepdims=True)) @ head.eye_axis, -1, 1))
-        eye = colors[a:b]
-        eye[angle <= head.iris_angle] = _IRISES[who % len(_IRISES)]
-        eye[angle <= head.pupil_angle] = _PUPIL_RGB
-    return colors.astype(np.float32)
+    return table[head.paint]
 
 
 @dataclass(frozen=True)
