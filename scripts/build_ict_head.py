@@ -91,7 +91,7 @@ def sphere_centre(points: np.ndarray) -> np.ndarray:
 def paint_classes(base, part, names, indices, offsets, centres) -> np.ndarray:  # type: ignore[no-untyped-def]
     """What colour class each vertex gets (:data:`PAINT_NAMES`): the part, with lips and eyes refined.
 
-    Lips: the skin that ARKit's lip-roll shapes move more than 40% of their largest offset (those
+    Lips: the skin that ARKit's lip-roll shapes move more than 55% of their largest offset (those
     shapes move the lips and little else). Eyes: on the inner eyeball, the iris within
     ``IRIS_ANGLE`` degrees of the forward axis and the pupil within ``PUPIL_ANGLE``.
     """
@@ -102,7 +102,7 @@ def paint_classes(base, part, names, indices, offsets, centres) -> np.ndarray:  
         d = np.zeros(len(base))
         d[indices[k].astype(np.int64)] = np.linalg.norm(offsets[k].astype(np.float64), axis=1)
         roll += d
-    lip = (roll > 0.4 * roll.max()) & (part == PART_NAMES.index("skin"))
+    lip = (roll > 0.55 * roll.max()) & (part == PART_NAMES.index("skin"))
     paint[lip] = PAINT_NAMES.index("lip")
     for (a, _), (_, b), c in zip(EYE_SCLERA, EYE_IRIS, centres):
         inner = np.arange(a, b)[part[a:b] == PART_NAMES.index("eyeball")]
@@ -222,6 +222,8 @@ def build(checkout: Path, out: Path, threshold: float) -> dict[str, object]:
         "eye_vertices": [[EYE_SCLERA[0][0], EYE_IRIS[0][1]], [EYE_SCLERA[1][0], EYE_IRIS[1][1]]],
         "eye_centres": [[round(float(x), 5) for x in c] for c in centres],
         "eye_axis": [0.0, 0.0, 1.0],
+        # ICT's Multi-PIE 68 landmarks 63 and 67 (1-based): the inner lips' midpoints.
+        "lip_midpoints": {"upper": 5533, "lower": 5517},
         "pivot": [0.0, round(float(centres[0][1]) - 10.0, 5), round(float(centres[0][2]) - 8.0, 5)],
     }
     out.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -63,6 +63,15 @@ _STATIC = {
     "/avatar.js": ("avatar.js", "text/javascript; charset=utf-8"),
     "/capture-worklet.js": ("capture-worklet.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/head3d.js": ("head3d.js", "text/javascript; charset=utf-8"),
+    "/three.min.js": ("three.min.js", "text/javascript; charset=utf-8"),
+    "/three.LICENSE.txt": ("three.LICENSE.txt", "text/plain; charset=utf-8"),
+}
+# URL path -> (file in unils/assets/ict_head, content type): the 3-D head the page draws.
+_HEAD_FILES = {
+    "/ict_head.json": ("ict_head.json", "application/json"),
+    "/ict_head.bin": ("ict_head.bin", "application/octet-stream"),
+    "/ict_head.LICENSE.txt": ("LICENSE-ICT-FaceKit.txt", "text/plain; charset=utf-8"),
 }
 
 
@@ -195,6 +204,8 @@ class UniLSServer:
         self._active = 0
         self._ids = itertools.count(1)
         self._static = {path: (_static_file(name), ctype) for path, (name, ctype) in _STATIC.items()}
+        head = resources.files("unils") / "assets" / "ict_head"
+        self._static.update({path: ((head / n).read_bytes(), ctype) for path, (n, ctype) in _HEAD_FILES.items()})
         self._policy = HostPolicy(self.config.host, self.config.allowed_hosts, self.config.allowed_origins)
         self._connections: dict[int, Connection] = {}
         self._per_address: Counter[str] = Counter()
