@@ -76,6 +76,7 @@ PART_PAINT = {"skin": "skin", "mouth": "mouth", "eye_socket": "eye_socket", "gum
               "cornea": "cornea", "eyeball": "sclera"}  # fmt: skip
 #: Iris and pupil rims, degrees from the eye's forward axis seen from the eyeball's centre.
 IRIS_ANGLE = 24.0
+LIP_SHARE = 0.3
 PUPIL_ANGLE = 9.0
 #: ARKit names made of two ICT shapes.
 SUMMED = {"browInnerUp": ("browInnerUp_L", "browInnerUp_R"), "cheekPuff": ("cheekPuff_L", "cheekPuff_R")}
@@ -91,8 +92,8 @@ def sphere_centre(points: np.ndarray) -> np.ndarray:
 def paint_classes(base, part, names, indices, offsets, centres) -> np.ndarray:  # type: ignore[no-untyped-def]
     """What colour class each vertex gets (:data:`PAINT_NAMES`): the part, with lips and eyes refined.
 
-    Lips: the skin that ARKit's lip-roll shapes move more than 55% of their largest offset (those
-    shapes move the lips and little else). Eyes: on the inner eyeball, the iris within
+    Lips: the skin that one of ARKit's lip-roll shapes moves more than ``LIP_SHARE`` of its largest
+    offset (those shapes move the lips and little else). Eyes: on the inner eyeball, the iris within
     ``IRIS_ANGLE`` degrees of the forward axis and the pupil within ``PUPIL_ANGLE``.
     """
     paint = np.array([PAINT_NAMES.index(PART_PAINT[PART_NAMES[p]]) for p in part], np.uint8)
@@ -101,8 +102,10 @@ def paint_classes(base, part, names, indices, offsets, centres) -> np.ndarray:  
         k = names.index(n)
         d = np.zeros(len(base))
         d[indices[k].astype(np.int64)] = np.linalg.norm(offsets[k].astype(np.float64), axis=1)
-        roll += d
-    lip = (roll > 0.55 * roll.max()) & (part == PART_NAMES.index("skin"))
+        roll = np.maximum(roll, d / d.max())
+    # ... between the outer lip midpoints (Multi-PIE landmarks 52 and 58: vertices 0 and 5518).
+    between = (base[:, 1] <= base[0, 1] + 0.05) & (base[:, 1] >= base[5518, 1] - 0.05)
+    lip = (roll > LIP_SHARE) & between & (part == PART_NAMES.index("skin"))
     paint[lip] = PAINT_NAMES.index("lip")
     for (a, _), (_, b), c in zip(EYE_SCLERA, EYE_IRIS, centres):
         inner = np.arange(a, b)[part[a:b] == PART_NAMES.index("eyeball")]
