@@ -48,10 +48,14 @@ def main() -> None:
         start, cpu = time.perf_counter(), time.process_time()
         n = sum(1 for _ in frames)
         wall, used = time.perf_counter() - start, time.process_time() - cpu
-        print(f"{name}: {n / wall:.1f} frames/s ({1000 * wall / n:.0f} ms/frame, CPU {1000 * used / n:.0f} ms/frame)")
+        print(
+            f"{name}: {n / wall:.1f} frames/s ({1000 * wall / n:.0f} ms/frame, CPU {1000 * used / n:.0f} ms/frame)"
+        )
     asset = Path(unils.__file__).parent / "assets" / "ict_head"
     size = sum(p.stat().st_size for p in asset.iterdir())
-    print(f"head asset: {size / 2**20:.2f} MiB on disk ({', '.join(sorted(p.name for p in asset.iterdir()))})")
+    print(
+        f"head asset: {size / 2**20:.2f} MiB on disk ({', '.join(sorted(p.name for p in asset.iterdir()))})"
+    )
 
 
 if __name__ == "__main__":

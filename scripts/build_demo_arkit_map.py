@@ -74,7 +74,9 @@ def main() -> int:
     m, bias = build()
     np.savez(args.out, flame_to_arkit=m, bias=bias, names=np.array(ARKIT_NAMES), jaw=np.array(0))
     load_expression_map(args.out)  # the file reads back as a valid map
-    print(f"wrote {args.out}: flame_to_arkit [{m.shape[0]}, {m.shape[1]}], {int((m != 0).sum())} non-zero gains")
+    print(
+        f"wrote {args.out}: flame_to_arkit [{m.shape[0]}, {m.shape[1]}], {int((m != 0).sum())} non-zero gains"
+    )
     return 0
 
 

@@ -198,7 +198,12 @@ def build(checkout: Path, out: Path, threshold: float) -> dict[str, object]:
     table = {}
     for key, arr in arrays.items():
         blob += b"\0" * (-len(blob) % 4)  # 4-byte aligned for typed-array views
-        table[key] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "offset": len(blob), "nbytes": arr.nbytes}
+        table[key] = {
+            "dtype": arr.dtype.str,
+            "shape": list(arr.shape),
+            "offset": len(blob),
+            "nbytes": arr.nbytes,
+        }
         blob += arr.tobytes()
     out.parent.mkdir(parents=True, exist_ok=True)
     bin_path = out.with_suffix(".bin")
@@ -232,7 +237,9 @@ def build(checkout: Path, out: Path, threshold: float) -> dict[str, object]:
     out.write_text(json.dumps(manifest, indent=1) + "\n")
     for name in ("LICENSE", "CREDITS.md"):
         if (checkout / name).is_file():
-            target = out.parent / ("LICENSE-ICT-FaceKit.txt" if name == "LICENSE" else "CREDITS-ICT-FaceKit.md")
+            target = out.parent / (
+                "LICENSE-ICT-FaceKit.txt" if name == "LICENSE" else "CREDITS-ICT-FaceKit.md"
+            )
             shutil.copyfile(checkout / name, target)
     return {
         "files": [str(out), str(bin_path)],
@@ -255,7 +262,10 @@ def main() -> int:
         help="output manifest (.json; the arrays go beside it as .bin; default: the package asset)",
     )
     p.add_argument(
-        "--threshold", type=float, default=0.001, help="offsets at or below this (cm) are dropped (default 0.001)"
+        "--threshold",
+        type=float,
+        default=0.001,
+        help="offsets at or below this (cm) are dropped (default 0.001)",
     )
     args = p.parse_args()
     print(json.dumps(build(args.checkout, args.out, args.threshold), indent=2))

@@ -46,12 +46,17 @@ def _weights(**named: float) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- asset
 def test_head_asset_is_small_licensed_and_complete(head):
     files = {p.name: p.stat().st_size for p in HEAD.iterdir()}
-    assert {"ict_head.json", "ict_head.bin", "LICENSE-ICT-FaceKit.txt", "CREDITS-ICT-FaceKit.md"} <= set(files)
+    assert {"ict_head.json", "ict_head.bin", "LICENSE-ICT-FaceKit.txt", "CREDITS-ICT-FaceKit.md"} <= set(
+        files
+    )
     assert sum(files.values()) < 4 * 2**20  # a few MB in the wheel at most
     licence = (HEAD / "LICENSE-ICT-FaceKit.txt").read_text()
     assert "MIT License" in licence and "USC Institute for Creative Technologies" in licence
     man = json.loads((HEAD / "ict_head.json").read_text())
-    assert man["missing"] == {"tongueOut": man["missing"]["tongueOut"]} and "ignored" in man["missing"]["tongueOut"]
+    assert (
+        man["missing"] == {"tongueOut": man["missing"]["tongueOut"]}
+        and "ignored" in man["missing"]["tongueOut"]
+    )
     assert head.vertices.shape == (24591, 3) and head.faces.shape == (48836, 3)
     assert len(head.shape_names) == 51 and set(ARKIT_NAMES) - set(head.shape_names) == {"tongueOut"}
     # every present shape moves something, tongueOut nothing
@@ -80,7 +85,9 @@ def test_pose_blendshapes_head_and_gaze(head):
     looked = head.pose(np.zeros(52), eyes=[[0.3, 0.0], [0.3, 0.0]])[0]
     assert (looked[pupil, 0] - rest[pupil, 0]).mean() > 0.3
     np.testing.assert_allclose(looked[:11248], rest[:11248])
-    batch = head.pose(np.stack([_weights(), _weights(jawOpen=1.0)]), head=np.zeros((2, 3)), eyes=np.zeros((2, 2, 2)))
+    batch = head.pose(
+        np.stack([_weights(), _weights(jawOpen=1.0)]), head=np.zeros((2, 3)), eyes=np.zeros((2, 2, 2))
+    )
     assert batch.shape == (2, 24591, 3) and batch.dtype == np.float32
     with pytest.raises(ArkitError, match="weights must have shape"):
         head.pose(np.zeros(51))
@@ -135,7 +142,7 @@ def test_demo_arkit_output_follows_its_motion(demo):
         w = to_arkit(motion, expression_map="demo").weights
         e = motion.expression
 
-        def follows(name: str, coef: int, least: float = 0.1) -> None:
+        def follows(name: str, coef: int, least: float = 0.1, w: np.ndarray = w, e: np.ndarray = e) -> None:
             ch = w[:, arkit_index(name)]
             assert ch.max() > least, name
             on = ch > 0
@@ -159,11 +166,15 @@ def _mouth_open(frames: np.ndarray, size: int, who: int, head) -> np.ndarray:
     The area is 5 cm x 3 cm around the inner lips' midpoint at rest, projected the way the renderer
     frames the head (centre (0, -1.5) cm, 34 cm tall).
     """
-    lips = head.vertices[[head.manifest["lip_midpoints"]["upper"], head.manifest["lip_midpoints"]["lower"]]].mean(0)
+    lips = head.vertices[
+        [head.manifest["lip_midpoints"]["upper"], head.manifest["lip_midpoints"]["lower"]]
+    ].mean(0)
     scale = size / 34.0
     col = who * size + size / 2 + lips[0] * scale
     row = size / 2 - (lips[1] + 1.5) * scale
-    box = frames[:, int(row - 1.5 * scale) : int(row + 1.5 * scale), int(col - 2.5 * scale) : int(col + 2.5 * scale)]
+    box = frames[
+        :, int(row - 1.5 * scale) : int(row + 1.5 * scale), int(col - 2.5 * scale) : int(col + 2.5 * scale)
+    ]
     return (box.astype(np.float32).mean(axis=-1) < 80).sum(axis=(1, 2))
 
 
@@ -203,7 +214,9 @@ def test_preview_3d_still_is_a_shaded_face(tmp_path):
 
     m = Motion.zeros(3)
     m.jaw[:] = 0.25
-    img = HeadRenderer().still([m, Motion.zeros(3)], 1, size=128, activity=[np.ones(3, bool), np.zeros(3, bool)])
+    img = HeadRenderer().still(
+        [m, Motion.zeros(3)], 1, size=128, activity=[np.ones(3, bool), np.zeros(3, bool)]
+    )
     assert img.shape[1] == 256 and img.dtype == np.uint8
     Image.fromarray(img).save(tmp_path / "still.png")
     face = img[20:110, 30:98].astype(np.float32)

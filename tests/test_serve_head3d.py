@@ -32,13 +32,18 @@ def _wait_js(page, expression: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not page.evaluate(expression):
         if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {expression}: {page.evaluate('window.unilsDemo.status')}")
+            raise AssertionError(
+                f"gave up waiting for {expression}: {page.evaluate('window.unilsDemo.status')}"
+            )
         page.wait_for_timeout(100)
 
 
 def test_three_js_is_vendored_with_its_licence():
     bundle = (STATIC / "three.min.js").read_text()
-    assert bundle.startswith("/**\n * @license\n * Copyright 2010-") and "SPDX-License-Identifier: MIT" in bundle[:200]
+    assert (
+        bundle.startswith("/**\n * @license\n * Copyright 2010-")
+        and "SPDX-License-Identifier: MIT" in bundle[:200]
+    )
     assert "MIT License" in (STATIC / "three.LICENSE.txt").read_text()
     assert len(bundle) < 700_000
     page = (STATIC / "index.html").read_text() + (STATIC / "head3d.js").read_text()
@@ -69,7 +74,10 @@ def test_browser_shows_two_3d_heads_from_a_live_session(tmp_path):
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             page.goto(srv.url + "?hop=25", timeout=60_000)
             _wait_js(page, "window.unilsDemo.head3d !== null", 30)
-            assert page.evaluate("window.unilsDemo.view") == "3d" and page.evaluate("window.unilsDemo.head3d.shapes") == 51
+            assert (
+                page.evaluate("window.unilsDemo.view") == "3d"
+                and page.evaluate("window.unilsDemo.head3d.shapes") == 51
+            )
             page.set_input_files("#file", str(wav))
             _wait_js(page, "window.unilsDemo.closeCode !== null", 120)
             _wait_js(page, "window.unilsDemo.framesShown >= window.unilsDemo.framesReceived", 30)
@@ -77,7 +85,9 @@ def test_browser_shows_two_3d_heads_from_a_live_session(tmp_path):
             assert demo["errors"] == [] and demo["closeCode"] == 1000, demo["status"]
             assert demo["ready"]["hello"]["both"] is True and demo["ready"]["arkit_names"][17] == "jawOpen"
             assert demo["framesReceived"] == 150 and demo["head3d"]["framesRendered"] > 10
-            gaps = np.array(demo["head3d"]["gaps"])  # cm between the inner lips, per frame shown: you, partner
+            gaps = np.array(
+                demo["head3d"]["gaps"]
+            )  # cm between the inner lips, per frame shown: you, partner
             assert len(gaps) >= 10
             assert gaps[:, 0].max() > 0.5, gaps[:, 0]  # you spoke: your mouth opened
             assert gaps[:, 1].max() < 0.3, gaps[:, 1]  # the silent partner's stayed closed

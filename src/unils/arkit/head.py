@@ -169,7 +169,9 @@ def _read(text: str, folder: Any) -> ArkitHead:
             a, n = int(spec["offset"]), int(spec["nbytes"])
             if a + n > len(blob):
                 raise ArkitError(f"{man['bin']} is shorter than its manifest says (array {key})")
-            arrays[key] = np.frombuffer(blob, np.dtype(spec["dtype"]), n // np.dtype(spec["dtype"]).itemsize, a)
+            arrays[key] = np.frombuffer(
+                blob, np.dtype(spec["dtype"]), n // np.dtype(spec["dtype"]).itemsize, a
+            )
             arrays[key] = arrays[key].reshape(spec["shape"])
         names = [str(s) for s in man["shapes"]]
         counts = np.asarray(man["shape_counts"], np.int64)
@@ -206,7 +208,6 @@ def _read(text: str, folder: Any) -> ArkitHead:
         missing=dict(man.get("missing", {})),
         eye_vertices=((int(ev[0][0]), int(ev[0][1])), (int(ev[1][0]), int(ev[1][1]))),
         eye_centres=np.asarray(man["eye_centres"], np.float64),
-
         pivot=np.asarray(man["pivot"], np.float64),
         deltas=deltas,
         manifest=man,

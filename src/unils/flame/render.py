@@ -16,7 +16,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -188,7 +188,7 @@ def render_vertices(
     camera: Camera | None = None,
     *,
     shading: Literal["smooth", "flat"] = "smooth",
-    color: Sequence[float] = (0.78, 0.76, 0.74),
+    color: Sequence[float] | np.ndarray = (0.78, 0.76, 0.74),
     background: Sequence[float] = (1.0, 1.0, 1.0),
     light: Sequence[float] = (0.25, 0.35, 1.0),
     ambient: float = 0.3,
@@ -244,7 +244,7 @@ def render_vertices(
             raise ValueError(f"per-vertex color must be [{v.shape[1]}, 3], got {list(albedo.shape)}")
         albedo = albedo / 255.0 if float(albedo.max()) > 1.0 else albedo
     else:
-        albedo = _as_rgb(color, "color").to(v.device, torch.float32)
+        albedo = _as_rgb(cast("Sequence[float]", color), "color").to(v.device, torch.float32)
     bg = _as_rgb(background, "background").to(v.device, torch.float32)
     ldir = torch.as_tensor(np.asarray(light, dtype=np.float32).reshape(-1), device=v.device)
     if ldir.shape != (3,) or float(ldir.norm()) == 0.0:

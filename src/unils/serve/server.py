@@ -205,7 +205,9 @@ class UniLSServer:
         self._ids = itertools.count(1)
         self._static = {path: (_static_file(name), ctype) for path, (name, ctype) in _STATIC.items()}
         head = resources.files("unils") / "assets" / "ict_head"
-        self._static.update({path: ((head / n).read_bytes(), ctype) for path, (n, ctype) in _HEAD_FILES.items()})
+        self._static.update(
+            {path: ((head / n).read_bytes(), ctype) for path, (n, ctype) in _HEAD_FILES.items()}
+        )
         self._policy = HostPolicy(self.config.host, self.config.allowed_hosts, self.config.allowed_origins)
         self._connections: dict[int, Connection] = {}
         self._per_address: Counter[str] = Counter()

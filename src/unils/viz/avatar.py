@@ -725,6 +725,7 @@ class SchematicRenderer:
             box = [centre[0] - r, centre[1] - r, centre[0] + r, centre[1] + r]
             draw.arc(box, -28, 28, fill=_mix(_SPEAK, (255, 255, 255), 0.25 * k), width=3 * lw)
 
+
 @dataclass(frozen=True)
 class Timeline:
     """A prepared speech timeline strip: its image and the x range the clip spans."""
@@ -755,9 +756,7 @@ def timeline_strip(activity: Sequence[np.ndarray | None], labels: Sequence[str],
         draw.text((x0 - 6, y + row / 2), labels[j], fill=(50, 50, 50), font=font, anchor="rm")
         draw.rectangle([x0, y + 1, x1, y + row - 2], fill=(225, 225, 230))
         if act is None:
-            draw.text(
-                ((x0 + x1) / 2, y + row / 2), "no audio", fill=(130, 130, 130), font=font, anchor="mm"
-            )
+            draw.text(((x0 + x1) / 2, y + row / 2), "no audio", fill=(130, 130, 130), font=font, anchor="mm")
         else:
             n_frames = max(len(act), 1)
             for start, stop in active_runs(np.asarray(act, bool)):

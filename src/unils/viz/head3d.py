@@ -63,7 +63,11 @@ def head_colors(head: Any, who: int = 0) -> np.ndarray:
     """Albedo per vertex ([V, 3] float32, RGB 0-1) of participant ``who``, from the head's colour classes."""
     table = np.array(
         [
-            _SKINS[who % len(_SKINS)] if n == "skin" else _IRISES[who % len(_IRISES)] if n == "iris" else _PAINT_RGB[n]
+            _SKINS[who % len(_SKINS)]
+            if n == "skin"
+            else _IRISES[who % len(_IRISES)]
+            if n == "iris"
+            else _PAINT_RGB[n]
             for n in head.paint_names
         ],
         np.float32,
@@ -158,7 +162,9 @@ class HeadRenderer:
         for k, i in enumerate(indices):
             t = k / (fps or motions[0].fps)
             with _one_thread():
-                frame = self._frame(scene, anims, int(i), size, activity, labels, t, motions[0].duration, base)
+                frame = self._frame(
+                    scene, anims, int(i), size, activity, labels, t, motions[0].duration, base
+                )
             yield frame
 
     def still(
