@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,7 @@ class _Scene:
     head: Any
     faces: np.ndarray
     colors: list[np.ndarray]
+    pool: ThreadPoolExecutor | None
 
 
 @dataclass
@@ -128,7 +130,8 @@ class HeadRenderer:
 
         head = self.head if self.head is not None else load_head()
         conv = self.converter if self.converter is not None else ArkitConverter()
-        scene = _Scene(head, visible_faces(head), [head_colors(head, j) for j in range(people)])
+        pool = ThreadPoolExecutor(max_workers=people) if people > 1 else None
+        scene = _Scene(head, visible_faces(head), [head_colors(head, j) for j in range(people)], pool)
         return scene, conv
 
     def __call__(
@@ -159,13 +162,17 @@ class HeadRenderer:
         anims = [conv.push(m) for m in motions]
         base = timeline_strip(activity, labels, size) if self.timeline else None
         indices = output_frame_indices(len(motions[0]), motions[0].fps, fps)
-        for k, i in enumerate(indices):
-            t = k / (fps or motions[0].fps)
-            with _one_thread():
-                frame = self._frame(
-                    scene, anims, int(i), size, activity, labels, t, motions[0].duration, base
-                )
-            yield frame
+        try:
+            for k, i in enumerate(indices):
+                t = k / (fps or motions[0].fps)
+                with _one_thread():
+                    frame = self._frame(
+                        scene, anims, int(i), size, activity, labels, t, motions[0].duration, base
+                    )
+                yield frame
+        finally:
+            if scene.pool is not None:
+                scene.pool.shutdown()
 
     def still(
         self,
@@ -187,8 +194,12 @@ class HeadRenderer:
         base = timeline_strip(activity, labels, size) if self.timeline else None
         one = [None if a is None else a[index : index + 1] for a in activity]
         t = index / motions[0].fps
-        with _one_thread():
-            return self._frame(scene, anims, 0, size, one, labels, t, motions[0].duration, base)
+        try:
+            with _one_thread():
+                return self._frame(scene, anims, 0, size, one, labels, t, motions[0].duration, base)
+        finally:
+            if scene.pool is not None:
+                scene.pool.shutdown()
 
     def _frame(
         self,
@@ -209,9 +220,9 @@ class HeadRenderer:
         scale = size / _VIEW_HEIGHT
         camera = Camera(_VIEW_CENTRE, scale, size, size)
         head = scene.head
-        panels = []
-        for j, a in enumerate(anims):
-            act = activity[j]
+
+        def panel(j: int) -> Any:
+            a, act = anims[j], activity[j]
             speaking = None if act is None else bool(act[i]) if i < len(act) else False
             verts = head.pose(a.weights[i], a.head[i] * self.head_gain, a.eyes[i])
             img = render_vertices(
@@ -225,5 +236,8 @@ class HeadRenderer:
                 supersample=int(self.supersample),
                 cull_back=True,
             )[0]
-            panels.append(decorate_panel(Image.fromarray(img), speaking, labels[j]))
+            return decorate_panel(Image.fromarray(img), speaking, labels[j])
+
+        # One person per thread: torch releases the GIL, so the panels render on separate cores.
+        panels = list(scene.pool.map(panel, range(len(anims)))) if scene.pool else [panel(0)]
         return compose_frame(panels, size, base, time, duration)
