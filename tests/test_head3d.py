@@ -224,3 +224,38 @@ def test_preview_3d_still_is_a_shaded_face(tmp_path):
     # skin tone in the middle of each face, the speaker's panel has the green frame
     assert img[60, 64, 0] > img[60, 64, 2] and img[60, 192, 0] > img[60, 192, 2]
     assert img[2, 64, 1] > img[2, 64, 0]
+
+
+def test_head_exports_as_glb_with_arkit_morph_targets(head, tmp_path):
+    """The glTF file engines import (three.js read it back with 51 named morph targets when written)."""
+    import struct
+
+    from unils.viz.head3d import head_colors
+
+    path = head.save_glb(tmp_path / "head.glb", colors=head_colors(head))
+    data = path.read_bytes()
+    magic, version, total = struct.unpack_from("<4sII", data, 0)
+    assert (magic, version, total) == (b"glTF", 2, len(data))
+    jlen, jtype = struct.unpack_from("<I4s", data, 12)
+    gltf = json.loads(data[20 : 20 + jlen])
+    blen, btype = struct.unpack_from("<I4s", data, 20 + jlen)
+    binary = data[28 + jlen : 28 + jlen + blen]
+    assert jtype == b"JSON" and btype == b"BIN\0" and gltf["buffers"][0]["byteLength"] == blen
+    mesh = gltf["meshes"][0]
+    prim = mesh["primitives"][0]
+    assert mesh["extras"]["targetNames"] == list(head.shape_names) and len(prim["targets"]) == 51
+    assert {"POSITION", "COLOR_0"} <= set(prim["attributes"])
+
+    def read(index: int) -> np.ndarray:
+        acc = gltf["accessors"][index]
+        view = gltf["bufferViews"][acc["bufferView"]]
+        dtype = {5126: "<f4", 5125: "<u4"}[acc["componentType"]]
+        width = {"VEC3": 3, "SCALAR": 1}[acc["type"]]
+        arr = np.frombuffer(binary, dtype, acc["count"] * width, view["byteOffset"])
+        return arr.reshape(acc["count"], width) if width > 1 else arr
+
+    np.testing.assert_allclose(read(prim["attributes"]["POSITION"]), head.vertices * 0.01, rtol=1e-6)
+    jaw = read(prim["targets"][head.shape_names.index("jawOpen")]["POSITION"])
+    np.testing.assert_allclose(jaw, head.deltas[arkit_index("jawOpen")].reshape(-1, 3) * 0.01, atol=1e-7)
+    tris = read(prim["indices"])
+    assert tris.max() < head.num_vertices and len(tris) % 3 == 0 and len(tris) < head.faces.size

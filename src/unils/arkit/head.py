@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -111,6 +112,88 @@ class ArkitHead:
                 p = self.pivot.astype(np.float32)
                 v = (v - p) @ np.swapaxes(rot, 1, 2) + p
         return v
+
+    def save_glb(self, path: str | os.PathLike[str], colors: Any = None) -> Path:
+        """Write the head as a binary glTF 2.0 file (``.glb``) with its ARKit blendshapes as morph targets.
+
+        For engines and viewers: three.js (``GLTFLoader``: ``mesh.morphTargetDictionary`` holds the
+        ARKit names), Unity (glTFast, UniGLTF), Blender, Godot. Metres, glTF axes (y up, the face
+        looking down +z, as in ARKit's face frame); one mesh without the clear cornea shells, one
+        dense morph target per name in :attr:`shape_names` (``mesh.extras.targetNames``), vertex
+        colours when ``colors`` ([V, 3] RGB in [0, 1]) is given. Head rotation and gaze are not in
+        the file: turn the node and the eyeball vertices (``eye_vertices`` about ``eye_centres``) in
+        your engine, or use ``eyeLook*`` only.
+
+        Args:
+            path: output file (about 16 MB: the morph targets are dense float32).
+            colors: optional per-vertex albedo.
+
+        Returns:
+            The path written.
+        """
+        out = Path(path)
+        keep = ~(self.part[self.faces] == self.part_names.index("cornea")).any(axis=1)
+        faces = self.faces[keep].astype("<u4")
+        blobs: list[bytes] = []
+        views: list[dict[str, Any]] = []
+        accessors: list[dict[str, Any]] = []
+
+        def add(arr: np.ndarray, kind: str, component: int, target: int | None, minmax: bool) -> int:
+            offset = sum(len(b) for b in blobs)
+            data = np.ascontiguousarray(arr).tobytes()
+            blobs.append(data + b"\0" * (-len(data) % 4))
+            view: dict[str, Any] = {"buffer": 0, "byteOffset": offset, "byteLength": len(data)}
+            if target is not None:
+                view["target"] = target
+            views.append(view)
+            acc: dict[str, Any] = {
+                "bufferView": len(views) - 1, "componentType": component, "count": int(arr.shape[0]), "type": kind,
+            }  # fmt: skip
+            if minmax:
+                acc["min"] = arr.min(axis=0).astype(float).tolist()
+                acc["max"] = arr.max(axis=0).astype(float).tolist()
+            accessors.append(acc)
+            return len(accessors) - 1
+
+        float_, uint_, array_buffer, element_buffer = 5126, 5125, 34962, 34963
+        attributes = {
+            "POSITION": add((self.vertices * 0.01).astype("<f4"), "VEC3", float_, array_buffer, True)
+        }
+        if colors is not None:
+            rgb = np.clip(np.asarray(colors, np.float32).reshape(self.num_vertices, 3), 0.0, 1.0)
+            attributes["COLOR_0"] = add(rgb.astype("<f4"), "VEC3", float_, array_buffer, False)
+        indices = add(faces.reshape(-1), "SCALAR", uint_, element_buffer, False)
+        targets = []
+        for name in self.shape_names:
+            delta = (self.deltas[ARKIT_NAMES.index(name)].reshape(-1, 3) * 0.01).astype("<f4")
+            targets.append({"POSITION": add(delta, "VEC3", float_, array_buffer, True)})
+        binary = b"".join(blobs)
+        gltf = {
+            "asset": {"version": "2.0", "generator": "unils (ICT-FaceKit head, MIT licence)",
+                      "copyright": "ICT-FaceKit: Copyright (c) 2020 USC Institute for Creative Technologies, MIT"},
+            "scene": 0,
+            "scenes": [{"nodes": [0]}],
+            "nodes": [{"mesh": 0, "name": "ict_head"}],
+            "materials": [{"name": "skin", "pbrMetallicRoughness": {
+                "baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0, "roughnessFactor": 0.7}}],
+            "meshes": [{
+                "name": "ict_head",
+                "primitives": [{"attributes": attributes, "indices": indices, "material": 0, "targets": targets}],
+                "weights": [0.0] * len(targets),
+                "extras": {"targetNames": list(self.shape_names)},
+            }],
+            "buffers": [{"byteLength": len(binary)}],
+            "bufferViews": views,
+            "accessors": accessors,
+        }  # fmt: skip
+        text = json.dumps(gltf, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 4)
+        total = 12 + 8 + len(text) + 8 + len(binary)
+        with open(out, "wb") as fh:
+            fh.write(struct.pack("<4sII", b"glTF", 2, total))
+            fh.write(struct.pack("<I4s", len(text), b"JSON") + text)
+            fh.write(struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+        return out
 
 
 def _frames(value: Any, tail: tuple[int, ...], name: str, frames: int | None = None) -> np.ndarray:
