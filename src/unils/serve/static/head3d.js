@@ -59,8 +59,10 @@ export async function loadHead(base = '') {
 function colours(head, who) {
   const names = head.manifest.paint_names;
   const table = names.map((n) => (n === 'skin' ? SKINS[who % 2] : n === 'iris' ? IRISES[who % 2] : PAINT[n]));
+  // The table is in sRGB (as unils.viz.head3d uses it); three.js lights in linear space.
+  const linear = table.map((rgb) => rgb.map((c) => c ** 2.2));
   const out = new Float32Array(head.vertices.length);
-  for (let v = 0; v < head.paint.length; v++) out.set(table[head.paint[v]], v * 3);
+  for (let v = 0; v < head.paint.length; v++) out.set(linear[head.paint[v]], v * 3);
   return out;
 }
 
