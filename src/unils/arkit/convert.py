@@ -4,7 +4,9 @@
 Exact (no FLAME file): head yaw / pitch / roll from the head-pose axis-angle and each eye's gaze from its
 rotation. Approximate but documented: ``jawOpen`` is the jaw angle over ``jaw_full_open``, the ``eyeLook*``
 weights are gaze angles over ``eye_full_angle`` (both clipped to [0, 1]). Everything else (blinks, brows,
-smiles, lips) needs a user-provided [`ExpressionMap`][unils.arkit.expression_map.ExpressionMap].
+smiles, lips) needs an [`ExpressionMap`][unils.arkit.expression_map.ExpressionMap]: the user's, or for the
+bundled demo model the one shipped with it (``expression_map="demo"``, or
+[`expression_map_for`][unils.arkit.expression_map.expression_map_for] of the model).
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ import numpy as np
 from ..errors import ArkitError
 from ..motion import Motion
 from .animation import ArkitAnimation
-from .expression_map import ExpressionMap, load_expression_map, solve_bounded_least_squares
+from .expression_map import (
+    BUNDLED_MAPS,
+    ExpressionMap,
+    bundled_expression_map,
+    load_expression_map,
+    solve_bounded_least_squares,
+)
 from .names import NUM_BLENDSHAPES, arkit_index, mirror_index
 from .rotations import axis_angle_to_euler, eye_axis_angle_to_gaze
 
@@ -71,7 +79,8 @@ class ArkitConverter:
 
     Args:
         expression_map: an [`ExpressionMap`][unils.arkit.expression_map.ExpressionMap], a path to a map file
-            (see [`load_expression_map`][unils.arkit.expression_map.load_expression_map]) or None (expression
+            (see [`load_expression_map`][unils.arkit.expression_map.load_expression_map]), ``"demo"`` (the map
+            shipped with the bundled demo model, when no file of that name exists) or None (expression
             channels stay 0).
         jaw_full_open: jaw angle (radians) mapped to ``jawOpen = 1``; ``jawOpen`` is
             ``clip(jaw / jaw_full_open, 0, 1)``, 0 at rest and non-decreasing in the jaw angle.
@@ -102,6 +111,9 @@ class ArkitConverter:
         small_weight: float = 0.001,
         iterations: int = 200,
     ) -> None:
+        if isinstance(expression_map, str) and expression_map in BUNDLED_MAPS.values():
+            if not os.path.exists(expression_map):
+                expression_map = bundled_expression_map(expression_map)
         if expression_map is not None and not isinstance(expression_map, ExpressionMap):
             expression_map = load_expression_map(expression_map)
         self.expression_map = expression_map
@@ -184,8 +196,9 @@ def to_arkit(
 
     Args:
         motion: a [`Motion`][unils.motion.Motion] or a [T, 108] array.
-        expression_map: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter]; None leaves expression
-            channels at 0 and the result's ``expression_mapped`` False.
+        expression_map: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter]: a map, a map file,
+            ``"demo"`` for motion of the bundled demo model; None leaves expression channels at 0 and the
+            result's ``expression_mapped`` False.
         jaw_full_open: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter].
         eye_full_angle: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter].
         symmetry: see [`ArkitConverter`][unils.arkit.convert.ArkitConverter].
@@ -201,7 +214,7 @@ def to_arkit(
         from unils.arkit import to_arkit
 
         motion = UniLS.from_pretrained("demo").generate("me.wav", partner_audio="you.wav", seed=0)
-        to_arkit(motion).save("me_arkit.csv")        # Live Link Face CSV
+        to_arkit(motion, expression_map="demo").save("me_arkit.csv")   # Live Link Face CSV
         ```
     """
     return ArkitConverter(

@@ -10,6 +10,12 @@ into blendshape weights through a map the user brings. Two directions are unders
 
 The K FLAME columns are the first ``K`` expression coefficients, or the first ``K - 1`` followed by
 the jaw angle when the map includes the jaw (the default when K = 101).
+
+The bundled demo model is the exception: its expression coefficients have known meanings (it was trained on
+rule-based motion), so unils ships its map (``unils/assets/demo/arkit_map.npz``, a ``flame_to_arkit`` map of
+the first 7 coefficients). [`bundled_expression_map`][unils.arkit.expression_map.bundled_expression_map] reads
+it and [`expression_map_for`][unils.arkit.expression_map.expression_map_for] finds it for a loaded model;
+``unils generate --arkit``, ``unils preview`` and ``unils serve`` use it on their own.
 """
 
 from __future__ import annotations
@@ -26,11 +32,21 @@ import numpy as np
 from ..errors import ArkitError
 from .names import NUM_BLENDSHAPES, arkit_index
 
-__all__ = ["ExpressionMap", "load_expression_map", "solve_bounded_least_squares"]
+__all__ = [
+    "BUNDLED_MAPS",
+    "ExpressionMap",
+    "bundled_expression_map",
+    "expression_map_for",
+    "load_expression_map",
+    "solve_bounded_least_squares",
+]
 
 Direction = Literal["arkit_to_flame", "flame_to_arkit"]
 _DIRECTIONS = ("arkit_to_flame", "flame_to_arkit")
 _EXPRESSION_COEFS = 100
+#: Model name (``config.name``) -> the bundled map made for it (a folder of ``unils/assets``).
+BUNDLED_MAPS: dict[str, str] = {"unils-demo": "demo"}
+_MAP_FILE = "arkit_map.npz"
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,6 +262,44 @@ def load_expression_map(
         elif "jaw" in meta:
             jaw = meta["jaw"].strip().lower() in ("1", "true", "yes")
     return ExpressionMap.from_array(arrays[key], direction, jaw=jaw, bias=arrays.get("bias"), names=names)
+
+
+def bundled_expression_map(name: str = "demo") -> ExpressionMap:
+    """The expression map shipped with a bundled model (``"demo"``: ``unils/assets/demo/arkit_map.npz``).
+
+    Args:
+        name: the bundled model's name (a value of [`BUNDLED_MAPS`][unils.arkit.expression_map.BUNDLED_MAPS]).
+
+    Returns:
+        The validated map.
+
+    Raises:
+        ArkitError: no bundled map of that name.
+    """
+    from importlib import resources
+
+    if name not in BUNDLED_MAPS.values():
+        raise ArkitError(f"no bundled expression map {name!r}; bundled: {sorted(set(BUNDLED_MAPS.values()))}")
+    with resources.as_file(resources.files("unils") / "assets" / name / _MAP_FILE) as path:
+        return load_expression_map(path)
+
+
+def expression_map_for(model: Any) -> ExpressionMap | None:
+    """The expression map that comes with a model, or None when the model has none (bring your own).
+
+    Only the bundled demo has one today (its expression coefficients mean known things); official
+    checkpoints need a user map (see ``docs/arkit.md``).
+
+    Args:
+        model: a [`UniLS`][unils.model.UniLS] (anything with ``config.name``) or a model name
+            (``config.name``, e.g. ``"unils-demo"``).
+
+    Returns:
+        The map, or None.
+    """
+    name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "name", None)
+    folder = BUNDLED_MAPS.get(str(name)) if name is not None else None
+    return None if folder is None else bundled_expression_map(folder)
 
 
 def solve_bounded_least_squares(

@@ -26,7 +26,8 @@ def add_map_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help="your FLAME<->ARKit linear map (.npy/.npz/.safetensors) for the expression blendshapes "
-        "(docs: ARKit page); without it only jawOpen, eyeLook*, head and eyes are filled",
+        "(docs: ARKit page); default: the model's own map (the bundled demo ships one), else none: "
+        "only jawOpen, eyeLook*, head and eyes are filled",
     )
     p.add_argument(
         "--jaw-full-open",
@@ -60,15 +61,23 @@ def add_livelink_flags(p: argparse.ArgumentParser) -> None:
     add_map_flags(p)
 
 
-def converter(args: argparse.Namespace) -> ArkitConverter:
+def converter(args: argparse.Namespace, model: Any = None) -> ArkitConverter:
     """An [`ArkitConverter`][unils.arkit.convert.ArkitConverter] from the map flags (reads and checks the map
-    now)."""
-    from ..arkit import ArkitConverter
+    now).
+
+    Without ``--arkit-map`` the map is the model's own
+    ([`expression_map_for`][unils.arkit.expression_map.expression_map_for]: the bundled demo's), when
+    ``model`` (a loaded model or its ``config.name``) is given.
+    """
+    from ..arkit import ArkitConverter, expression_map_for
 
     kw: dict[str, Any] = {}
     if args.jaw_full_open is not None:
         kw["jaw_full_open"] = args.jaw_full_open
-    return ArkitConverter(args.arkit_map, **kw)
+    chosen = args.arkit_map
+    if chosen is None and model is not None:
+        chosen = expression_map_for(model)
+    return ArkitConverter(chosen, **kw)
 
 
 def check_arkit_path(path: str | None) -> Path | None:

@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     arkit_out = arkit_flags.check_arkit_path(args.arkit)
     conv = arkit_flags.converter(args) if arkit_out is not None else None
     model = options.load_model(args)
+    if conv is not None and args.arkit_map is None:
+        conv = arkit_flags.converter(args, model)  # the model's own map (the demo ships one)
     t0 = time.perf_counter()
     out = Path(args.output)
     if args.both:

@@ -1,4 +1,4 @@
-"""``unils preview``: schematic (or FLAME) avatar video or still of motion or audio files."""
+"""``unils preview``: schematic 2-D face, the bundled 3-D head or FLAME meshes, as video or still."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def register(sub: Any) -> None:
         help="schematic avatar: multiply head rotations (e.g. 2 to make small nods visible)",
     )
     p.add_argument(
+        "--head",
+        choices=("2d", "3d"),
+        default="2d",
+        help="2d: the schematic face (default, renders faster than real time); 3d: the bundled ICT-FaceKit "
+        "head (MIT) driven by ARKit weights, with the model's expression map (--arkit-map to give yours)",
+    )
+    p.add_argument(
         "--flame",
         default=None,
         help="draw FLAME meshes with your FLAME 2020 model (generic_model.pkl or .pt) "
@@ -60,6 +67,11 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _bundled_name(model: str) -> str | None:
+    """``config.name`` of a bundled model named on the command line (``demo`` -> ``unils-demo``)."""
+    return "unils-demo" if model == options.DEFAULT_MODEL else None
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of ``unils preview``."""
     from ..viz.preview import preview_from_files
@@ -71,11 +83,26 @@ def run(args: argparse.Namespace) -> int:
     if args.arkit_plot:
         arkit_flags.converter(args)  # a bad map is refused before any work
     renderer: Any = None
+    head3d: Any = None
+    if args.head == "3d" and not args.flame:
+        from ..viz.head3d import HeadRenderer
+
+        # Motion files: the map of --arkit-map, else of the --model named (the demo's by default).
+        head3d = renderer = HeadRenderer(
+            converter=arkit_flags.converter(args, _bundled_name(args.model)), head_gain=args.head_gain
+        )
+
+    def load() -> Any:
+        model = options.load_model(args)
+        if head3d is not None and args.arkit_map is None:
+            head3d.converter = arkit_flags.converter(args, model)  # audio inputs: the model's own map
+        return model
+
     if args.flame:
         from ..flame import FlameFrameRenderer, FlameModel
 
         renderer = FlameFrameRenderer(FlameModel.from_file(args.flame, device=args.device))
-    elif args.head_gain != 1.0:
+    elif args.head_gain != 1.0 and head3d is None:
         from ..viz import SchematicRenderer
 
         renderer = SchematicRenderer(head_gain=args.head_gain)
@@ -85,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         audio=args.audio,
         partner_audio=args.partner_audio,
-        model=lambda: options.load_model(args),
+        model=load,
         seed=opts.seed,  # type: ignore[arg-type]
         generate_options=opts,
         fps=args.fps,
@@ -99,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.arkit_plot:
         from ..viz.arkit_plot import plot_arkit
 
-        conv = arkit_flags.converter(args)
+        conv = arkit_flags.converter(args, _bundled_name(args.model))
         labels = args.labels or [chr(ord("A") + i) for i in range(len(result.motions))]
         plot_arkit(
             [conv.push(m) for m in result.motions], args.arkit_plot, labels=labels, activity=result.activity

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """The validated :class:`~unils.serve.ServeConfig` of ``unils serve``'s arguments."""
+    """The validated `unils.serve.ServeConfig` of ``unils serve``'s arguments."""
     from ..serve.settings import ServeConfig
 
     forwarded = args.forwarded_allow_ips or os.environ.get("FORWARDED_ALLOW_IPS")

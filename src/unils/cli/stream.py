@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     opts = options.generation_options(args)
     model = options.load_model(args)
     livelink = arkit_flags.sender(args, fps=float(model.fps))
-    conv = arkit_flags.converter(args) if livelink is not None else None
+    conv = arkit_flags.converter(args, model) if livelink is not None else None
     rate = model.config.sample_rate
     a = load_audio(args.audio, target_rate=rate, name="audio")
     channels = [a]

@@ -17,7 +17,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -190,11 +190,12 @@ def render_vertices(
     camera: Camera | None = None,
     *,
     shading: Literal["smooth", "flat"] = "smooth",
-    color: Sequence[float] = (0.78, 0.76, 0.74),
+    color: Sequence[float] | np.ndarray = (0.78, 0.76, 0.74),
     background: Sequence[float] = (1.0, 1.0, 1.0),
     light: Sequence[float] = (0.25, 0.35, 1.0),
     ambient: float = 0.3,
     supersample: int = 1,
+    cull_back: bool = False,
 ) -> np.ndarray:
     """Render mesh frames to RGB images.
 
@@ -205,11 +206,13 @@ def render_vertices(
         height: image height (default: ``width``).
         camera: orthographic camera; None = [`fit_camera`][unils.flame.render.fit_camera] on all frames.
         shading: ``"smooth"`` (interpolated vertex normals) or ``"flat"`` (one normal per triangle).
-        color: mesh albedo, RGB in [0, 1] (or 0-255).
+        color: mesh albedo, RGB in [0, 1] (or 0-255), or a [V, 3] albedo per vertex (interpolated).
         background: background RGB in [0, 1] (or 0-255).
         light: direction towards the light (camera looks down -z); surfaces are lit from both sides.
         ambient: share of light that reaches every surface, in [0, 1].
         supersample: render at this many times the size and average down (anti-aliasing).
+        cull_back: skip triangles that face away from the camera (counter-clockwise triangles, seen
+            from the camera, face it): faster for closed meshes with consistent winding.
 
     Returns:
         uint8 [T, H, W, 3] frames ([1, H, W, 3] for a single [V, 3] mesh).
@@ -236,7 +239,14 @@ def render_vertices(
     height = width if height is None else height
     cam = fit_camera(v, width, height) if camera is None else camera
     big = Camera(cam.center, cam.scale * ss, cam.width * ss, cam.height * ss)
-    albedo = _as_rgb(color, "color").to(v.device, torch.float32)
+    per_vertex = np.ndim(color) == 2
+    if per_vertex:
+        albedo = torch.as_tensor(np.asarray(color, np.float32), device=v.device)
+        if albedo.shape != (v.shape[1], 3):
+            raise ValueError(f"per-vertex color must be [{v.shape[1]}, 3], got {list(albedo.shape)}")
+        albedo = albedo / 255.0 if float(albedo.max()) > 1.0 else albedo
+    else:
+        albedo = _as_rgb(cast("Sequence[float]", color), "color").to(v.device, torch.float32)
     bg = _as_rgb(background, "background").to(v.device, torch.float32)
     ldir = torch.as_tensor(np.asarray(light, dtype=np.float32).reshape(-1), device=v.device)
     if ldir.shape != (3,) or float(ldir.norm()) == 0.0:
@@ -244,8 +254,16 @@ def render_vertices(
     ldir = ldir / ldir.norm()
     out = np.empty((v.shape[0], cam.height, cam.width, 3), dtype=np.uint8)
     for t in range(v.shape[0]):
-        fid, bary = rasterize(big.project(v[t]), f, big.width, big.height)
+        screen = big.project(v[t])
         fn, vn = _vertex_normals(v[t], f)
+        ft = f
+        if cull_back and f.numel():
+            tri = screen[f]
+            e1, e2 = tri[:, 1, :2] - tri[:, 0, :2], tri[:, 2, :2] - tri[:, 0, :2]
+            # Rows grow downwards, so a triangle counter-clockwise in the world is clockwise here.
+            front = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0] < 0
+            ft, fn = f[front], fn[front]
+        fid, bary = rasterize(screen, ft, big.width, big.height)
         hit = fid >= 0
         img = bg.expand(big.height, big.width, 3).clone()
         if bool(hit.any()):
@@ -253,11 +271,12 @@ def render_vertices(
             if shading == "flat":
                 n = fn[fh]
             else:
-                n = torch.nn.functional.normalize((bary[hit][..., None] * vn[f[fh]]).sum(1), dim=-1)
+                n = torch.nn.functional.normalize((bary[hit][..., None] * vn[ft[fh]]).sum(1), dim=-1)
             # Two-sided: a normal facing away from the camera is flipped before lighting.
             n = torch.where(n[:, 2:3] < 0, -n, n)
             lam = torch.clamp(n @ ldir, min=0.0)
-            img[hit] = albedo * (ambient + (1.0 - ambient) * lam)[:, None]
+            rgb = (bary[hit][..., None] * albedo[ft[fh]]).sum(1) if per_vertex else albedo
+            img[hit] = rgb * (ambient + (1.0 - ambient) * lam)[:, None]
         if ss > 1:
             img = img.view(cam.height, ss, cam.width, ss, 3).mean(dim=(1, 3))
         out[t] = (img.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()

@@ -1,11 +1,11 @@
 """``unils serve``: streaming sessions over WebSocket, a browser demo, and Python clients.
 
 Needs the ``serve`` extra (``pip install "unils[serve]"``). The names below are imported lazily so
-that :mod:`unils.serve.protocol` stays usable without ``websockets``.
+that [`unils.serve.protocol`][unils.serve.protocol] stays usable without ``websockets``.
 
-* :class:`UniLSServer` / :class:`ServerThread` - the server (``server.py``); :class:`ServeConfig` its settings.
-* :class:`StreamClient` (blocking) / :class:`AsyncStreamClient` (asyncio) - clients (``client.py``).
-* :mod:`unils.serve.protocol` - the wire format, documented in ``docs/serve.md``.
+* `UniLSServer` / `ServerThread` - the server (``server.py``); `ServeConfig` its settings.
+* `StreamClient` (blocking) / `AsyncStreamClient` (asyncio) - clients (``client.py``).
+* [`unils.serve.protocol`][unils.serve.protocol] - the wire format, documented in ``docs/serve.md``.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ Checked in this order on every HTTP request, before any WebSocket exists:
    plus the validated Host) or an ``--allow-origin``: 403 otherwise.
 3. The token, when the server has one: 401 otherwise.
 
-Behind a reverse proxy the TCP peer is the proxy; :class:`ForwardedPolicy` gives the client's own
-address (from ``X-Forwarded-For``, trusted only from ``--forwarded-allow-ips``) for the
+Behind a reverse proxy the TCP peer is the proxy; [`ForwardedPolicy`][unils.serve.access.ForwardedPolicy]
+gives the client's own address (from ``X-Forwarded-For``, trusted only from ``--forwarded-allow-ips``) for the
 per-address limit and the logs.
 """
 

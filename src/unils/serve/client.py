@@ -9,8 +9,9 @@
             frames = client.push(mic, call)   # the frames that have arrived so far (a Motion)
         frames = client.end()                 # the rest, once the server has flushed
 
-Frames arrive when the server has them (exact mode: a window, 4 s, at a time), so ``push`` often
-returns zero frames; :attr:`StreamClient.stats` holds the server's latest latency figures.
+Frames arrive when the server has them (exact mode: a window, 4 s, at a time), so ``push`` often returns zero
+frames; [`StreamClient.stats`][unils.serve.client.StreamClient.stats] holds the server's latest latency
+figures.
 
 Both clients honour the server's flow control: they never have more than
 ``ready["flow"]["credit_bytes"]`` of audio sent and not yet acknowledged, so a program may push audio
@@ -241,17 +242,19 @@ class StreamClient:
         both: also receive the partner's motion (implies ``partner``); methods then return pairs.
         encoding: ``"float32"`` (exact) or ``"pcm16"`` (half the bytes).
         format: frames as ``"binary"`` (compact) or ``"json"`` (named parts), same values.
-        seed: seed of the session, as in :meth:`unils.UniLS.stream`.
-        hop_frames: None for exact mode or the low-latency hop, as in :meth:`unils.UniLS.stream`.
-        smooth: Savitzky-Golay smoothing, as in :meth:`unils.UniLS.stream`.
-        temperature: sampling temperature, as in :meth:`unils.UniLS.stream`.
-        top_p: nucleus threshold, as in :meth:`unils.UniLS.stream`.
-        cfg_scale: classifier-free guidance scale, as in :meth:`unils.UniLS.stream`.
-        style: style clip (a :class:`~unils.Motion` or ``[frames, 108]`` array of at most one window),
-            as in :meth:`unils.UniLS.stream`; with ``both``, a pair ``(person, partner)`` (items may be None).
+        seed: seed of the session, as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
+        hop_frames: None for exact mode or the low-latency hop, as in
+            [`unils.UniLS.stream`][unils.model.UniLS.stream].
+        smooth: Savitzky-Golay smoothing, as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
+        temperature: sampling temperature, as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
+        top_p: nucleus threshold, as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
+        cfg_scale: classifier-free guidance scale, as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
+        style: style clip (a [`Motion`][unils.motion.Motion] or ``[frames, 108]`` array of at most one
+            window), as in [`unils.UniLS.stream`][unils.model.UniLS.stream]; with ``both``, a pair ``(person,
+            partner)`` (items may be None).
         prev_motion: motion preceding the audio (at most one window), in the same form as ``style``.
         arkit: also receive ARKit-52 weights with head and eye rotation for every frame
-            (:meth:`receive_arkit`).
+            ([`receive_arkit`][unils.serve.client.StreamClient.receive_arkit]).
         token: the server's token, if it has one.
         on_frames: optional callback ``(start, count, received_at)`` for every frames message.
         open_timeout: seconds to wait for the connection and the server's ``ready``.
@@ -425,10 +428,12 @@ class StreamClient:
 
 
 class AsyncStreamClient:
-    """The asyncio twin of :class:`StreamClient`; create it with ``await AsyncStreamClient.connect(...)``.
+    """The asyncio twin of [`StreamClient`][unils.serve.client.StreamClient]; create it with ``await
+    AsyncStreamClient.connect(...)``.
 
-    A background task reads the server's messages as they arrive, so :meth:`receive` never waits
-    and ``on_frames`` timestamps are taken on arrival.
+    A background task reads the server's messages as they arrive, so
+    [`receive`][unils.serve.client.AsyncStreamClient.receive] never waits and ``on_frames`` timestamps are
+    taken on arrival.
     """
 
     def __init__(self, ws: ClientConnection, hello: Hello, inbox: _Inbox) -> None:
@@ -465,7 +470,8 @@ class AsyncStreamClient:
         on_frames: FramesEvent | None = None,
         open_timeout: float = 10.0,
     ) -> AsyncStreamClient:
-        """Connect, send the hello and wait for ``ready`` (arguments as :class:`StreamClient`)."""
+        """Connect, send the hello and wait for ``ready`` (arguments as
+        [`StreamClient`][unils.serve.client.StreamClient])."""
         import asyncio
 
         hello = _make_hello(

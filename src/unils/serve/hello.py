@@ -5,9 +5,9 @@ crash the server. Every check here runs before anything is built from it: the si
 UTF-8 bytes, the nesting depth is measured before ``json.loads`` (which recurses), every number has a
 range that keeps the model's arithmetic finite, and unknown fields are refused.
 
-Option names are the Python API's (:meth:`unils.UniLS.stream`): ``seed``, ``temperature``, ``top_p``,
-``cfg_scale``, ``smooth``, ``hop_frames``, ``partner``, ``both``, ``sample_rate``, ``style`` and
-``prev_motion``, plus the wire's own ``encoding``, ``channels`` and ``format``.
+Option names are the Python API's ([`unils.UniLS.stream`][unils.model.UniLS.stream]): ``seed``,
+``temperature``, ``top_p``, ``cfg_scale``, ``smooth``, ``hop_frames``, ``partner``, ``both``, ``sample_rate``,
+``style`` and ``prev_motion``, plus the wire's own ``encoding``, ``channels`` and ``format``.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ MAX_SAMPLE_RATE = 192000
 MAX_HELLO_BYTES = 256 * 1024
 #: Deepest nesting of arrays/objects a message may have (the hello needs 3: object, clip, shape).
 MAX_JSON_DEPTH = 8
-#: Inclusive ranges of the sampling knobs: the model's own (:data:`unils.config.SAMPLING_RANGES`), within
-#: which its arithmetic stays finite (logits are multiplied by ``1 / temperature`` and by ``cfg_scale``).
+#: Inclusive ranges of the sampling knobs: the model's own
+#: ([`unils.config.SAMPLING_RANGES`][unils.config.SAMPLING_RANGES]), within which its arithmetic stays finite
+#: (logits are multiplied by ``1 / temperature`` and by ``cfg_scale``).
 RANGES: dict[str, tuple[float, float]] = SAMPLING_RANGES
 #: Largest seed: integers JavaScript and every JSON parser represent exactly.
 MAX_SEED = 2**53 - 1
@@ -82,7 +83,7 @@ class Clip:
 
     @classmethod
     def from_array(cls, arr: Any) -> Clip:
-        """Encode a ``[frames, 108]`` array (or a :class:`~unils.Motion`)."""
+        """Encode a ``[frames, 108]`` array (or a [`Motion`][unils.motion.Motion])."""
         a = np.asarray(arr.to_array() if hasattr(arr, "to_array") else arr, dtype="<f4")
         if a.ndim != 2 or a.shape[1] != MOTION_DIM:
             raise ProtocolError(
@@ -118,7 +119,7 @@ class Hello:
         style: style clip(s): ``(person,)`` or, for ``both``, ``(person, partner)``; None = none.
         prev_motion: motion preceding the audio, in the same form as ``style``.
         arkit: also send each frame as Apple ARKit-52 weights with head and eye rotation (see
-            :mod:`unils.arkit`): JSON frames get ``arkit`` (and ``partner_arkit``) entries, binary
+            [`unils.arkit`][unils.arkit]): JSON frames get ``arkit`` (and ``partner_arkit``) entries, binary
             sessions get an ``ULSA`` message after each ``ULSM`` one.
     """
 
@@ -203,8 +204,9 @@ def load_message(text: str | bytes, what: str, code: int, max_bytes: int) -> dic
     """Parse one JSON text message within a byte and depth budget.
 
     Raises:
-        ProtocolError: binary data (``code``), more than ``max_bytes`` UTF-8 bytes (1009), deeper
-            than :data:`MAX_JSON_DEPTH` (``code``), invalid JSON or not an object (``code``).
+        ProtocolError: binary data (``code``), more than ``max_bytes`` UTF-8 bytes (1009), deeper than
+            [`MAX_JSON_DEPTH`][unils.serve.hello.MAX_JSON_DEPTH] (``code``), invalid JSON or not an object
+            (``code``).
     """
     if isinstance(text, (bytes, bytearray, memoryview)):
         raise ProtocolError(
@@ -326,7 +328,7 @@ def parse_hello(
         max_bytes: largest hello in UTF-8 bytes.
 
     Returns:
-        The validated :class:`Hello`.
+        The validated [`Hello`][unils.serve.hello.Hello].
 
     Raises:
         ProtocolError: with ``code == CLOSE_BAD_HELLO`` (or 1009 for size) and a message naming the field.

@@ -109,7 +109,7 @@ def ack_message(audio_bytes: int, hello: Hello) -> str:
     """The server's flow-control acknowledgement: audio bytes consumed by the session so far.
 
     A client may have at most ``ready["flow"]["credit_bytes"]`` bytes of audio sent and not yet
-    acknowledged; :class:`~unils.serve.StreamClient` and the browser page wait for acks beyond it.
+    acknowledged; `unils.serve.StreamClient` and the browser page wait for acks beyond it.
     """
     return json.dumps(
         {"type": "ack", "audio_bytes": audio_bytes, "audio_s": audio_bytes / hello.bytes_per_second}
@@ -120,7 +120,8 @@ def stats_message(session: Any, push_s: float, kind: str = "stats") -> str:
     """The server's ``stats`` message after frames (or, with ``kind="end"``, the final ``end`` message).
 
     Args:
-        session: the session's :class:`~unils.streaming.StreamSession` (frames emitted, latency figures).
+        session: the session's [`StreamSession`][unils.streaming.StreamSession] (frames emitted, latency
+            figures).
         push_s: compute time of the work that produced the frames just sent (0 for ``end``).
         kind: ``"stats"`` or ``"end"``.
     """
@@ -189,7 +190,7 @@ def _channel(block: Any, name: str, encoding: str) -> np.ndarray:
 
 
 def encode_audio(hello: Hello, audio: Any, partner_audio: Any = None) -> bytes:
-    """One binary audio message (the client side of :func:`decode_audio`).
+    """One binary audio message (the client side of [`decode_audio`][unils.serve.protocol.decode_audio]).
 
     Args:
         hello: the session's hello (encoding, channels).
@@ -223,7 +224,8 @@ def parse_control(text: str) -> str:
     """Validate a text message after the hello; return its type (only ``"end"`` exists).
 
     Raises:
-        ProtocolError: with ``code == CLOSE_BAD_MESSAGE`` (1009 beyond :data:`MAX_CONTROL_BYTES`).
+        ProtocolError: with ``code == CLOSE_BAD_MESSAGE`` (1009 beyond
+            [`MAX_CONTROL_BYTES`][unils.serve.protocol.MAX_CONTROL_BYTES]).
     """
     obj = load_message(text, "control message", CLOSE_BAD_MESSAGE, MAX_CONTROL_BYTES)
     kind = obj.get("type")
@@ -246,10 +248,11 @@ def _people(motion: Motion | tuple[Motion, Motion]) -> list[Motion]:
 def frames_json(motion: Motion | tuple[Motion, Motion], start: int, arkit: list[Any] | None = None) -> str:
     """A JSON frames message: ``{"type": "frames", "start", "count", "frames": [...]}``.
 
-    Each frame is ``{"index", "time", "expression", "head_pose", "jaw", "eyes"}``; a ``both``
-    session adds ``"partner_frames"`` in the same form. Values are the float32 values written in
-    full (they read back bit for bit). With ``arkit`` (one :class:`~unils.arkit.ArkitAnimation` per
-    person) the message also has ``"arkit"`` (and ``"partner_arkit"``), see :func:`arkit_json`.
+    Each frame is ``{"index", "time", "expression", "head_pose", "jaw", "eyes"}``; a ``both`` session adds
+    ``"partner_frames"`` in the same form. Values are the float32 values written in full (they read back bit
+    for bit). With ``arkit`` (one [`ArkitAnimation`][unils.arkit.animation.ArkitAnimation] per person) the
+    message also has ``"arkit"`` (and ``"partner_arkit"``), see
+    [`arkit_json`][unils.serve.protocol.arkit_json].
     """
     people = _people(motion)
     count = len(people[0])

@@ -1,20 +1,20 @@
 """Fair scheduling of model work across sessions: one lane per session, most urgent first, round-robin.
 
-Each session queues its work as small items (one audio piece of at most one hop, so about one model
-step each) on its :class:`Lane`. A free worker thread takes one item from the most urgent lane and
-puts the lane back at the tail of the ring, so a session with a thousand queued steps and a session
-with one take turns: the second waits for at most one item per worker, not for the first's backlog.
-A lane runs one item at a time (a session's audio must be pushed in order), so one session never
-holds more than one worker.
+Each session queues its work as small items (one audio piece of at most one hop, so about one model step each)
+on its [`Lane`][unils.serve.scheduler.Lane]. A free worker thread takes one item from the most urgent lane and
+puts the lane back at the tail of the ring, so a session with a thousand queued steps and a session with one
+take turns: the second waits for at most one item per worker, not for the first's backlog. A lane runs one
+item at a time (a session's audio must be pushed in order), so one session never holds more than one worker.
 
-Urgency is how far a session's consumed audio is ahead of the wall clock since its audio began: a
-client sending 10x faster than real time is far ahead and yields to a real-time client, which is at
-most at real time. Lanes more than :data:`MAX_BEHIND_S` behind count as equally urgent (so an idle
-start banks no priority), and equally urgent lanes are served in ring order: round-robin.
+Urgency is how far a session's consumed audio is ahead of the wall clock since its audio began: a client
+sending 10x faster than real time is far ahead and yields to a real-time client, which is at most at real
+time. Lanes more than [`MAX_BEHIND_S`][unils.serve.scheduler.MAX_BEHIND_S] behind count as equally urgent (so
+an idle start banks no priority), and equally urgent lanes are served in ring order: round-robin.
 
-Workers are daemon threads: a step that is still running when the server must exit (a drain past
-its deadline) does not keep the process alive. A drain joins them (:meth:`FairScheduler.join`) so
-that the process does not exit while a step runs in native code.
+Workers are daemon threads: a step that is still running when the server must exit (a drain past its deadline)
+does not keep the process alive. A drain joins them
+([`FairScheduler.join`][unils.serve.scheduler.FairScheduler.join]) so that the process does not exit while a
+step runs in native code.
 """
 
 from __future__ import annotations
@@ -161,7 +161,8 @@ class FairScheduler:
             self._jobs.put(None)
 
     def join(self, timeout: float) -> bool:
-        """After :meth:`shutdown`, wait up to ``timeout`` seconds for the threads; True if all exited."""
+        """After [`shutdown`][unils.serve.scheduler.FairScheduler.shutdown], wait up to ``timeout`` seconds
+        for the threads; True if all exited."""
         import time
 
         deadline = time.monotonic() + timeout

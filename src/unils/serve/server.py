@@ -66,6 +66,15 @@ _STATIC = {
     "/avatar.js": ("avatar.js", "text/javascript; charset=utf-8"),
     "/capture-worklet.js": ("capture-worklet.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/head3d.js": ("head3d.js", "text/javascript; charset=utf-8"),
+    "/three.min.js": ("three.min.js", "text/javascript; charset=utf-8"),
+    "/three.LICENSE.txt": ("three.LICENSE.txt", "text/plain; charset=utf-8"),
+}
+# URL path -> (file in unils/assets/ict_head, content type): the 3-D head the page draws.
+_HEAD_FILES = {
+    "/ict_head.json": ("ict_head.json", "application/json"),
+    "/ict_head.bin": ("ict_head.bin", "application/octet-stream"),
+    "/ict_head.LICENSE.txt": ("LICENSE-ICT-FaceKit.txt", "text/plain; charset=utf-8"),
 }
 
 
@@ -76,16 +85,18 @@ def _static_file(name: str) -> bytes:
 class UniLSServer:
     """Serve streaming sessions of one model over WebSocket.
 
-    Use it inside a running event loop::
+    Use it inside a running event loop:
 
-        server = UniLSServer(model, ServeConfig(port=0))
-        await server.start()
-        print(server.ws_url)
-        ...
-        await server.stop()
+    ```python
+    server = UniLSServer(model, ServeConfig(port=0))
+    await server.start()
+    print(server.ws_url)
+    ...
+    await server.stop()
+    ```
 
-    or from synchronous code with :class:`ServerThread`, or from the command line with
-    ``unils serve``.
+    or from synchronous code with [`ServerThread`][unils.serve.server.ServerThread], or from the command line
+    with ``unils serve``.
 
     Args:
         model: the loaded model, shared by all sessions (each session has its own state).
@@ -99,6 +110,10 @@ class UniLSServer:
         self.scheduler: FairScheduler | None = None  # type: ignore[assignment]
         self._ids = itertools.count(1)
         self._static = {path: (_static_file(name), ctype) for path, (name, ctype) in _STATIC.items()}
+        head = resources.files("unils") / "assets" / "ict_head"
+        self._static.update(
+            {path: ((head / n).read_bytes(), ctype) for path, (n, ctype) in _HEAD_FILES.items()}
+        )
         self._policy = HostPolicy(self.config.host, self.config.allowed_hosts, self.config.allowed_origins)
         self._forwarded = ForwardedPolicy(self.config.forwarded_allow_ips)
         self._connections: dict[int, Connection] = {}
@@ -107,7 +122,8 @@ class UniLSServer:
         self._stopping = False
         self.metrics = ServerMetrics()
         self.slots = SlotPool(self.config.max_sessions, self.metrics.closes)
-        #: Model steps still running when :meth:`stop` returned (abandoned past the drain deadline).
+        #: Model steps still running when [`stop`][unils.serve.server.UniLSServer.stop] returned (abandoned
+        #: past the drain deadline).
         self.abandoned_steps = 0
 
     @property
@@ -201,12 +217,12 @@ class UniLSServer:
     async def stop(self) -> None:
         """Drain within ``drain_timeout_s``, then stop listening.
 
-        During the drain new WebSocket requests get 503 and ``/healthz`` reports ``draining`` (the
-        listener stays open, so load balancers see it); every session gets the frames of the model
-        step running now, then 1001; connections without a session get 1001 at once. Sessions
-        still busy when only ``close_timeout_s`` is left get 1001 then; the TCP connections still
-        open at the deadline are dropped. The model threads are joined within the deadline; a step
-        still running after it is abandoned (counted in :attr:`abandoned_steps`).
+        During the drain new WebSocket requests get 503 and ``/healthz`` reports ``draining`` (the listener
+        stays open, so load balancers see it); every session gets the frames of the model step running now,
+        then 1001; connections without a session get 1001 at once. Sessions still busy when only
+        ``close_timeout_s`` is left get 1001 then; the TCP connections still open at the deadline are dropped.
+        The model threads are joined within the deadline; a step still running after it is abandoned (counted
+        in [`abandoned_steps`][unils.serve.server.UniLSServer.abandoned_steps]).
         """
         if self._server is None:
             return
@@ -488,12 +504,14 @@ class UniLSServer:
 
 
 class ServerThread:
-    """Run a :class:`UniLSServer` in a background thread with its own event loop.
+    """Run a [`UniLSServer`][unils.serve.server.UniLSServer] in a background thread with its own event loop.
 
-    For tests, notebooks and programs that are not asyncio-based::
+    For tests, notebooks and programs that are not asyncio-based:
 
-        with ServerThread(model, ServeConfig(port=0)) as server:
-            client = StreamClient(server.ws_url, sample_rate=16000)
+    ```python
+    with ServerThread(model, ServeConfig(port=0)) as server:
+        client = StreamClient(server.ws_url, sample_rate=16000)
+    ```
 
     Args:
         model: the loaded model.

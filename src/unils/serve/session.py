@@ -16,8 +16,9 @@ Three tasks share a connection:
 A keepalive replaces the websockets library's: a client is alive when it answers a ping *or sends
 anything*, and it is never timed out while the server itself is withholding reads.
 
-A connection sees only a :class:`SessionHandle`: the model, the settings, a way to open its scheduler
-lane, the metrics and its :class:`~unils.serve.slots.Slot`; it never touches the server itself.
+A connection sees only a [`SessionHandle`][unils.serve.session.SessionHandle]: the model, the settings, a way
+to open its scheduler lane, the metrics and its [`Slot`][unils.serve.slots.Slot]; it never touches the server
+itself.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from ..arkit import ARKIT_NAMES, ArkitConverter
+from ..arkit import ARKIT_NAMES, ArkitConverter, expression_map_for
 from ..errors import AudioError, ProtocolError, UniLSError
 from ..motion import PARTS
 from .metrics import ServerMetrics
@@ -113,7 +114,7 @@ class SessionHandle:
 
 
 class Connection:
-    """State and tasks of one connection (created by :class:`~unils.serve.UniLSServer`).
+    """State and tasks of one connection (created by `unils.serve.UniLSServer`).
 
     Args:
         handle: what the connection may use of its server.
@@ -212,7 +213,7 @@ class Connection:
         self.hello = hello
         if hello.arkit:
             # Frame by frame, so pieces converted as they come equal the whole motion converted at once.
-            self.arkit = ArkitConverter()
+            self.arkit = ArkitConverter(expression_map_for(model))  # the demo ships its map
         try:
             self.session = await asyncio.to_thread(open_session, model, hello)
         except (UniLSError, ValueError, TypeError) as exc:

@@ -1,4 +1,5 @@
-"""Settings of ``unils serve`` (:class:`ServeConfig`), shared by the server and its connections."""
+"""Settings of ``unils serve`` ([`ServeConfig`][unils.serve.settings.ServeConfig]), shared by the server and
+its connections."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ __all__ = ["ServeConfig"]
 
 @dataclass
 class ServeConfig:
-    """Settings of a :class:`~unils.serve.UniLSServer` (the idle and deadline rules are tabled in ``docs/serve.md``).
+    """Settings of a `unils.serve.UniLSServer` (the idle and deadline rules are tabled in ``docs/serve.md``).
 
     Attributes:
         host: interface to bind. The default, 127.0.0.1, accepts local clients only; any other
             address needs a ``token``.
-        port: TCP port (0 = any free port; read it back from :attr:`UniLSServer.port`).
+        port: TCP port (0 = any free port; read it back from `UniLSServer.port`).
         token: shared secret clients must present (``?token=`` in the URL or an
             ``Authorization: Bearer`` header). At least 8 characters.
         max_sessions: concurrent sessions (a valid hello takes a slot); one more is closed with 1013.

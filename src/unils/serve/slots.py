@@ -1,10 +1,10 @@
 """Session slots of ``unils serve``: how many sessions may run, and the tally of how connections end.
 
-Every connection gets a :class:`Slot` from the server's :class:`SlotPool` when it opens. A valid
-hello *takes* the slot (a session runs); the connection's end *releases* it, once, with the close
-code, which frees the session place (if it was taken) and counts the code in the metrics. Leaving a
-``with`` block releases it too (with 1006 when no code was given), so a connection cannot leak its
-place, whatever path its end takes.
+Every connection gets a [`Slot`][unils.serve.slots.Slot] from the server's
+[`SlotPool`][unils.serve.slots.SlotPool] when it opens. A valid hello *takes* the slot (a session runs); the
+connection's end *releases* it, once, with the close code, which frees the session place (if it was taken) and
+counts the code in the metrics. Leaving a ``with`` block releases it too (with 1006 when no code was given),
+so a connection cannot leak its place, whatever path its end takes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class SlotPool:
         self.draining = False
 
     def slot(self) -> Slot:
-        """The slot of a new connection (it holds no session place until :meth:`Slot.take`)."""
+        """The slot of a new connection (it holds no session place until
+        [`Slot.take`][unils.serve.slots.Slot.take])."""
         return Slot(self)
 
     @property

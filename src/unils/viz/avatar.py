@@ -425,7 +425,7 @@ class SchematicRenderer:
         size = max(64, int(size) + int(size) % 2)
         cues = [face_cues(m, self.cue_map) for m in motions]
         indices = output_frame_indices(len(motions[0]), motions[0].fps, fps)
-        base = self._timeline_base(activity, labels, size) if self.timeline else None
+        base = timeline_strip(activity, labels, size) if self.timeline else None
         for k, i in enumerate(indices):
             yield self.render_frame(
                 cues,
@@ -466,7 +466,7 @@ class SchematicRenderer:
             raise IndexError(f"frame {index} out of range for {len(motions[0])} frames")
         size = max(64, int(size) + int(size) % 2)
         cues = [face_cues(m[index], self.cue_map) for m in motions]
-        base = self._timeline_base(activity, labels, size) if self.timeline else None
+        base = timeline_strip(activity, labels, size) if self.timeline else None
         return self.render_frame(
             cues,
             0,
@@ -506,29 +506,12 @@ class SchematicRenderer:
         Returns:
             uint8 [H, W, 3] array.
         """
-        from PIL import Image, ImageDraw
-
-        n = len(cues)
-        strip = 0 if timeline_base is None else timeline_base.image.size[1]
-        frame = Image.new("RGB", (n * size, size + strip), (255, 255, 255))
+        panels = []
         for j, c in enumerate(cues):
             act = activity[j]
             speaking = None if act is None else bool(act[index]) if index < len(act) else False
-            frame.paste(self._panel(c, index, j, size, speaking, labels[j]), (j * size, 0))
-        if timeline_base is not None:
-            frame.paste(timeline_base.image, (0, size))
-            draw = ImageDraw.Draw(frame)
-            x0, x1 = timeline_base.x0, timeline_base.x1
-            x = x0 + (x1 - x0) * (0.0 if duration <= 0 else min(time / duration, 1.0))
-            draw.line([(x, size + 2), (x, size + strip - 3)], fill=(200, 30, 40), width=2)
-            draw.text(
-                (n * size - 6, size + strip - 3),
-                f"{time:5.2f} / {duration:.2f} s",
-                fill=(60, 60, 60),
-                font=_font(max(9, strip // 5)),
-                anchor="rd",
-            )
-        return np.asarray(frame)
+            panels.append(self._panel(c, index, j, size, speaking, labels[j]))
+        return compose_frame(panels, size, timeline_base, time, duration)
 
     # ------------------------------------------------------------------ panel
     def _panel(self, c: FaceCues, i: int, who: int, size: int, speaking: bool | None, label: str) -> Any:
@@ -536,40 +519,14 @@ class SchematicRenderer:
 
         ss = 2 if self.antialias else 1
         big = size * ss
-        bg = _NEUTRAL_BG if speaking is None else _SPEAK_BG if speaking else _LISTEN_BG
-        img = Image.new("RGB", (big, big), bg)
+        img = Image.new("RGB", (big, big), panel_background(speaking))
         draw = ImageDraw.Draw(img)
         look = _LOOKS[who % len(_LOOKS)]
         self._draw_body(draw, big, look)
         self._draw_head(img, draw, big, c, i, look, speaking)
         if ss > 1:
             img = img.reduce(ss)
-        draw = ImageDraw.Draw(img)
-        if speaking:
-            draw.rectangle([1, 1, size - 2, size - 2], outline=_SPEAK, width=max(3, size // 60))
-        else:
-            draw.rectangle([0, 0, size - 1, size - 1], outline=(200, 200, 205), width=1)
-        font = _font(max(10, size // 16))
-        pad = max(4, size // 40)
-        draw.text((pad + 2, pad), label, fill=(40, 40, 40), font=font)
-        if speaking is not None:
-            text = "SPEAKING" if speaking else "listening"
-            colour = _SPEAK if speaking else _LISTEN
-            box = draw.textbbox((0, 0), text, font=font)
-            w, h = box[2] - box[0], box[3] - box[1]
-            x1, y0 = size - pad - 2, pad
-            rect = [x1 - w - 2 * pad, y0, x1, y0 + h + pad + 2]
-            draw.rounded_rectangle(
-                rect, radius=(h + pad) // 2, fill=colour if speaking else None, outline=colour, width=2
-            )
-            draw.text(
-                ((rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2),
-                text,
-                anchor="mm",
-                font=font,
-                fill=(255, 255, 255) if speaking else colour,
-            )
-        return img
+        return decorate_panel(img, speaking, label)
 
     def _draw_body(self, draw: Any, big: int, look: _Look) -> None:
         s, cx, cy = 0.28 * big, big / 2, 0.5 * big
@@ -773,47 +730,111 @@ class SchematicRenderer:
             box = [centre[0] - r, centre[1] - r, centre[0] + r, centre[1] + r]
             draw.arc(box, -28, 28, fill=_mix(_SPEAK, (255, 255, 255), 0.25 * k), width=3 * lw)
 
-    # ------------------------------------------------------------------ timeline
-    def _timeline_base(
-        self, activity: Sequence[np.ndarray | None], labels: Sequence[str], size: int
-    ) -> _Timeline:
-        from PIL import Image, ImageDraw
-
-        n = len(activity)
-        row = max(10, size // 14)
-        strip = row * n + 2 * max(6, size // 40) + max(10, size // 20)
-        strip += strip % 2
-        width = n * size
-        img = Image.new("RGB", (width, strip), (250, 250, 250))
-        draw = ImageDraw.Draw(img)
-        font = _font(max(9, int(row * 0.9)))
-        # Room for the longest label, but at most a third of the width.
-        x0 = min(max(font.getlength(str(x)) for x in labels) + 14, width / 3)
-        x1 = width - 10
-        y = max(6, size // 40)
-        for j, act in enumerate(activity):
-            look = _LOOKS[j % len(_LOOKS)]
-            draw.text((x0 - 6, y + row / 2), labels[j], fill=(50, 50, 50), font=font, anchor="rm")
-            draw.rectangle([x0, y + 1, x1, y + row - 2], fill=(225, 225, 230))
-            if act is None:
-                draw.text(
-                    ((x0 + x1) / 2, y + row / 2), "no audio", fill=(130, 130, 130), font=font, anchor="mm"
-                )
-            else:
-                n_frames = max(len(act), 1)
-                for start, stop in active_runs(np.asarray(act, bool)):
-                    xa = x0 + (x1 - x0) * start / n_frames
-                    xb = x0 + (x1 - x0) * stop / n_frames
-                    draw.rectangle([xa, y + 1, max(xa + 1, xb), y + row - 2], fill=look.shirt)
-            y += row
-        return _Timeline(img, float(x0), float(x1))
-
 
 @dataclass(frozen=True)
-class _Timeline:
+class Timeline:
+    """A prepared speech timeline strip: its image and the x range the clip spans."""
+
     image: Any
     x0: float
     x1: float
+
+
+def timeline_strip(activity: Sequence[np.ndarray | None], labels: Sequence[str], size: int) -> Timeline:
+    """The speech timeline drawn under the panels (without its playhead), shared by every preview renderer."""
+    from PIL import Image, ImageDraw
+
+    n = len(activity)
+    row = max(10, size // 14)
+    strip = row * n + 2 * max(6, size // 40) + max(10, size // 20)
+    strip += strip % 2
+    width = n * size
+    img = Image.new("RGB", (width, strip), (250, 250, 250))
+    draw = ImageDraw.Draw(img)
+    font = _font(max(9, int(row * 0.9)))
+    # Room for the longest label, but at most a third of the width.
+    x0 = min(max(font.getlength(str(x)) for x in labels) + 14, width / 3)
+    x1 = width - 10
+    y = max(6, size // 40)
+    for j, act in enumerate(activity):
+        look = _LOOKS[j % len(_LOOKS)]
+        draw.text((x0 - 6, y + row / 2), labels[j], fill=(50, 50, 50), font=font, anchor="rm")
+        draw.rectangle([x0, y + 1, x1, y + row - 2], fill=(225, 225, 230))
+        if act is None:
+            draw.text(((x0 + x1) / 2, y + row / 2), "no audio", fill=(130, 130, 130), font=font, anchor="mm")
+        else:
+            n_frames = max(len(act), 1)
+            for start, stop in active_runs(np.asarray(act, bool)):
+                xa = x0 + (x1 - x0) * start / n_frames
+                xb = x0 + (x1 - x0) * stop / n_frames
+                draw.rectangle([xa, y + 1, max(xa + 1, xb), y + row - 2], fill=look.shirt)
+        y += row
+    return Timeline(img, float(x0), float(x1))
+
+
+def panel_background(speaking: bool | None) -> RGB:
+    """Panel colour: green-tinted while speaking, grey-blue while listening, grey when unknown."""
+    return _NEUTRAL_BG if speaking is None else _SPEAK_BG if speaking else _LISTEN_BG
+
+
+def decorate_panel(img: Any, speaking: bool | None, label: str) -> Any:
+    """Draw a panel's label, its SPEAKING / listening badge and its frame onto a square PIL image."""
+    from PIL import ImageDraw
+
+    size = img.size[0]
+    draw = ImageDraw.Draw(img)
+    if speaking:
+        draw.rectangle([1, 1, size - 2, size - 2], outline=_SPEAK, width=max(3, size // 60))
+    else:
+        draw.rectangle([0, 0, size - 1, size - 1], outline=(200, 200, 205), width=1)
+    font = _font(max(10, size // 16))
+    pad = max(4, size // 40)
+    draw.text((pad + 2, pad), label, fill=(40, 40, 40), font=font)
+    if speaking is not None:
+        text = "SPEAKING" if speaking else "listening"
+        colour = _SPEAK if speaking else _LISTEN
+        box = draw.textbbox((0, 0), text, font=font)
+        w, h = box[2] - box[0], box[3] - box[1]
+        x1, y0 = size - pad - 2, pad
+        rect = [x1 - w - 2 * pad, y0, x1, y0 + h + pad + 2]
+        draw.rounded_rectangle(
+            rect, radius=(h + pad) // 2, fill=colour if speaking else None, outline=colour, width=2
+        )
+        draw.text(
+            ((rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2),
+            text,
+            anchor="mm",
+            font=font,
+            fill=(255, 255, 255) if speaking else colour,
+        )
+    return img
+
+
+def compose_frame(
+    panels: Sequence[Any], size: int, timeline: Timeline | None, time: float, duration: float
+) -> np.ndarray:
+    """Panels side by side, the timeline under them with its playhead at ``time``: one RGB frame."""
+    from PIL import Image, ImageDraw
+
+    n = len(panels)
+    strip = 0 if timeline is None else timeline.image.size[1]
+    frame = Image.new("RGB", (n * size, size + strip), (255, 255, 255))
+    for j, panel in enumerate(panels):
+        frame.paste(panel, (j * size, 0))
+    if timeline is not None:
+        frame.paste(timeline.image, (0, size))
+        draw = ImageDraw.Draw(frame)
+        x0, x1 = timeline.x0, timeline.x1
+        x = x0 + (x1 - x0) * (0.0 if duration <= 0 else min(time / duration, 1.0))
+        draw.line([(x, size + 2), (x, size + strip - 3)], fill=(200, 30, 40), width=2)
+        draw.text(
+            (n * size - 6, size + strip - 3),
+            f"{time:5.2f} / {duration:.2f} s",
+            fill=(60, 60, 60),
+            font=_font(max(9, strip // 5)),
+            anchor="rd",
+        )
+    return np.asarray(frame)
 
 
 def participant_colour(index: int) -> str:

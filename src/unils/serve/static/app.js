@@ -2,7 +2,11 @@
 // Flow control: the page never has more than ready.flow.credit_bytes of audio sent and not yet
 // acknowledged by the server ("ack" messages); blocks beyond it wait here, in order. A block of any
 // length goes out as messages of at most half the credit and the server's max_message_bytes.
+// Views: "3d" (default) draws both people as the bundled 3-D head (head3d.js, three.js) from the
+// server's ARKit frames: the hello asks for both people ("both", two channels: you and a silent or
+// recorded partner) and "arkit"; "2d" draws you alone as the schematic face (avatar.js).
 import { drawAvatar, neutralFrame } from './avatar.js';
+import { HeadScene, loadHead } from './head3d.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -12,6 +16,7 @@ const demo = {
   status: 'idle', ready: null, stats: null, closeCode: null, closeReason: '', errors: [],
   framesReceived: 0, framesShown: 0, audioSent: 0, lag: null, level: 0, sampleRate: null,
   source: null, sentBytes: 0, ackedBytes: 0, waitingBytes: 0, maxWaitingBytes: 0,
+  view: '2d', channels: 1, head3d: null,
 };
 window.unilsDemo = demo;
 
@@ -21,6 +26,31 @@ let pending = [], credit = 0, messageBytes = 0, endRequested = false, endSent = 
 
 if (params.get('hop')) $('mode').value = params.get('hop');
 if (params.get('arkit')) $('arkit').checked = true;
+if (params.get('view')) $('view').value = params.get('view');
+
+// The 3-D heads: loaded once; without WebGL the page falls back to the schematic face.
+let heads = null;
+async function setupHeads() {
+  if ($('view').value !== '3d') return;
+  try {
+    const head = await loadHead();
+    heads = new HeadScene($('heads'), head, 2);
+    demo.head3d = { framesRendered: 0, gaps: [], shapes: head.manifest.shapes.length };
+  } catch (err) {
+    heads = null;
+    $('view').value = '2d';
+    $('head-note').textContent = `3-D heads unavailable here (${err.message || err}); showing the schematic face`;
+  }
+  showView();
+}
+function showView() {
+  const is3d = $('view').value === '3d' && heads !== null;
+  demo.view = is3d ? '3d' : '2d';
+  $('heads-box').hidden = !is3d;
+  $('avatar').hidden = is3d;
+}
+$('view').addEventListener('change', () => { if ($('view').value === '3d' && !heads) setupHeads(); else showView(); });
+setupHeads();
 
 // ARKit: with the box ticked the hello asks for "arkit": true and each frame carries its 52 weights and
 // head/eye angles (unils.arkit); the panel shows a few of them for the frame on screen.
@@ -48,11 +78,13 @@ function setStatus(text, error = false) {
 
 function fmt(s, digits = 2) { return s == null ? '-' : `${s.toFixed(digits)} s`; }
 
-function toPcm16(float32) {
-  const out = new Int16Array(float32.length);
+// PCM16, interleaved when there is a second channel (the partner's voice, or silence).
+function toPcm16(float32, partner = null) {
+  const ch = demo.channels;
+  const out = new Int16Array(float32.length * ch);
   for (let i = 0; i < float32.length; i++) {
-    const x = Math.max(-1, Math.min(1, float32[i]));
-    out[i] = Math.round(x * 32767);
+    out[i * ch] = Math.round(Math.max(-1, Math.min(1, float32[i])) * 32767);
+    if (ch === 2 && partner) out[i * ch + 1] = Math.round(Math.max(-1, Math.min(1, partner[i] || 0)) * 32767);
   }
   return out;
 }
@@ -75,7 +107,7 @@ function pump() {
     demo.sentBytes += buf.byteLength;
     demo.waitingBytes -= buf.byteLength;
   }
-  demo.audioSent = demo.sentBytes / 2 / demo.sampleRate;
+  demo.audioSent = demo.sentBytes / 2 / demo.channels / demo.sampleRate;
   if (endRequested && !endSent && !pending.length) {
     endSent = true;
     setStatus('finishing');
@@ -83,8 +115,8 @@ function pump() {
   }
 }
 
-function queueAudio(float32) {
-  const buf = toPcm16(float32).buffer;
+function queueAudio(float32, partner = null) {
+  const buf = toPcm16(float32, partner).buffer;
   pending.push(buf);
   demo.waitingBytes += buf.byteLength;
   demo.maxWaitingBytes = Math.max(demo.maxWaitingBytes, demo.waitingBytes);
@@ -107,9 +139,10 @@ function onMessage(event) {
     fps = msg.fps;
     arkitIndex = msg.arkit_names ? Object.fromEntries(msg.arkit_names.map((n, i) => [n, i])) : null;
     credit = msg.flow.credit_bytes;
-    // PCM16 mono: whole samples of 2 bytes, within the server's message limit and half the credit.
+    // PCM16: whole sample frames (2 bytes per channel), within the server's message limit and half the credit.
     const limit = Math.min(msg.limits ? msg.limits.max_message_bytes : 1 << 20, Math.floor(credit / 2));
-    messageBytes = Math.max(2, limit - (limit % 2));
+    const frameBytes = 2 * demo.channels;
+    messageBytes = Math.max(frameBytes, limit - (limit % frameBytes));
     $('algo').textContent = fmt(msg.algorithmic_latency_s);
     setStatus(`streaming (session ${msg.session}, ${msg.exact ? 'exact' : 'hop ' + msg.hop_frames})`);
     if (demo.source === 'file') sendFile();
@@ -119,6 +152,7 @@ function onMessage(event) {
     pump();
   } else if (msg.type === 'frames') {
     if (msg.arkit) msg.frames.forEach((f, i) => { f.arkit = msg.arkit[i]; });
+    if (msg.partner_arkit) msg.frames.forEach((f, i) => { f.partnerArkit = msg.partner_arkit[i]; });
     frames.push(...msg.frames);
     demo.framesReceived = msg.start + msg.count;
     demo.lag = demo.audioSent - demo.framesReceived / fps;
@@ -133,19 +167,22 @@ function onMessage(event) {
   }
 }
 
-let fileSamples = null;
+let fileSamples = null, filePartner = null;
 
 // A decoded file, queued as one block (as a text-to-speech engine would hand over a whole
-// utterance): pump() splits it into messages and the credit paces what goes out.
+// utterance): pump() splits it into messages and the credit paces what goes out. A stereo file in the
+// 3-D view is a conversation: left = you (first head), right = the partner (second head).
 function sendFile() {
-  queueAudio(fileSamples);
+  queueAudio(fileSamples, filePartner);
   endRequested = true;
   pump();
 }
 
-// Stream decoded samples (mono float32 at sampleRate) as one block, then end: what a file does.
-function streamSamples(samples, sampleRate) {
+// Stream decoded samples (mono float32 at sampleRate, and optionally the partner's) as one block, then
+// end: what a file does.
+function streamSamples(samples, sampleRate, partner = null) {
   fileSamples = samples;
+  filePartner = partner;
   demo.sampleRate = sampleRate;
   connect('file');
 }
@@ -160,7 +197,8 @@ async function startFile(file) {
     const decoded = await ctx.decodeAudioData(await file.arrayBuffer());
     ctx.close();
     $('mic').textContent = `file, ${decoded.sampleRate} Hz, ${decoded.duration.toFixed(1)} s`;
-    streamSamples(decoded.getChannelData(0), decoded.sampleRate);
+    const partner = decoded.numberOfChannels > 1 ? decoded.getChannelData(1) : null;
+    streamSamples(decoded.getChannelData(0), decoded.sampleRate, partner);
   } catch (err) {
     demo.errors.push(String(err));
     setStatus(`cannot read the file: ${err.message || err}`, true);
@@ -212,9 +250,12 @@ function connect(source) {
     lag: null, source, sentBytes: 0, ackedBytes: 0, waitingBytes: 0, maxWaitingBytes: 0,
   });
   setStatus('connecting');
+  const both = demo.view === '3d';
+  demo.channels = both ? 2 : 1;
   ws.onopen = () => ws.send(JSON.stringify({
-    type: 'hello', version: 1, sample_rate: demo.sampleRate, encoding: 'pcm16', channels: 1, format: 'json',
-    seed: 0, hop_frames: mode === 'exact' ? null : Number(mode), arkit: $('arkit').checked,
+    type: 'hello', version: 1, sample_rate: demo.sampleRate, encoding: 'pcm16', channels: demo.channels,
+    format: 'json', seed: 0, hop_frames: mode === 'exact' ? null : Number(mode),
+    arkit: both || $('arkit').checked, ...(both ? { both: true } : {}),
   }));
   ws.onmessage = onMessage;
   ws.onerror = () => demo.errors.push('websocket error');
@@ -261,7 +302,20 @@ function render(now) {
       base = index;
     }
   }
-  drawAvatar($('avatar').getContext('2d'), current, { level: Math.min(1, demo.level * 5), caption: `frame ${demo.framesShown}` });
+  if (demo.view === '3d' && heads) {
+    const names = demo.ready && demo.ready.arkit_names;
+    if (names && current.arkit && current !== heads.shown) {
+      heads.setFrame(0, current.arkit, names);
+      heads.setFrame(1, current.partnerArkit, names);
+      heads.shown = current;
+      demo.head3d.gaps.push(heads.people.map((p) => p.mouthGap));
+    }
+    heads.render();
+    demo.head3d.framesRendered = heads.framesRendered;
+    $('heads-caption').textContent = `frame ${demo.framesShown}`;
+  } else {
+    drawAvatar($('avatar').getContext('2d'), current, { level: Math.min(1, demo.level * 5), caption: `frame ${demo.framesShown}` });
+  }
   showArkit(current.arkit);
   $('audio').textContent = `${demo.audioSent.toFixed(1)} s`;
   $('waiting').textContent = demo.sampleRate ? `${(demo.waitingBytes / 2 / demo.sampleRate).toFixed(1)} s` : '-';
