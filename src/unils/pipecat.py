@@ -55,6 +55,7 @@ try:
         OutputTransportMessageUrgentFrame,
         StartFrame,
         TTSAudioRawFrame,
+        TTSStoppedFrame,
     )
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -220,6 +221,8 @@ class UniLSAvatarProcessor(FrameProcessor):
                     pcm16_to_float32(frame.audio, frame.num_channels), frame.sample_rate
                 )
                 self._wake.set()
+            elif isinstance(frame, TTSStoppedFrame):
+                self._timeline.end_agent_segment()
             elif isinstance(frame, InterruptionFrame):
                 self._timeline.interrupt()
                 self._wake.set()

@@ -22,6 +22,7 @@ arrival timing: the motion is a deterministic function of the two channels.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -136,6 +137,16 @@ def pcm16_to_float32(data: bytes, num_channels: int = 1) -> np.ndarray:
     return pcm
 
 
+@functools.cache
+def warm_up_resampling() -> None:
+    """Run the resampling kernel once (its first use in a process compiles it: seconds of CPU).
+
+    :class:`PlaybackTimeline` calls it when created, so that the first utterance of a conversation
+    does not stall the event loop.
+    """
+    Resampler(48000, 16000).push(np.zeros(4800, np.float32))
+
+
 @dataclass(frozen=True)
 class TimelineStats:
     """What a :class:`PlaybackTimeline` has seen (samples at the timeline's rate).
@@ -182,6 +193,7 @@ class PlaybackTimeline:
             raise ValueError(f"block must be at least one sample, got {block}")
         if not partner_timeout_s >= 0:
             raise ValueError(f"partner_timeout_s must be >= 0 seconds, got {partner_timeout_s}")
+        warm_up_resampling()
         self.block = int(block)
         self.partner_timeout = round(float(partner_timeout_s) * self.rate)
         self.clock = clock
@@ -253,18 +265,20 @@ class PlaybackTimeline:
     def add_agent_audio(self, samples: Any, sample_rate: int, now: float | None = None) -> None:
         """Queue agent audio for playback after the audio already queued (or now, if none is).
 
+        A gap shorter than one block between the queued audio and ``now`` is taken as jitter: the
+        audio follows the queued audio directly.
+
         Args:
             samples: mono float32 samples (or anything :func:`unils.audio.to_mono_float32` accepts).
             sample_rate: their rate (resampled to the timeline's rate, as one stream per utterance).
-            now: arrival time (default: the clock's time).
+            now: when the audio starts playing if nothing is queued (default: the clock's time).
         """
         pos = self.position(now)
         x = to_mono_float32(samples, "agent audio")
-        if self.agent_end < pos:
-            # The queue ran dry before this audio came: the previous utterance has played out.
-            self._flush_agent_tail()
-            if self.agent_end < pos:
-                self._queue = np.concatenate([self._queue, np.zeros(pos - self.agent_end, np.float32)])
+        if pos - self.agent_end >= self.block:
+            # The queue ran dry before this audio came (a pause, or a stream slower than real time);
+            # shorter gaps are arrival jitter that the player's buffer absorbs.
+            self._queue = np.concatenate([self._queue, np.zeros(pos - self.agent_end, np.float32)])
         rate = check_rate(sample_rate, "agent audio")
         if self._agent_resampler is not None and self._agent_resampler.orig_rate != rate:
             self._flush_agent_tail()
@@ -274,6 +288,15 @@ class PlaybackTimeline:
         y = self._agent_resampler.push(x)
         self._agent_samples += y.shape[0]
         self._queue = np.concatenate([self._queue, y])
+
+    def end_agent_segment(self) -> None:
+        """The agent's utterance is complete: release the few samples the resampler holds back.
+
+        Call it when the agent stops speaking (the end of a TTS segment); later audio starts a
+        new resampling stream.
+        """
+        self._flush_agent_tail()
+        self._agent_resampler = None
 
     def add_user_audio(self, samples: Any, sample_rate: int, now: float | None = None) -> None:
         """Append user audio that was captured just before ``now`` to the partner channel."""
@@ -298,13 +321,12 @@ class PlaybackTimeline:
         pos = self.position(now)
         self._interruptions += 1
         if self.agent_end <= pos:
-            self._flush_agent_tail()
+            self.end_agent_segment()
             return 0
         keep = max(0, pos - self._released)
         dropped = self._queue.shape[0] - keep
         self._queue = self._queue[:keep]
-        if self._agent_resampler is not None:
-            self._agent_resampler.reset()
+        self._agent_resampler = None
         self._agent_dropped += dropped
         logger.debug("interruption: dropped %.2f s of unplayed agent audio", dropped / self.rate)
         return dropped
@@ -317,8 +339,6 @@ class PlaybackTimeline:
             ``(own, partner)`` pairs of ``block`` float32 samples each, in timeline order.
         """
         pos = self.position(now)
-        if self.agent_end <= pos:
-            self._flush_agent_tail()
         # User audio missing for longer than the timeout is silence.
         if self.partner_end < pos - self.partner_timeout:
             fill = pos - self.partner_timeout - self.partner_end
@@ -343,6 +363,9 @@ class PlaybackTimeline:
     def _release(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
         if n <= 0:
             return []
+        if self._queue.shape[0] < n:
+            # The playhead passes the end of the queued audio: the utterance has played out.
+            self.end_agent_segment()
         own = self._queue[:n]
         if own.shape[0] < n:
             own = np.concatenate([own, np.zeros(n - own.shape[0], np.float32)])
