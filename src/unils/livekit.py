@@ -496,7 +496,10 @@ class AvatarSession(_LiveKitAvatarSession):
         )
         await self.worker.start()
         agent_session.output.audio = DataStreamAudioOutput(
-            room, destination_identity=self._identity, wait_remote_track=rtc.TrackKind.KIND_AUDIO
+            room,
+            destination_identity=self._identity,
+            sample_rate=self.worker.sample_rate,
+            wait_remote_track=rtc.TrackKind.KIND_AUDIO,
         )
 
     async def _wait_avatar_join(self) -> None:
