@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -128,6 +129,7 @@ def main() -> None:
     res = Resampler(16000, 24000)
     bot = np.concatenate([res.push(a[:n]), res.flush()])
     user = b[:n]
+    load_before = os.getloadavg()[0]
     rows = []
     for hop in args.hops:
         row = asyncio.run(run_mode(model, bot, user, None if hop == 0 else hop))
@@ -140,6 +142,8 @@ def main() -> None:
         "model": args.model,
         "precision": str(model.precision),
         "seconds": args.seconds,
+        # The machine may be shared: the 1-minute load average before and after the run.
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "pipeline": "pipecat PipelineWorker [UniLSAvatarProcessor, sink], TTS 24 kHz + mic 16 kHz, 20 ms real-time chunks",
         "rows": rows,
     }

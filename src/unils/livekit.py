@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from .model import UniLS
     from .streaming import StreamSession
 
-__all__ = ["AvatarSession", "AvatarWorker", "MOTION_TOPIC", "DEFAULT_AVATAR_IDENTITY"]
+__all__ = ["AvatarSession", "AvatarWorker", "MOTION_TOPIC", "DEFAULT_AVATAR_IDENTITY", "is_user_microphone"]
 
 logger = logging.getLogger("unils")
 
@@ -410,8 +410,15 @@ class AvatarSession(_LiveKitAvatarSession):
         livekit_url: server URL (default ``$LIVEKIT_URL``).
         api_key: API key (default ``$LIVEKIT_API_KEY``).
         api_secret: API secret (default ``$LIVEKIT_API_SECRET``).
-        options, hop_frames, seed, dtype, arkit, user_identity, topic, max_frames_per_message:
-            as for :class:`AvatarWorker`.
+        options: sampling options (:class:`unils.GenerationOptions`; None = the model's defaults).
+        hop_frames: None for exact mode (4.16 s latency), or the low-latency hop in frames.
+        seed: seed of the draws (None = random).
+        dtype: precision when ``model`` is a name or path.
+        arkit: True (or an :class:`~unils.arkit.ArkitConverter`) to add ARKit-52 weights to the messages.
+        user_identity: identity of the user whose microphone is the partner channel (None = every
+            non-agent participant's microphone).
+        topic: text-stream topic of the motion messages.
+        max_frames_per_message: most frames in one message.
     """
 
     def __init__(
@@ -453,10 +460,12 @@ class AvatarSession(_LiveKitAvatarSession):
 
     @property
     def avatar_identity(self) -> str:
+        """Participant identity of the avatar."""
         return self._identity
 
     @property
     def provider(self) -> str:
+        """``"unils"`` (reported in LiveKit's avatar metrics)."""
         return "unils"
 
     def avatar_token(self, room_name: str, agent_identity: str) -> str:
@@ -510,6 +519,7 @@ class AvatarSession(_LiveKitAvatarSession):
         await utils.wait_for_participant(room=self._room, identity=self._identity)
 
     async def aclose(self) -> None:
+        """Stop the avatar worker and take the avatar out of the room."""
         if self.worker is not None:
             await self.worker.aclose()
             self.worker = None

@@ -201,6 +201,7 @@ class UniLSAvatarProcessor(FrameProcessor):
 
     # ------------------------------------------------------------------ frames
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Take the audio and interruptions it needs from ``frame``, then pass the frame on unchanged."""
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame):
             await self.push_frame(frame, direction)
@@ -263,6 +264,7 @@ class UniLSAvatarProcessor(FrameProcessor):
         session.close()
 
     async def cleanup(self) -> None:
+        """Stop the generation task (the pipeline is being torn down)."""
         await super().cleanup()
         if self._worker is not None:
             self._stopping = True
