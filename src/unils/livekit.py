@@ -159,9 +159,10 @@ class AvatarWorker:
         self._receiver = audio_receiver or DataStreamAudioReceiver(room, sender_identity=agent_identity)
         cfg = self.model.config
         self.fps = float(cfg.fps)
-        self._timeline = PlaybackTimeline(
+        self._new_timeline = lambda: PlaybackTimeline(
             cfg.sample_rate, cfg.samples_per_frame, partner_timeout_s=partner_timeout_s, clock=clock
         )
+        self._timeline = self._new_timeline()
         self._tick_s = float(tick_s)
         self._session: StreamSession | None = None
         self._source: rtc.AudioSource | None = None
@@ -218,6 +219,8 @@ class AvatarWorker:
             for publication in participant.track_publications.values():
                 if publication.track is not None:
                     self._on_track_subscribed(publication.track, publication, participant)
+        if self._timeline.started:  # a new conversation
+            self._timeline = self._new_timeline()
         self._timeline.start()
         self._tasks = [
             asyncio.create_task(self._play_agent_audio(), name="unils-avatar-audio"),

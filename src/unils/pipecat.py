@@ -166,9 +166,10 @@ class UniLSAvatarProcessor(FrameProcessor):
             self._arkit = arkit
         cfg = self.model.config
         self.fps = float(cfg.fps)
-        self._timeline = PlaybackTimeline(
+        self._new_timeline = lambda: PlaybackTimeline(
             cfg.sample_rate, cfg.samples_per_frame, partner_timeout_s=partner_timeout_s, clock=clock
         )
+        self._timeline = self._new_timeline()
         self._tick_s = float(tick_s)
         self._session: StreamSession | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -235,6 +236,8 @@ class UniLSAvatarProcessor(FrameProcessor):
         self._session = self._open_session()
         self._emitted = 0
         self._stopping = False
+        if self._timeline.started:  # a new conversation
+            self._timeline = self._new_timeline()
         self._timeline.start()
         self._worker = self.create_task(self._run(), name=f"{self.name}::unils")
 
