@@ -275,3 +275,23 @@ def test_bad_arguments_say_what_to_do(tiny_model):
         UniLSAvatarProcessor(tiny_model, dtype="bfloat16")
     with pytest.raises(TypeError, match="GenerationOptions"):
         UniLSAvatarProcessor(tiny_model, options={"temperature": 0.5})
+
+
+def test_a_failing_model_stops_the_avatar_not_the_call(tiny_model, monkeypatch):
+    clock = Clock()
+    bot1, _, mic = conversation()
+    proc = UniLSAvatarProcessor(tiny_model, hop_frames=25, seed=0, clock=clock)
+    errors = []
+
+    def broken(session, blocks, final):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(proc, "_generate", broken)
+    monkeypatch.setattr(
+        proc, "push_error", lambda msg, exception=None, **k: errors.append(msg) or asyncio.sleep(0)
+    )
+    sink = asyncio.run(
+        drive(proc, clock, bot1, np.zeros(0, np.float32), mic[:32000], interrupt_at=-1, reply_at=-1)
+    )
+    assert sink.count(MotionFrame) == 0 and errors == ["unils avatar: out of memory"]
+    assert sink.count(TTSAudioRawFrame) == 50 and sink.count(InputAudioRawFrame) == 100  # the call went on

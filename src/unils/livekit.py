@@ -354,13 +354,19 @@ class AvatarWorker:
 
     # ------------------------------------------------------------------ motion
     async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._tick_s)
-            self._wake.clear()
-            if self._stopping:
-                break
-            await self._step(self._timeline.advance(), final=False)
+        try:
+            while not self._stopping:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._tick_s)
+                self._wake.clear()
+                if self._stopping:
+                    break
+                await self._step(self._timeline.advance(), final=False)
+        except Exception:  # the avatar stops moving; the agent's audio goes on
+            logger.exception("the avatar's generation failed; no more motion in this session")
+            session, self._session = self._session, None
+            if session is not None:
+                session.close()
 
     def _generate(
         self, session: StreamSession, blocks: list[tuple[np.ndarray, np.ndarray]], final: bool

@@ -242,13 +242,20 @@ class UniLSAvatarProcessor(FrameProcessor):
         self._worker = self.create_task(self._run(), name=f"{self.name}::unils")
 
     async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._tick_s)
-            self._wake.clear()
-            if self._stopping:
-                break
-            await self._step(self._timeline.advance(), final=False)
+        try:
+            while not self._stopping:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._tick_s)
+                self._wake.clear()
+                if self._stopping:
+                    break
+                await self._step(self._timeline.advance(), final=False)
+        except Exception as exc:  # the avatar stops; the call goes on
+            logger.exception("the avatar's generation failed; no more motion frames in this call")
+            await self.push_error(f"unils avatar: {exc}", exception=exc)
+            session, self._session = self._session, None
+            if session is not None:
+                session.close()
 
     async def _stop(self, final: bool) -> None:
         self._stopping = True
