@@ -1,11 +1,14 @@
 """unils.livekit against the real livekit-agents / livekit-rtc classes, in process, without a server.
 
-Real: the agent-side audio channel (``QueueAudioOutput``, LiveKit's in-process ``AudioReceiver`` with
-the same segment / ``clear_buffer`` / playback-notification contract as ``DataStreamAudioReceiver``),
-the ``rtc.AudioSource`` that paces the agent's voice in real time, ``rtc.AudioFrame``, the API token.
-Faked (they need a connected room): the room's ``publish_track`` and ``send_text``.
-Not run here: a LiveKit server, hence the data-stream transport of the audio, the ``lk.*`` RPCs over
-the wire, the microphone track subscription and ``AvatarSession.start``.
+Real: LiveKit's ``DataStreamAudioReceiver`` (the agent's audio as a byte stream, ``lk.clear_buffer``,
+``lk.playback_started`` / ``lk.playback_finished``) and its in-process ``QueueAudioOutput``, the
+``rtc.AudioSource`` that paces the agent's voice in real time, ``rtc.AudioFrame`` /
+``rtc.AudioResampler``, the API token. Faked, because they need a connection: the room's participant
+registry, RPC transport (``register_rpc_method`` / ``perform_rpc``), byte-stream readers,
+``publish_track`` and ``send_text``.
+Not run here: a LiveKit server (the network side of those calls), the microphone subscription through
+a real room (``rtc.AudioStream.from_track``), ``AvatarSession.start`` (connecting the avatar and the
+agent's ``DataStreamAudioOutput``).
 """
 
 from __future__ import annotations
@@ -211,3 +214,94 @@ def test_avatar_session_token_publishes_on_behalf_of_the_agent(tiny_model, monke
         AvatarSession(tiny_model).avatar_token("room-1", "agent-7")
     with pytest.raises(ValueError, match="dtype applies when loading"):
         AvatarSession(tiny_model, dtype="bfloat16")
+
+
+class ByteStreamReader:
+    """What ``room.register_byte_stream_handler`` hands over: the agent's audio as PCM16 chunks."""
+
+    def __init__(self, audio: np.ndarray, rate: int, chunk_s: float = 0.1) -> None:
+        from types import SimpleNamespace
+
+        pcm = np.clip(np.round(audio * 32768), -32768, 32767).astype("<i2").tobytes()
+        step = int(rate * chunk_s) * 2
+        self.chunks = [pcm[i : i + step] for i in range(0, len(pcm), step)]
+        self.info = SimpleNamespace(
+            attributes={"sample_rate": str(rate), "num_channels": "1"}, stream_id="AUDIO_1"
+        )
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self.chunks:
+            raise StopAsyncIteration
+        await asyncio.sleep(0)
+        return self.chunks.pop(0)
+
+
+class ConnectedRoom(FakeRoom):
+    """The room as DataStreamAudioReceiver uses it: an agent participant, RPC and byte-stream registries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        agent = P("agent", rtc.ParticipantKind.PARTICIPANT_KIND_AGENT)
+        agent.state = rtc.ParticipantState.PARTICIPANT_STATE_ACTIVE
+        agent.track_publications = {}
+        self.remote_participants = {"agent": agent}
+        self.byte_stream_handlers: dict = {}
+        self.rpc_calls: list[tuple[str, str, str]] = []
+        lp = self.local_participant
+        lp._rpc_handlers = {}
+        lp.register_rpc_method = lambda name, handler: lp._rpc_handlers.__setitem__(name, handler)
+
+        async def perform_rpc(*, destination_identity, method, payload, **kw):
+            self.rpc_calls.append((destination_identity, method, payload))
+            return ""
+
+        lp.perform_rpc = perform_rpc
+
+    def isconnected(self) -> bool:
+        return True
+
+    def register_byte_stream_handler(self, topic, handler) -> None:
+        self.byte_stream_handlers[topic] = handler
+
+
+def test_worker_with_livekits_data_stream_receiver_and_rpcs(tiny_model):
+    """The real DataStreamAudioReceiver: audio as a byte stream, lk.clear_buffer and the playback RPCs."""
+    reply1 = 0.5 * speech_like(1.0, sr=16000, seed=4)
+    reply2 = 0.5 * speech_like(2.0, sr=16000, seed=5)
+    box = {}
+
+    async def main():
+        room = ConnectedRoom()
+        worker = AvatarWorker(room, tiny_model, agent_identity="agent", hop_frames=25, seed=0, arkit=False)
+        box.update(room=room, worker=worker)
+        await worker.start()
+        stream = room.byte_stream_handlers["lk.audio_stream"]
+        stream(ByteStreamReader(reply1, 16000), "agent")
+        while not any(m == "lk.playback_finished" for _, m, _ in room.rpc_calls):
+            await asyncio.sleep(0.01)
+        stream(ByteStreamReader(reply2, 16000), "agent")
+        while worker.playback_position < 0.5:
+            await asyncio.sleep(0.005)
+        clear = room.local_participant._rpc_handlers["lk.clear_buffer"]
+        answer = clear(rtc.RpcInvocationData("r1", "agent", "", 5.0, "lk.clear_buffer"))
+        box["answer"] = answer
+        await asyncio.sleep(0.3)
+        await worker.aclose()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    room, worker = box["room"], box["worker"]
+    assert box["answer"] == "ok"
+    calls = [
+        (dest, method, json.loads(payload) if payload else None) for dest, method, payload in room.rpc_calls
+    ]
+    assert [c[:2] for c in calls] == [("agent", "lk.playback_started"), ("agent", "lk.playback_finished")] * 2
+    first, second = calls[1][2], calls[3][2]
+    assert first["interrupted"] is False and abs(first["playback_position"] - 1.0) < 0.03
+    assert second["interrupted"] is True and 0.35 < second["playback_position"] <= 0.55
+    stats = worker.timeline.stats()
+    assert stats.interruptions == 1 and 1.4 < stats.agent_samples / 16000 < 1.8
+    msgs = [json.loads(text) for _, text in room.local_participant.texts]
+    assert sum(m["count"] for m in msgs) == worker.frames_emitted > 0 and "arkit" not in msgs[0]
