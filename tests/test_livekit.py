@@ -6,9 +6,9 @@ Real: LiveKit's ``DataStreamAudioReceiver`` (the agent's audio as a byte stream,
 ``rtc.AudioResampler``, the API token. Faked, because they need a connection: the room's participant
 registry, RPC transport (``register_rpc_method`` / ``perform_rpc``), byte-stream readers,
 ``publish_track`` and ``send_text``.
-Not run here: a LiveKit server (the network side of those calls), the microphone subscription through
-a real room (``rtc.AudioStream.from_track``), ``AvatarSession.start`` (connecting the avatar and the
-agent's ``DataStreamAudioOutput``).
+The microphone subscription reads a real ``rtc.AudioStream`` of a local track.
+Not run here: a LiveKit server (the network side of those calls, a remote participant's track),
+``AvatarSession.start`` (connecting the avatar and the agent's ``DataStreamAudioOutput``).
 """
 
 from __future__ import annotations
@@ -305,3 +305,34 @@ def test_worker_with_livekits_data_stream_receiver_and_rpcs(tiny_model):
     assert stats.interruptions == 1 and 1.4 < stats.agent_samples / 16000 < 1.8
     msgs = [json.loads(text) for _, text in room.local_participant.texts]
     assert sum(m["count"] for m in msgs) == worker.frames_emitted > 0 and "arkit" not in msgs[0]
+
+
+def test_worker_listens_to_the_users_microphone_track(tiny_model):
+    """A subscribed microphone track (a real local track here) becomes the partner channel."""
+    box = {}
+
+    async def main():
+        room = FakeRoom()
+        worker = AvatarWorker(
+            room, tiny_model, audio_receiver=QueueAudioOutput(sample_rate=16000), hop_frames=25
+        )
+        await worker.start()
+        mic = rtc.AudioSource(16000, 1, queue_size_ms=100)
+        track = rtc.LocalAudioTrack.create_audio_track("microphone", mic)
+        pub = Pub()
+        pub.sid = "TR_user"
+        room.emit("track_subscribed", track, pub, P("user"))
+        other = rtc.LocalAudioTrack.create_audio_track("agent-voice", rtc.AudioSource(16000, 1))
+        room.emit("track_subscribed", other, Pub(), P("agent", rtc.ParticipantKind.PARTICIPANT_KIND_AGENT))
+        voice = pcm16_float(0.5 * speech_like(1.0, sr=16000, seed=6))
+        for f in pcm_frames(voice, 16000):
+            await mic.capture_frame(f)
+        await mic.wait_for_playout()
+        await asyncio.sleep(0.2)
+        box["user"] = worker.timeline.stats().user_samples
+        await worker.aclose()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    # the track delivers audio for as long as it runs (1 s of voice, then silence until closed: about
+    # 1.2 s); the agent's track, also subscribed, would double it
+    assert 15000 <= box["user"] <= 24000
