@@ -123,7 +123,8 @@ def test_offline_and_streaming_share_the_engine(tiny_model):
     # The session steps the same engine object: same options, same draws.
     session = tiny_model.stream(seed=9, temperature=0.7, top_p=0.8, cfg_scale=2.0)
     assert session.engine is tiny_model.engine
-    assert session.options == tiny_model.options(temperature=0.7, top_p=0.8, cfg_scale=2.0)
+    assert session.options == tiny_model.options(seed=9, temperature=0.7, top_p=0.8, cfg_scale=2.0)
+    assert session.sampling == session.options.sampling(tiny_model.config)
     a, b = speech_like(5.0, seed=5), speech_like(5.0, seed=6)
     out = [session.push(a[i : i + 8000], b[i : i + 8000]) for i in range(0, a.shape[0], 8000)]
     streamed = Motion.concatenate([*[m for m in out if len(m)], session.flush()])

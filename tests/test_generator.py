@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from helpers import randomize_, tiny_config
-from unils.generation import GenerationOptions, initial_state, step
+from unils.generation import Sampling, initial_state, step
 from unils.nn.codec import MotionCodec
 from unils.nn.generator import Generator
 from unils.sampling import make_generator
@@ -73,7 +73,7 @@ def test_step_cached_equals_reference_step(parts, cfg_scale):
     outs = {}
     for use_cache in (True, False):
         state = initial_state(codec, [make_generator(1), make_generator(2)])
-        opts = GenerationOptions(cfg_scale=cfg_scale, use_cache=use_cache)
+        opts = Sampling(cfg_scale=cfg_scale, use_cache=use_cache)
         m1, b1, state = step(codec, gen, state, sf, of, opts)
         m2, b2, state = step(codec, gen, state, of, sf, opts)
         outs[use_cache] = (m1, b1, m2, b2)
@@ -86,7 +86,7 @@ def test_chaining_feeds_decoded_motion_as_prev(parts):
     codec, gen = parts
     sf = torch.zeros(1, 199, 24)
     state = initial_state(codec, [make_generator(3)])
-    motion, bits, new_state = step(codec, gen, state, sf, sf, GenerationOptions())
+    motion, bits, new_state = step(codec, gen, state, sf, sf, Sampling())
     assert torch.equal(new_state.prev_motion, motion)
     assert new_state.windows_done == 1 and state.windows_done == 0
     torch.testing.assert_close(codec.decode(bits), motion)

@@ -38,17 +38,17 @@ def test_windows_are_chained_through_previous_motion(tiny_model):
     # Window 2 is generated from window 1's decoded motion, not from zeros.
     audio = speech_like(8.0, seed=1)
     full = tiny_model.generate(audio, seed=1, smooth=False, cfg_scale=1.0).to_array()
-    feats = tiny_model.encode_windows(torch.from_numpy(audio).view(2, 64000))
-    silence = tiny_model.silence_features()[None]
+    feats = tiny_model.engine.encode(torch.from_numpy(audio).view(2, 64000))
+    silence = tiny_model.engine.silence()[None]
     opts = tiny_model.options(cfg_scale=1.0)
-    state = tiny_model.initial_state([1])
-    w1, state = tiny_model.step(state, feats[:1], silence, opts)
+    state = tiny_model.engine.start([1])
+    w1, state = tiny_model.engine.step(state, feats[:1], silence, opts)
     rng_after_w1 = state.generators[0].get_state()
-    w2, state = tiny_model.step(state, feats[1:], silence, opts)
+    w2, state = tiny_model.engine.step(state, feats[1:], silence, opts)
     np.testing.assert_allclose(full, torch.cat([w1, w2], 1)[0].numpy(), atol=1e-5)
-    unchained = tiny_model.initial_state([1])
+    unchained = tiny_model.engine.start([1])
     unchained.generators[0].set_state(rng_after_w1)  # same draws as window 2, zero prev
-    w2_zero, _ = tiny_model.step(unchained, feats[1:], silence, opts)
+    w2_zero, _ = tiny_model.engine.step(unchained, feats[1:], silence, opts)
     assert not torch.allclose(w2, w2_zero, atol=1e-3)
 
 
@@ -64,7 +64,10 @@ def test_smoothing_is_the_savgol_of_the_raw_output(tiny_model):
     raw = tiny_model.generate(audio, seed=2, smooth=False)
     smooth = tiny_model.generate(audio, seed=2, smooth=True)
     np.testing.assert_allclose(smooth.to_array(), savgol_filter(raw.to_array()), atol=1e-6)
-    assert np.abs(np.diff(smooth.to_array(), 2, axis=0)).mean() < np.abs(np.diff(raw.to_array(), 2, axis=0)).mean()
+    assert (
+        np.abs(np.diff(smooth.to_array(), 2, axis=0)).mean()
+        < np.abs(np.diff(raw.to_array(), 2, axis=0)).mean()
+    )
 
 
 def test_no_partner_means_a_silent_partner(tiny_model):
@@ -146,14 +149,37 @@ def test_unreadable_files(tiny_model, tmp_path):
 
 
 def test_bad_sampling_knobs(tiny_model):
-    with pytest.raises(ValueError, match="temperature"):
-        tiny_model.generate(speech_like(1.0), temperature=0)
-    with pytest.raises(ValueError, match="top_p"):
+    for bad in (-1.0, float("nan"), float("inf"), 1e308, "1"):
+        with pytest.raises(ConfigError, match="temperature"):
+            tiny_model.generate(speech_like(1.0), temperature=bad)
+    with pytest.raises(ConfigError, match="top_p"):
         tiny_model.generate(speech_like(1.0), top_p=1.5)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_tiny_temperatures_decode_greedily_and_zero_is_greedy(tiny_model, dtype):
+    tiny_model.set_precision(dtype)
+    audio = speech_like(4.5, seed=3)
+    greedy = tiny_model.generate(audio, temperature=0, seed=1, smooth=False)
+    # Greedy decoding does not depend on the seed; a temperature whose scaled logits overflow float32
+    # (the official sampler fails there on NaN probabilities) gives the same argmax decoding.
+    assert greedy == tiny_model.generate(audio, temperature=0, seed=2, smooth=False)
+    assert greedy == tiny_model.generate(audio, temperature=1e-300, seed=3, smooth=False)
+    assert greedy == tiny_model.generate(audio, temperature=1e-45, seed=4, smooth=False)
+    # A near-greedy temperature that stays finite samples as the official code (and lands on argmax).
+    near = tiny_model.generate(audio, temperature=1e-6, seed=5, smooth=False)
+    assert np.isfinite(near.to_array()).all()
+    assert near == tiny_model.generate(audio, temperature=1e-6, seed=5, smooth=False)
+    # ...while temperature 1 samples.
+    assert tiny_model.generate(audio, temperature=1.0, seed=5, smooth=False) != greedy
+
+
 def test_batch_of_independent_inputs_equals_single_calls(tiny_model):
-    items = [speech_like(2.5, seed=1), (speech_like(5.0, seed=2), speech_like(4.0, seed=3)), (speech_like(1.0, seed=4), None)]
+    items = [
+        speech_like(2.5, seed=1),
+        (speech_like(5.0, seed=2), speech_like(4.0, seed=3)),
+        (speech_like(1.0, seed=4), None),
+    ]
     batch = tiny_model.generate_batch(items, seed=7)
     singles = [
         tiny_model.generate(items[0], seed=7),

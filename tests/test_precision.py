@@ -82,12 +82,12 @@ def test_int8_audio_encoder(tiny_model, tmp_path):
     audio = speech_like(4.0, seed=2)
     ref = tiny_model.generate(audio, seed=0, smooth=False)
     windows = torch.from_numpy(audio).view(1, -1)
-    feats32 = tiny_model.encode_windows(windows)
+    feats32 = tiny_model.engine.encode(windows)
     tiny_model.set_precision("int8")
     assert str(tiny_model.precision) == "int8" and tiny_model.precision.generator == "float32"
     kinds = {type(m).__module__ for m in tiny_model.audio_encoder.encoder.modules()}
     assert "torch.ao.nn.quantized.dynamic.modules.linear" in kinds
-    feats8 = tiny_model.encode_windows(windows)
+    feats8 = tiny_model.engine.encode(windows)
     rel = float((feats8 - feats32).norm() / feats32.norm())
     assert 0 < rel < 0.1  # quantized, not broken
     got = tiny_model.generate(audio, seed=0, smooth=False)

@@ -42,7 +42,7 @@ def test_cfg_and_temperature_formula():
 
 
 def test_low_temperature_is_greedy():
-    logits = torch.randn(1, 50, 32, 2)
+    logits = torch.randn(1, 50, 32, 2, generator=torch.Generator().manual_seed(0))
     bits = sample_bits(guided_logits(logits, 1, 1e-4, 1.0), [make_generator(0)])
     assert torch.equal(bits, logits.argmax(-1))
 
@@ -62,3 +62,39 @@ def test_rows_use_their_own_generators():
     c = sample_bits(logits[1:], [make_generator(2)])
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], c[0])
     assert not torch.equal(a[0], a[1])
+
+
+def test_bit_probabilities_greedy_where_scaled_logits_overflow():
+    from unils.sampling import RowKnobs, bit_probabilities
+
+    logits = torch.tensor(
+        [[[[2.0, 1.0], [0.5, 3.0]]], [[[1.0, 1.5], [4.0, -4.0]]]]
+    )  # [2 (cond, uncond), 1, 2, 2]
+    # Temperature 1e-6 stays finite: the official arithmetic (scale, guide, top-p, softmax), a one-hot.
+    near = bit_probabilities(logits, 1, RowKnobs.of([1e-6], [1.5], [0.97]))
+    official = apply_top_p(guided_logits(logits, 1, 1e-6, 1.5), 0.97).softmax(-1)
+    assert torch.equal(near, official)
+    # 0 and 1e-300 overflow: greedy on the guided logits at temperature 1 (1.5*c - 0.5*u).
+    guided = 1.5 * logits[:1] - 0.5 * logits[1:]
+    want = torch.nn.functional.one_hot(guided.argmax(-1), 2).float()
+    for t in (0.0, 1e-300, 1e-40):
+        got = bit_probabilities(logits, 1, RowKnobs.of([t], [1.5], [0.97]))
+        assert torch.equal(got, want), t
+    # Drawing from a one-hot consumes the generator exactly as sampling does.
+    g1, g2 = make_generator(3), make_generator(3)
+    sample_bits(None, [g1], probs=want)
+    sample_bits(guided_logits(logits, 1, 1.0, 1.5), [g2])
+    assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))
+
+
+def test_row_knobs_per_row_equal_each_row_alone():
+    from unils.sampling import RowKnobs, bit_probabilities
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 5, 4, 2, generator=g) * 3  # 3 conditional rows, then their 3 unconditional rows
+    temps, cfgs, tops = [0.7, 1.0, 0.0], [2.0, 1.0, 1.5], [0.9, 0.97, 0.0]
+    together = bit_probabilities(logits, 3, RowKnobs.of(temps, cfgs, tops))
+    for i in range(3):
+        rows = logits[[i, 3 + i]] if cfgs[i] > 1 else logits[[i]]
+        alone = bit_probabilities(rows, 1, RowKnobs.of([temps[i]], [cfgs[i]], [tops[i]]))
+        assert torch.equal(together[i : i + 1], alone), i

@@ -26,10 +26,10 @@ from .errors import (
     StreamError,
     UniLSError,
 )
-from .generation import GenerationOptions
 from .model import UniLS
 from .motion import Motion
-from .streaming import LatencyStats, StreamSession
+from .options import GenerationOptions
+from .streaming import LatencyStats, SessionGroup, StreamSession
 
 logging.getLogger("unils").addHandler(logging.NullHandler())
 
@@ -37,6 +37,7 @@ __all__ = [
     "UniLS",
     "Motion",
     "StreamSession",
+    "SessionGroup",
     "LatencyStats",
     "GenerationOptions",
     "UniLSConfig",

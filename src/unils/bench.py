@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from .config import UniLSConfig
-from .generation import WindowEvent, frame_count, pad_windows
+from .generation import DEFAULT_LOOKAHEAD, WindowEvent, frame_count, pad_windows
+from .options import GenerationOptions
 from .precision import choose_precision, cpu_has_native, cpu_kind
 
 __all__ = [
@@ -108,12 +109,15 @@ def _timed_pipeline(
 ) -> dict[str, float]:
     """Time the engine's real loop (:meth:`~unils.generation.WindowEngine.run`) stage by stage."""
     engine = model.engine
-    options = engine.options(cfg_scale=cfg_scale, use_cache=use_cache)
+    options = GenerationOptions(cfg_scale=cfg_scale, use_cache=use_cache).sampling(engine.config)
     frames = frame_count(max(ch.shape[0] for ch in channels), model.config.samples_per_frame)
     events: list[WindowEvent] = []
     state = engine.start(seeds)
     t0 = time.perf_counter()
-    engine.run(channels, rows, state, options, on_window=events.append)
+    # One conversation runs as generate_both does (window by window, the shapes of a stream); several
+    # as generate_batch does (windows encoded ahead in batches).
+    lookahead = 1 if len(rows) <= 2 else DEFAULT_LOOKAHEAD
+    engine.run(channels, rows, state, options, on_window=events.append, lookahead=lookahead)
     _sync(model.device)
     total = time.perf_counter() - t0
     t_enc = sum(e.encode_s for e in events)

@@ -40,10 +40,12 @@ MOTION_DIM = 108
 
 #: Default sampling knobs (the official inference scripts' values); a config may override them.
 SAMPLING_DEFAULTS: dict[str, float] = {"temperature": 1.0, "top_p": 0.97, "cfg_scale": 1.5}
-#: Accepted range (inclusive) of each sampling knob. The bounds keep every logit finite: a temperature
-#: near 0 or a huge guidance scale would overflow float32 and fail inside the sampler instead.
+#: Accepted range (inclusive) of each sampling knob. ``temperature`` 0 means greedy decoding (argmax); a
+#: temperature so small that ``logits / temperature`` overflows float32 decodes those bits greedily too
+#: (the limit the official sampler converges to), so every finite value the official inference accepts
+#: works. Above 1e30, ``1 / temperature`` underflows float32 and every bit would be a fair coin flip: refused.
 SAMPLING_RANGES: dict[str, tuple[float, float]] = {
-    "temperature": (1e-3, 100.0),
+    "temperature": (0.0, 1e30),
     "top_p": (0.0, 1.0),
     "cfg_scale": (0.0, 100.0),
 }

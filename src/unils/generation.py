@@ -4,11 +4,12 @@ Offline :meth:`unils.UniLS.generate` (and its batched forms), streaming sessions
 all run windows through one :class:`WindowEngine`, so they share every number: the same options,
 the same padding, the same tokens and cache, the same random draws in the same order.
 
-- :class:`GenerationOptions` resolves the sampling knobs against a config (defaults and validation
-  live in :mod:`unils.config`, nowhere else).
+- :class:`~unils.options.GenerationOptions` (in :mod:`unils.options`) is the one options object; the
+  engine resolves its sampling knobs into a :class:`~unils.options.Sampling` per row.
 - :func:`plan_windows`, :func:`pad_window`, :func:`style_clip`, :func:`prev_clip`, :func:`expand_seeds`
   and :func:`per_person` are the planning rules.
-- :func:`step` is a pure function over an immutable :class:`ChunkState`.
+- :func:`step` is a pure function over an immutable :class:`ChunkState`; :func:`step_many` steps
+  several states (sessions) as one batch, each row with its own sampling knobs and random generator.
 
 Batch rows are people. With guidance (``cfg_scale > 1``) every row gets a twin unconditional row
 (zero audio features, zero raw style, zero raw previous motion before the first window), exactly
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -28,22 +31,26 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import UniLSConfig, check_sampling
-from .errors import MotionError
+from .config import UniLSConfig
+from .errors import ConfigError, MotionError, StreamError
 from .motion import Motion
 from .nn.codec import MotionCodec
 from .nn.generator import Generator
-from .sampling import guided_logits, make_generator, sample_bits
+from .options import GenerationOptions, Sampling, expand_seeds, per_person
+from .precision import Precision
+from .sampling import RowKnobs, bit_probabilities, make_generator, sample_bits
 
 if TYPE_CHECKING:
     from .motion import MotionLike
 
 __all__ = [
     "GenerationOptions",
+    "Sampling",
     "ChunkState",
     "WindowEngine",
     "WindowEvent",
     "step",
+    "step_many",
     "initial_state",
     "plan_windows",
     "frame_count",
@@ -61,52 +68,6 @@ logger = logging.getLogger("unils")
 #: Windows encoded ahead of the generator in offline runs: enough to batch the audio encoder well,
 #: few enough that peak memory does not grow with the length of the audio.
 DEFAULT_LOOKAHEAD = 8
-
-
-# ---------------------------------------------------------------------------------------- options
-@dataclass(frozen=True)
-class GenerationOptions:
-    """Sampling knobs of one generation (see :meth:`unils.UniLS.generate`).
-
-    Build them with :meth:`resolve` to take the model's defaults; every value is checked against
-    :data:`unils.config.SAMPLING_RANGES`.
-    """
-
-    temperature: float = 1.0
-    top_p: float = 0.97
-    cfg_scale: float = 1.5
-    #: True: key/value cache across levels (fast path). False: the official full recomputation.
-    use_cache: bool = True
-
-    def __post_init__(self) -> None:
-        check_sampling(temperature=self.temperature, top_p=self.top_p, cfg_scale=self.cfg_scale)
-
-    @classmethod
-    def resolve(
-        cls,
-        config: UniLSConfig,
-        *,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        cfg_scale: float | None = None,
-        use_cache: bool = True,
-    ) -> GenerationOptions:
-        """Options from ``config``'s defaults, overridden by every argument that is not None.
-
-        Raises:
-            ConfigError: a knob outside its documented range (it subclasses ``ValueError``).
-        """
-        return cls(
-            temperature=config.temperature if temperature is None else temperature,
-            top_p=config.top_p if top_p is None else top_p,
-            cfg_scale=config.cfg_scale if cfg_scale is None else cfg_scale,
-            use_cache=bool(use_cache),
-        )
-
-    @property
-    def guided(self) -> bool:
-        """Whether classifier-free guidance runs (``cfg_scale > 1``)."""
-        return self.cfg_scale > 1.0
 
 
 # ---------------------------------------------------------------------------------------- planning
@@ -164,31 +125,6 @@ def prev_clip(motion: MotionLike | np.ndarray, window_frames: int) -> np.ndarray
     return out
 
 
-def expand_seeds(seed: int | Sequence[int | None] | None, n: int) -> list[int | None]:
-    """One seed per person: ``s`` means ``s, s + 1, ...``; a sequence gives each its own; None is random."""
-    if seed is None:
-        return [None] * n
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return [int(seed) + i for i in range(n)]
-    if isinstance(seed, (str, bytes, bool)) or not isinstance(seed, Sequence):
-        raise ValueError(f"seed must be an int, a sequence of ints or None, got {seed!r}")
-    seeds = list(seed)
-    if len(seeds) != n:
-        raise ValueError(f"{n} people but {len(seeds)} seeds: pass one seed per person, or one int")
-    return [None if s is None else int(s) for s in seeds]
-
-
-def per_person(value: Any, n: int, name: str) -> list[Any]:
-    """A per-person option: a tuple/list gives one value per person; anything else is shared by all."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ValueError(
-                f"{name}: {n} people but {len(value)} values: pass one per person, or one for all"
-            )
-        return list(value)
-    return [value] * n
-
-
 # ---------------------------------------------------------------------------------------- state + step
 @dataclass(frozen=True)
 class ChunkState:
@@ -240,13 +176,94 @@ def initial_state(
 
 
 @torch.inference_mode()
+def _generate_rows(
+    codec: MotionCodec,
+    generator: Generator,
+    prev_motion: Tensor,
+    style_features: Tensor,
+    zero_features: Tensor,
+    first: list[bool],
+    generators: Sequence[torch.Generator],
+    self_features: Tensor,
+    other_features: Tensor,
+    samplings: list[Sampling],
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:
+    """The window of every row; rows may differ in sampling knobs and in being at their first window."""
+    b = prev_motion.shape[0]
+    if self_features.shape[0] != b or other_features.shape[0] != b:
+        raise ValueError(
+            f"features batch {self_features.shape[0]}/{other_features.shape[0]} != state batch {b}"
+        )
+    use_cache = samplings[0].use_cache
+    if any(o.use_cache != use_cache for o in samplings):
+        raise ConfigError("rows of one step must agree on use_cache: step them in separate batches")
+    guided = any(o.guided for o in samplings)
+    quantizer = codec.quantizer
+    prev_features = codec.sum_features(prev_motion)
+    self_f, other_f = self_features, other_features
+    if guided:
+        # The unconditional branch sees zero previous motion before its first window, as the official code.
+        if all(first):
+            uncond_prev = zero_features
+        elif not any(first):
+            uncond_prev = prev_features
+        else:
+            mask = torch.tensor(first, device=prev_features.device).view(-1, 1, 1)
+            uncond_prev = torch.where(mask, zero_features, prev_features)
+        style_features = torch.cat([style_features, zero_features])
+        prev_features = torch.cat([prev_features, uncond_prev])
+    prefix = generator.condition_tokens(style_features.to(dtype), prev_features.to(dtype))
+
+    if use_cache:
+        audio = generator.audio_context(self_f, other_f)
+        if guided:
+            # Zero audio features: the same keys/values for every window, computed once per model.
+            null = generator.null_audio_context(b, self_f.shape[1], self_f.device)
+            audio = generator.concat_contexts(audio, null)
+        cache = generator.prefill(prefix, audio)
+    elif guided:
+        self_f = torch.cat([self_f, torch.zeros_like(self_f)])
+        other_f = torch.cat([other_f, torch.zeros_like(other_f)])
+    knobs = RowKnobs.of(
+        [o.temperature for o in samplings],
+        [o.cfg_scale for o in samplings],
+        [o.top_p for o in samplings],
+        prev_motion.device,
+    )
+    current: list[Tensor] = []
+    acc: Tensor | None = None
+    next_inputs: Tensor | None = None
+    level_bits = []
+    num_levels = len(generator.scales)
+    for level in range(num_levels):
+        tokens = generator.level_tokens(level, None if next_inputs is None else next_inputs.to(dtype), b)
+        if guided:
+            tokens = torch.cat([tokens, tokens])
+        if use_cache:
+            hidden = generator.extend(tokens, level, cache, audio)
+        else:
+            current.append(tokens)
+            hidden = generator.forward_reference(prefix, torch.cat(current, dim=1), self_f, other_f)
+            hidden = hidden[:, generator.offsets[level] :]
+        probs = bit_probabilities(generator.logits(hidden), b, knobs)
+        bits = sample_bits(None, generators, probs=probs)
+        level_bits.append(bits)
+        if level < num_levels - 1:
+            acc = quantizer.accumulate(acc, bits)
+            next_inputs = quantizer.next_level_inputs(acc, level + 1)
+    all_bits = torch.cat(level_bits, dim=1)
+    return codec.decode(all_bits), all_bits
+
+
 def step(
     codec: MotionCodec,
     generator: Generator,
     state: ChunkState,
     self_features: Tensor,
     other_features: Tensor,
-    options: GenerationOptions,
+    options: Sampling,
+    dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor, ChunkState]:
     """Generate one window for every row.
 
@@ -256,63 +273,76 @@ def step(
         state: state after the previous window (see :func:`initial_state`).
         self_features: audio features of each row's own voice for this window [B, La, A].
         other_features: audio features of each row's partner for this window [B, La, A].
-        options: sampling options.
+        options: the resolved sampling knobs (:meth:`GenerationOptions.sampling`).
+        dtype: compute dtype of the generator (default: its weights' dtype).
 
     Returns:
         ``(motion [B, W, 108] float32, bits [B, N, C] int64, new_state)``.
     """
     b = state.batch
-    if self_features.shape[0] != b or other_features.shape[0] != b:
-        raise ValueError(
-            f"features batch {self_features.shape[0]}/{other_features.shape[0]} != state batch {b}"
-        )
-    dtype = generator.sos_embed.dtype
-    quantizer = codec.quantizer
-    prev_features = codec.sum_features(state.prev_motion)
-    style_features, self_f, other_f = state.style_features, self_features, other_features
-    if options.guided:
-        zero = state.zero_features
-        uncond_prev = zero if state.windows_done == 0 else prev_features
-        style_features = torch.cat([style_features, zero])
-        prev_features = torch.cat([prev_features, uncond_prev])
-    prefix = generator.condition_tokens(style_features.to(dtype), prev_features.to(dtype))
-
-    if options.use_cache:
-        audio = generator.audio_context(self_f, other_f)
-        if options.guided:
-            # Zero audio features: the same keys/values for every window, computed once per model.
-            null = generator.null_audio_context(b, self_f.shape[1], self_f.device)
-            audio = generator.concat_contexts(audio, null)
-        cache = generator.prefill(prefix, audio)
-    elif options.guided:
-        self_f = torch.cat([self_f, torch.zeros_like(self_f)])
-        other_f = torch.cat([other_f, torch.zeros_like(other_f)])
-    current: list[Tensor] = []
-    acc: Tensor | None = None
-    next_inputs: Tensor | None = None
-    level_bits = []
-    num_levels = len(generator.scales)
-    for level in range(num_levels):
-        tokens = generator.level_tokens(level, None if next_inputs is None else next_inputs.to(dtype), b)
-        if options.guided:
-            tokens = torch.cat([tokens, tokens])
-        if options.use_cache:
-            hidden = generator.extend(tokens, level, cache, audio)
-        else:
-            current.append(tokens)
-            hidden = generator.forward_reference(prefix, torch.cat(current, dim=1), self_f, other_f)
-            hidden = hidden[:, generator.offsets[level] :]
-        logits = guided_logits(generator.logits(hidden), b, options.temperature, options.cfg_scale)
-        bits = sample_bits(logits, state.generators, options.top_p)
-        level_bits.append(bits)
-        if level < num_levels - 1:
-            acc = quantizer.accumulate(acc, bits)
-            next_inputs = quantizer.next_level_inputs(acc, level + 1)
-    all_bits = torch.cat(level_bits, dim=1)
-    motion = codec.decode(all_bits)
+    motion, bits = _generate_rows(
+        codec,
+        generator,
+        state.prev_motion,
+        state.style_features,
+        state.zero_features,
+        [state.windows_done == 0] * b,
+        state.generators,
+        self_features,
+        other_features,
+        [options] * b,
+        generator.sos_embed.dtype if dtype is None else dtype,
+    )
     # Chaining: the decoded (unsmoothed) window is the next window's previous motion, for both branches.
     new_state = replace(state, prev_motion=motion, windows_done=state.windows_done + 1)
-    return motion, all_bits, new_state
+    return motion, bits, new_state
+
+
+def step_many(
+    codec: MotionCodec,
+    generator: Generator,
+    states: Sequence[ChunkState],
+    self_features: Sequence[Tensor],
+    other_features: Sequence[Tensor],
+    options: Sequence[Sampling],
+    dtype: torch.dtype | None = None,
+) -> list[tuple[Tensor, ChunkState]]:
+    """One window for several states (e.g. sessions) at once, as one batch; each keeps its own knobs.
+
+    The rows of all states run through the generator together; each row draws from its own random
+    generator, so a state stepped here gives the frames it gives stepped alone with :func:`step` (bit for
+    bit where the device's kernels do not depend on the batch size: float32 on CPU; within the
+    precision's drift elsewhere). States whose ``use_cache`` differs must be stepped in separate calls.
+
+    Returns:
+        ``(motion [B_i, W, 108], new_state)`` for each state, in order.
+    """
+    if not (len(states) == len(self_features) == len(other_features) == len(options)):
+        raise ValueError("step_many needs one features pair and one options object per state")
+    if not states:
+        return []
+    rows = [st.batch for st in states]
+    cat = torch.cat
+    motion, _bits = _generate_rows(
+        codec,
+        generator,
+        cat([st.prev_motion for st in states]),
+        cat([st.style_features for st in states]),
+        cat([st.zero_features for st in states]),
+        [st.windows_done == 0 for st, n in zip(states, rows) for _ in range(n)],
+        [g for st in states for g in st.generators],
+        cat(list(self_features)),
+        cat(list(other_features)),
+        [o for o, n in zip(options, rows) for _ in range(n)],
+        generator.sos_embed.dtype if dtype is None else dtype,
+    )
+    out = []
+    start = 0
+    for st, n in zip(states, rows):
+        m = motion[start : start + n]
+        out.append((m, replace(st, prev_motion=m, windows_done=st.windows_done + 1)))
+        start += n
+    return out
 
 
 # ---------------------------------------------------------------------------------------- the engine
@@ -339,59 +369,119 @@ class WindowEngine:
     """Runs windows over the model's parts. Holds references to weights, never copies of them.
 
     One engine serves any number of offline calls and streaming sessions at once: all their state
-    lives in the :class:`ChunkState` each of them holds. The engine keeps only the audio precision
-    setting and a cache of the silent window's features.
+    lives in the :class:`ChunkState` each of them holds. The engine keeps only its precision record
+    (immutable; replaced as a whole by :meth:`UniLS.set_precision`, which refuses while sessions are
+    open), the sessions it serves, and a cache of the silent window's features.
 
     Args:
         config: the model's config (window sizes, sampling defaults).
         codec: the motion codec.
         generator: the token generator.
         audio_encoder: the audio front end (wav2vec2 or log-mel).
+        precision: the number formats the weights are in (default: float32).
     """
 
     def __init__(
-        self, config: UniLSConfig, codec: MotionCodec, generator: Generator, audio_encoder: nn.Module
+        self,
+        config: UniLSConfig,
+        codec: MotionCodec,
+        generator: Generator,
+        audio_encoder: nn.Module,
+        precision: Precision | None = None,
     ) -> None:
         self.config = config
         self.codec = codec
         self.generator = generator
         self.audio_encoder = audio_encoder
-        #: Autocast dtype of the audio encoder (None = run it in its own dtype).
-        self.audio_autocast: torch.dtype | None = None
+        self._precision = precision or Precision("float32", "float32", "float32", reason="constructed")
         self._silence: dict[tuple[Any, ...], Tensor] = {}
+        self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
 
     @property
     def device(self) -> torch.device:
         """Device of the weights."""
         return self.codec.motion_mean.device
 
+    @property
+    def precision(self) -> Precision:
+        """The number formats the weights compute in (an immutable record)."""
+        return self._precision
+
+    @property
+    def audio_autocast(self) -> torch.dtype | None:
+        """Autocast dtype of the audio encoder (None = it runs in its own dtype); part of :attr:`precision`."""
+        return self._precision.autocast_dtype
+
+    # ------------------------------------------------------------------ sessions and precision
+    def attach(self, session: Any) -> None:
+        """Count ``session`` as open (it holds state computed in this precision)."""
+        with self._lock:
+            self._sessions.add(session)
+
+    def detach(self, session: Any) -> None:
+        """Stop counting ``session`` (closed)."""
+        with self._lock:
+            self._sessions.discard(session)
+
+    @property
+    def open_sessions(self) -> int:
+        """Streaming sessions open on this engine."""
+        return len(self._sessions)
+
+    def require_no_sessions(self, action: str) -> None:
+        """Raise :class:`~unils.errors.StreamError` when sessions are open (``action`` would change them).
+
+        Raises:
+            StreamError: sessions are open.
+        """
+        if self.open_sessions:
+            raise StreamError(
+                f"{action} would change the numbers under {self.open_sessions} open streaming session(s): "
+                "close them first (session.close() or leave their with-blocks)"
+            )
+
+    def set_precision(self, precision: Precision) -> None:
+        """Record the precision the weights were cast to (called by :meth:`UniLS.set_precision`).
+
+        Raises:
+            StreamError: sessions are open.
+        """
+        self.require_no_sessions("changing the precision")
+        self._precision = precision
+        self._silence.clear()
+
     def options(
         self,
+        options: GenerationOptions | Any = None,
         *,
         temperature: float | None = None,
         top_p: float | None = None,
         cfg_scale: float | None = None,
         use_cache: bool = True,
-    ) -> GenerationOptions:
-        """:meth:`GenerationOptions.resolve` against this model's config."""
+    ) -> Sampling:
+        """The resolved sampling knobs of ``options`` (or of the given knobs) against this model's config."""
+        if isinstance(options, GenerationOptions):
+            return options.sampling(self.config)
         return GenerationOptions.resolve(
             self.config, temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache
         )
 
     def clear_caches(self) -> None:
-        """Forget cached features (after a change of precision, device or compilation)."""
+        """Forget cached features (after a change of device or compilation)."""
         self._silence.clear()
 
     # ------------------------------------------------------------------ audio
     @torch.inference_mode()
     def encode(self, windows: Tensor, batch_size: int = 8) -> Tensor:
         """Audio windows [K, window_samples] (16 kHz) -> features [K, La, A] float32, each window on its own."""
-        enc_dtype = next(self.audio_encoder.parameters()).dtype
+        enc_dtype = self._precision.audio_dtype
+        autocast = self._precision.autocast_dtype
         outs = []
         for start in range(0, windows.shape[0], batch_size):
             chunk = windows[start : start + batch_size].to(self.device)
-            if self.audio_autocast is not None:
-                with torch.autocast(device_type=self.device.type, dtype=self.audio_autocast):
+            if autocast is not None:
+                with torch.autocast(device_type=self.device.type, dtype=autocast):
                     feats = self.audio_encoder(chunk.to(enc_dtype))
             else:
                 feats = self.audio_encoder(chunk.to(enc_dtype))
@@ -400,7 +490,7 @@ class WindowEngine:
 
     def silence(self) -> Tensor:
         """Features [La, A] of an all-zero window: the partner channel when there is no partner audio."""
-        key = (self.device, next(self.audio_encoder.parameters()).dtype, self.audio_autocast)
+        key = (self.device, self._precision)
         feats = self._silence.get(key)
         if feats is None:
             feats = self.encode(torch.zeros(1, self.config.window_samples))[0]
@@ -439,13 +529,27 @@ class WindowEngine:
         return initial_state(self.codec, gens, stack(styles, style_clip), stack(prev_motions, prev_clip))
 
     def step(
-        self, state: ChunkState, self_features: Tensor, other_features: Tensor, options: GenerationOptions
+        self, state: ChunkState, self_features: Tensor, other_features: Tensor, options: Sampling
     ) -> tuple[Tensor, ChunkState]:
         """One window for every row of ``state``; see :func:`step`. Returns ``(motion, new_state)``."""
+        if isinstance(options, GenerationOptions):
+            options = options.sampling(self.config)
         motion, _bits, new_state = step(
-            self.codec, self.generator, state, self_features, other_features, options
+            self.codec, self.generator, state, self_features, other_features, options, self._precision.dtype
         )
         return motion, new_state
+
+    def step_many(
+        self,
+        states: Sequence[ChunkState],
+        self_features: Sequence[Tensor],
+        other_features: Sequence[Tensor],
+        options: Sequence[Sampling],
+    ) -> list[tuple[Tensor, ChunkState]]:
+        """One window for several states as one batch; see :func:`step_many`."""
+        return step_many(
+            self.codec, self.generator, states, self_features, other_features, options, self._precision.dtype
+        )
 
     # ------------------------------------------------------------------ whole runs
     def _features(
@@ -470,7 +574,7 @@ class WindowEngine:
         channels: Sequence[np.ndarray],
         rows: Sequence[tuple[int, int | None]],
         state: ChunkState,
-        options: GenerationOptions,
+        options: Sampling,
         *,
         on_window: Callable[[WindowEvent], None] | None = None,
         progress: bool = False,

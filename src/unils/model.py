@@ -6,43 +6,36 @@ The class is thin on purpose: the math lives in :mod:`unils.nn`, the window step
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from typing_extensions import Unpack
 
 from .audio import AudioInput, load_audio, pad_to_same_length
 from .checkpoint import load_state_dict_strict, read_checkpoint, save_checkpoint
 from .config import UniLSConfig
 from .errors import ConfigError
-from .generation import (
-    ChunkState,
-    GenerationOptions,
-    WindowEngine,
-    expand_seeds,
-    frame_count,
-    per_person,
-    plan_windows,
-)
+from .generation import DEFAULT_LOOKAHEAD, ChunkState, WindowEngine, frame_count, plan_windows
 from .hub import resolve_checkpoint
 from .motion import Motion, MotionLike
 from .nn.build import UniLSModules, build_audio_encoder
-from .precision import Precision, choose_precision, cpu_has_native, quantize_linear_int8
+from .options import GenerationOptions, OptionOverrides, Sampling, merge_options
+from .precision import Precision, autocast_name, choose_precision, cpu_has_native
 from .smoothing import savgol_filter
-from .streaming import StreamSession
+from .streaming import SessionGroup, StreamSession
 
 __all__ = ["UniLS", "build_audio_encoder", "cpu_has_native"]
 
 logger = logging.getLogger("unils")
 
-_DTYPE_OF = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DEPRECATED_ENGINE = "is the engine's: use model.engine.{name} (the model's own surface is generate/stream)"
 
 
 class UniLS(UniLSModules):
@@ -52,21 +45,28 @@ class UniLS(UniLSModules):
     threads and streaming sessions at once (each call keeps its own state).
 
     Example:
-        >>> model = UniLS.from_pretrained("path/to/checkpoint")          # doctest: +SKIP
-        >>> motion = model.generate("me.wav", partner_audio="you.wav")  # doctest: +SKIP
-        >>> motion.jaw.shape                                             # doctest: +SKIP
-        (250, 1)
+        ```python
+        from unils import UniLS
+
+        model = UniLS.from_pretrained("demo")
+        motion = model.generate("me.wav", partner_audio="you.wav", seed=0)
+        print(motion.jaw.shape)  # (frames, 1)
+        ```
     """
 
     def __init__(self, config: UniLSConfig) -> None:
         super().__init__(
             config
         )  # the weights: codec, audio encoder, generator (as the converter builds them)
-        #: Runs windows for offline calls and streaming sessions alike (holds references, not copies).
+        #: Runs windows for offline calls and streaming sessions alike (holds references, not copies),
+        #: and holds the precision record.
         self.engine = WindowEngine(self.config, self.codec, self.generator, self.audio_encoder)
-        #: The number formats the model computes in (see :meth:`set_precision`).
-        self.precision = Precision("float32", "float32", "float32", reason="constructed")
         self.eval()
+
+    @property
+    def precision(self) -> Precision:
+        """The number formats the model computes in (decided at load; see [set_precision][unils.UniLS.set_precision])."""
+        return self.engine.precision
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
@@ -160,60 +160,92 @@ class UniLS(UniLSModules):
     def set_precision(self, dtype: torch.dtype | str | None = "auto") -> UniLS:
         """Compute the generator and audio encoder in ``dtype``; the codec and its stats stay float32.
 
+        The one place the precision changes after loading: it refuses while streaming sessions are open
+        (their state was computed in the old precision). ``model.half()``, ``model.bfloat16()``,
+        ``model.float()`` and ``model.to(dtype)`` come here too.
+
         Args:
             dtype: ``"auto"`` (the fastest native precision of the model's device), ``"float32"``,
-                ``"bfloat16"``, ``"float16"``, ``"int8"`` or a torch dtype; see :meth:`from_pretrained`.
+                ``"bfloat16"``, ``"float16"``, ``"int8"`` or a torch dtype; see
+                [from_pretrained][unils.UniLS.from_pretrained].
 
         Raises:
-            ValueError: an unknown precision, int8 off the CPU, or leaving int8 (reload the model).
+            ConfigError: an unknown precision, int8 off the CPU, or leaving int8 (reload the model).
+            StreamError: streaming sessions are open on this model.
         """
+        self.engine.require_no_sessions("set_precision")
         chosen = choose_precision(dtype, self.device)
-        if self.precision.audio_encoder == "int8" and chosen.name != "int8":
-            raise ValueError("the weights were quantized to int8: reload the model for another precision")
-        self.generator.to(chosen.dtype)
-        if chosen.audio_encoder == "int8":
-            transformer = getattr(self.audio_encoder, "encoder", None)
-            if transformer is None:
-                # The log-mel front end has no transformer: int8 would save nothing and it stays float32.
-                chosen = dataclasses.replace(
-                    chosen,
-                    audio_encoder="float32",
-                    reason=chosen.reason + "; the mel audio encoder stays float32",
-                )
-            elif self.precision.audio_encoder != "int8":
-                self.audio_encoder.to(torch.float32)
-                # wav2vec2's transformer only: the conv front end and the projection stay float32.
-                layers = quantize_linear_int8(transformer)
-                logger.info("int8: %d linear layers of the audio encoder quantized", layers)
-        if chosen.audio_encoder != "int8":
-            self.audio_encoder.to(_DTYPE_OF[chosen.audio_encoder])
-        self.precision = chosen
-        self.engine.clear_caches()
+        current = self.engine.precision
+        chosen = self.cast_to(chosen, current=current)
+        if current.audio_autocast is not None and chosen.audio_autocast is None:
+            chosen = Precision(**{**chosen.__dict__, "audio_autocast": current.audio_autocast})
+        self.engine.set_precision(chosen)
         return self
 
     def set_audio_autocast(self, dtype: torch.dtype | str | None) -> UniLS:
         """Run the audio encoder under autocast (``"bfloat16"``/``"float16"``) or exactly (None).
 
         On CPUs with native bfloat16 (AVX512-BF16/AMX) this makes wav2vec2 about 3x faster at a
-        relative feature error of about 1%; see the benchmarks page for the drift it causes.
+        relative feature error of about 1%; see the benchmarks page for the drift it causes. Part of the
+        precision record (``model.precision.audio_autocast``); refused while sessions are open.
+
+        Raises:
+            ConfigError: a dtype other than bfloat16, float16 or None.
+            StreamError: streaming sessions are open on this model.
         """
-        if isinstance(dtype, str):
-            dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}[dtype]
-        if dtype is not None and self.device.type == "cpu" and not cpu_has_native(dtype):
+        name = autocast_name(dtype)
+        self.engine.require_no_sessions("set_audio_autocast")
+        if name is not None and self.device.type == "cpu" and not cpu_has_native(getattr(torch, name)):
             logger.warning(
                 "this CPU has no native %s support (capability %s): autocast would be emulated and much "
                 "slower than float32; keeping it as asked",
-                dtype,
+                name,
                 torch.backends.cpu.get_cpu_capability(),
             )
-        self.engine.audio_autocast = dtype
-        self.engine.clear_caches()
+        current = self.engine.precision
+        self.engine.set_precision(Precision(**{**current.__dict__, "audio_autocast": name}))
         return self
 
     @property
     def audio_autocast(self) -> torch.dtype | None:
-        """Autocast dtype of the audio encoder (None: it runs in its own dtype); see :meth:`set_audio_autocast`."""
+        """Autocast dtype of the audio encoder (None: it runs in its own dtype); see [set_audio_autocast][unils.UniLS.set_audio_autocast]."""
         return self.engine.audio_autocast
+
+    # ------------------------------------------------------------------ torch's own casts, routed
+    def half(self) -> UniLS:
+        """``set_precision("float16")``: the generator and audio encoder in float16, the codec float32."""
+        return self.set_precision("float16")
+
+    def bfloat16(self) -> UniLS:
+        """``set_precision("bfloat16")``: the generator and audio encoder in bfloat16, the codec float32."""
+        return self.set_precision("bfloat16")
+
+    def float(self) -> UniLS:
+        """``set_precision("float32")``: the exact reference precision."""
+        return self.set_precision("float32")
+
+    def double(self) -> UniLS:
+        """Refused: unils computes in float32 at most (raises :class:`~unils.errors.ConfigError`)."""
+        raise ConfigError("float64 is not a unils precision: use model.set_precision('float32') (exact)")
+
+    def to(self, *args: Any, **kwargs: Any) -> UniLS:  # type: ignore[override]
+        """Move the model to a device; a dtype goes through [set_precision][unils.UniLS.set_precision].
+
+        ``model.to("cuda")``, ``model.to(torch.bfloat16)`` and ``model.to("cuda", torch.bfloat16)`` work;
+        the codec always stays float32.
+
+        Raises:
+            ConfigError: a dtype that is not a unils precision (e.g. float64).
+            StreamError: a device change or a dtype while streaming sessions are open.
+        """
+        device, dtype, non_blocking, _fmt = torch._C._nn._parse_to(*args, **kwargs)
+        if device is not None and torch.device(device) != self.device:
+            self.engine.require_no_sessions("moving the model to another device")
+            super().to(device=device, non_blocking=non_blocking)
+            self.engine.clear_caches()
+        if dtype is not None:
+            self.set_precision(dtype)
+        return self
 
     def compile(self, **kwargs: Any) -> UniLS:  # type: ignore[override]
         """Compile the audio encoder and the generator blocks with ``torch.compile`` (in place).
@@ -221,11 +253,15 @@ class UniLS(UniLSModules):
         Optional speed-up, mostly on GPUs: the first calls pay for compilation (seconds to minutes) and
         every new shape recompiles. Weights, parameter names and ``save_pretrained`` are unchanged;
         results equal the eager model within float tolerance (kernels may sum in another order). On
-        the CPU, compilation needs a C++ compiler.
+        the CPU, compilation needs a C++ compiler. Refused while streaming sessions are open.
 
         Args:
             **kwargs: passed to ``torch.compile`` (default ``dynamic=True``).
+
+        Raises:
+            StreamError: streaming sessions are open on this model.
         """
+        self.engine.require_no_sessions("compile")
         kwargs.setdefault("dynamic", True)
         self.audio_encoder.compile(**kwargs)
         for blk in self.generator.blocks:
@@ -246,27 +282,36 @@ class UniLS(UniLSModules):
         """Motion frames per second (25 for the official models)."""
         return self.config.fps
 
-    # ------------------------------------------------------------------ lower level (the engine)
+    # ------------------------------------------------------------------ the engine's (deprecated here)
     def encode_windows(self, windows: Tensor, batch_size: int = 8) -> Tensor:
-        """Audio windows [K, window_samples] (16 kHz) -> features [K, La, A], each window on its own."""
+        """Deprecated: ``model.engine.encode``."""
+        warnings.warn(
+            "UniLS.encode_windows " + _DEPRECATED_ENGINE.format(name="encode"),
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.engine.encode(windows, batch_size)
 
     def silence_features(self) -> Tensor:
-        """Features [La, A] of an all-zero window: the partner channel when no partner audio is given."""
+        """Deprecated: ``model.engine.silence``."""
+        warnings.warn(
+            "UniLS.silence_features " + _DEPRECATED_ENGINE.format(name="silence"),
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.engine.silence()
 
     def options(
         self,
-        *,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        cfg_scale: float | None = None,
-        use_cache: bool = True,
+        options: GenerationOptions | Mapping[str, Any] | None = None,
+        **overrides: Unpack[OptionOverrides],
     ) -> GenerationOptions:
-        """Sampling options from this model's defaults and the given overrides (validated)."""
-        return self.engine.options(
-            temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache
-        )
+        """``options`` merged with keyword overrides and checked: what every entry point does first.
+
+        Raises:
+            ConfigError: an unknown field or a bad value.
+        """
+        return merge_options(options, overrides)
 
     def initial_state(
         self,
@@ -274,13 +319,19 @@ class UniLS(UniLSModules):
         styles: Sequence[MotionLike | None] | None = None,
         prev_motions: Sequence[MotionLike | None] | None = None,
     ) -> ChunkState:
-        """Fresh :class:`~unils.generation.ChunkState` for ``len(seeds)`` people."""
+        """Deprecated: ``model.engine.start``."""
+        warnings.warn(
+            "UniLS.initial_state " + _DEPRECATED_ENGINE.format(name="start"), DeprecationWarning, stacklevel=2
+        )
         return self.engine.start(seeds, styles, prev_motions)
 
     def step(
-        self, state: ChunkState, self_features: Tensor, other_features: Tensor, options: GenerationOptions
+        self, state: ChunkState, self_features: Tensor, other_features: Tensor, options: Sampling
     ) -> tuple[Tensor, ChunkState]:
-        """One window for every row of ``state``; see :func:`unils.generation.step`."""
+        """Deprecated: ``model.engine.step``."""
+        warnings.warn(
+            "UniLS.step " + _DEPRECATED_ENGINE.format(name="step"), DeprecationWarning, stacklevel=2
+        )
         return self.engine.step(state, self_features, other_features, options)
 
     # ------------------------------------------------------------------ generation
@@ -298,20 +349,28 @@ class UniLS(UniLSModules):
         channels: list[np.ndarray],
         rows: list[tuple[int, int | None]],
         frames: list[int],
-        seeds: list[int | None],
-        styles: list[MotionLike | None],
-        prevs: list[MotionLike | None],
-        options: GenerationOptions,
-        smooth: bool,
+        people: list[GenerationOptions],
         progress: bool,
+        *,
         skip_draws: int = 0,
+        lookahead: int | None = 1,
     ) -> list[Motion]:
-        state = self.engine.start(seeds, styles, prevs, skip_draws=skip_draws)
-        raw = self.engine.run(channels, rows, state, options, progress=progress)
+        first = people[0]
+        state = self.engine.start(
+            [p.seed for p in people],  # type: ignore[misc]
+            [p.style for p in people],
+            [p.prev_motion for p in people],
+            skip_draws=skip_draws,
+        )
+        raw = self.engine.run(
+            channels, rows, state, first.sampling(self.config), progress=progress, lookahead=lookahead
+        )
         out = []
         for i, n in enumerate(frames):
             arr = raw[i, :n]
-            out.append(Motion.from_array(savgol_filter(arr) if smooth else arr, fps=float(self.fps)))
+            out.append(
+                Motion.from_array(savgol_filter(arr) if people[i].smooth else arr, fps=float(self.fps))
+            )
         return out
 
     def generate(
@@ -319,49 +378,46 @@ class UniLS(UniLSModules):
         audio: AudioInput,
         partner_audio: AudioInput | None = None,
         *,
+        options: GenerationOptions | Mapping[str, Any] | None = None,
         sample_rate: int | None = None,
-        seed: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        cfg_scale: float | None = None,
-        smooth: bool = True,
-        style: MotionLike | None = None,
-        prev_motion: MotionLike | None = None,
-        use_cache: bool = True,
         progress: bool = False,
         official_rng: bool = False,
+        **overrides: Unpack[OptionOverrides],
     ) -> Motion:
         """Generate the motion of the person speaking in ``audio``.
 
-        Every entry point (:meth:`generate`, :meth:`generate_both`, :meth:`generate_batch`,
-        :meth:`stream`, the server and the CLI) takes the same options with the same names and defaults.
+        Every entry point ([generate][unils.UniLS.generate], [generate_both][unils.UniLS.generate_both],
+        [generate_batch][unils.UniLS.generate_batch], [stream][unils.UniLS.stream], the server and the CLI)
+        takes the same options: a [GenerationOptions][unils.GenerationOptions] as ``options=`` and/or its
+        fields as keywords (a keyword overrides the object's field).
+
+        ``generate`` and a [stream][unils.UniLS.stream] session (exact mode) of the same person, audio and
+        options run the same per-window computation with the same tensor shapes, so they agree bit for
+        bit at every precision on a given device.
 
         Args:
             audio: the person's voice: a path, or a 1-D / [channels, samples] numpy array or tensor.
             partner_audio: the other person's voice, same forms; None = nobody else (silence).
+            options: a [GenerationOptions][unils.GenerationOptions] (or a dict of its fields).
             sample_rate: rate of array inputs (default 16000); files carry their own. Audio at other
                 rates is resampled to 16 kHz.
-            seed: seed of this generation's random draws (None = random).
-            temperature: divides the logits (default from the config, 1.0; range 0.001 .. 100).
-            top_p: per-bit nucleus threshold (default 0.97; range 0 .. 1).
-            cfg_scale: classifier-free guidance scale (default 1.5; <= 1 disables guidance and its cost).
-            smooth: apply the official Savitzky-Golay smoothing (window 9, order 3).
-            style: optional style clip (at least one window, 100 frames); its first window is used.
-            prev_motion: optional motion that precedes the audio (its last window is used).
-            use_cache: key/value caching across scales (fast). False runs the official full recomputation.
             progress: show a progress bar over windows.
             official_rng: reproduce, for the same ``seed``, the random draws of the official inference
-                run on the CPU in its pinned environment, whose wav2vec2 (transformers 5.3) consumes one
-                draw per encoder layer per encoded window even in eval mode. Without it the draws equal
-                the official ones under transformers versions that do not (e.g. 5.24) and on CUDA.
+                run in its pinned environment, whose wav2vec2 (transformers 5.3) consumes one draw per
+                encoder layer per encoded window even in eval mode. Without it the draws equal the
+                official ones under transformers versions that do not (e.g. 5.24).
+            **overrides: fields of [GenerationOptions][unils.GenerationOptions]: ``seed``,
+                ``temperature``, ``top_p``, ``cfg_scale``, ``smooth``, ``style``, ``prev_motion``,
+                ``use_cache``.
 
         Returns:
-            :class:`~unils.Motion` with ``ceil(samples / 640)`` frames at 25 fps (for 16 kHz audio).
+            [Motion][unils.Motion] with ``ceil(samples / 640)`` frames at 25 fps (for 16 kHz audio).
 
         Raises:
             AudioError: empty, NaN/inf, too short or malformed audio.
             AudioFileError: a path that does not exist or cannot be decoded.
-            ConfigError: a sampling option out of its range, or ``official_rng`` on a model without wav2vec2.
+            ConfigError: an unknown option, a value out of its range, or ``official_rng`` on a model
+                without wav2vec2.
             MotionError: a style clip shorter than one window, or a malformed motion.
 
         Example:
@@ -373,7 +429,8 @@ class UniLS(UniLSModules):
             print(motion.jaw.shape)  # (frames, 1)
             ```
         """
-        options = self.options(temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache)
+        opts = merge_options(options, overrides)
+        person = opts.people(1)
         channels = self._load_pair(audio, partner_audio, sample_rate)
         frames, windows = plan_windows(
             channels[0].shape[0], self.config.samples_per_frame, self.config.window_frames
@@ -388,126 +445,94 @@ class UniLS(UniLSModules):
             # The official inference encodes both channels (K windows each) before sampling.
             skip = 2 * windows * self.config.audio_encoder.wav2vec2.num_hidden_layers
         rows = [(0, 1 if partner_audio is not None else None)]
-        return self._run(
-            channels,
-            rows,
-            [frames],
-            [seed],
-            [style],
-            [prev_motion],
-            options,
-            smooth,
-            progress,
-            skip_draws=skip,
-        )[0]
+        return self._run(channels, rows, [frames], person, progress, skip_draws=skip)[0]
 
     def generate_both(
         self,
         audio: AudioInput,
         partner_audio: AudioInput,
         *,
+        options: GenerationOptions | Mapping[str, Any] | None = None,
         sample_rate: int | None = None,
-        seed: int | tuple[int | None, int | None] | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        cfg_scale: float | None = None,
-        smooth: bool = True,
-        style: MotionLike | tuple[MotionLike | None, MotionLike | None] | None = None,
-        prev_motion: MotionLike | tuple[MotionLike | None, MotionLike | None] | None = None,
-        use_cache: bool = True,
         progress: bool = False,
         styles: tuple[MotionLike | None, MotionLike | None] | None = None,
+        **overrides: Unpack[OptionOverrides],
     ) -> tuple[Motion, Motion]:
         """Both people of a conversation in one batched pass: ``(motion of audio, motion of partner)``.
 
         Each channel is encoded once and serves as one person's own voice and the other's partner.
-        ``seed=s`` seeds the first person with ``s`` and the second with ``s + 1`` (or pass a pair), so
-        the result equals ``generate(audio, partner_audio, seed=s)`` and
-        ``generate(partner_audio, audio, seed=s + 1)`` up to floating-point batch effects.
+        ``seed=s`` seeds the first person with ``s`` and the second with ``s + 1`` (or pass a pair);
+        ``style`` and ``prev_motion`` take one value for both or a pair.
+
+        What it equals: a ``stream(both=True)`` session of the same audio and options, bit for bit at
+        every precision (same shapes). Against two single [generate][unils.UniLS.generate] calls
+        (``seed=s`` and the swapped call with ``seed=s + 1``) the generator runs 2 rows instead of 1: bit
+        for bit in float32 on CPU; within the precision's drift elsewhere (bfloat16 on an AVX512-BF16 CPU:
+        see the drift table on the benchmarks page).
 
         Args:
             audio: the first person's voice (path, array or tensor).
             partner_audio: the second person's voice.
-            sample_rate: rate of array inputs, as in :meth:`generate`.
-            seed: an int ``s`` (people get ``s`` and ``s + 1``), a pair, or None (random).
-            temperature: sampling temperature, as in :meth:`generate`.
-            top_p: nucleus threshold, as in :meth:`generate`.
-            cfg_scale: classifier-free guidance scale, as in :meth:`generate`.
-            smooth: Savitzky-Golay smoothing, as in :meth:`generate`.
-            style: one style clip for both people, or a pair ``(first, second)`` (either may be None).
-            prev_motion: motion preceding the audio: one for both, or a pair.
-            use_cache: key/value caching across scales, as in :meth:`generate`.
-            progress: show a progress bar, as in :meth:`generate`.
+            options: a [GenerationOptions][unils.GenerationOptions] (or a dict of its fields).
+            sample_rate: rate of array inputs, as in [generate][unils.UniLS.generate].
+            progress: show a progress bar, as in [generate][unils.UniLS.generate].
             styles: deprecated name of ``style`` (a pair).
+            **overrides: fields of [GenerationOptions][unils.GenerationOptions].
         """
         if styles is not None:
             warnings.warn(
                 "generate_both(styles=...) is deprecated: use style=", DeprecationWarning, stacklevel=2
             )
-            style = tuple(styles)  # type: ignore[assignment]
-        options = self.options(temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache)
+            overrides["style"] = tuple(styles)
+        opts = merge_options(options, overrides)
         channels = self._load_pair(audio, partner_audio, sample_rate)
         frames = frame_count(channels[0].shape[0], self.config.samples_per_frame)
-        first, second = self._run(
-            channels,
-            [(0, 1), (1, 0)],
-            [frames, frames],
-            expand_seeds(seed, 2),
-            per_person(style, 2, "style"),
-            per_person(prev_motion, 2, "prev_motion"),
-            options,
-            smooth,
-            progress,
-        )
+        first, second = self._run(channels, [(0, 1), (1, 0)], [frames, frames], opts.people(2), progress)
         return first, second
 
     def generate_batch(
         self,
         items: Sequence[AudioInput | tuple[AudioInput, AudioInput | None]],
         *,
+        options: GenerationOptions | Mapping[str, Any] | None = None,
         sample_rate: int | None = None,
-        seed: int | Sequence[int | None] | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        cfg_scale: float | None = None,
-        smooth: bool = True,
-        style: MotionLike | Sequence[MotionLike | None] | None = None,
-        prev_motion: MotionLike | Sequence[MotionLike | None] | None = None,
-        use_cache: bool = True,
         progress: bool = False,
         seeds: Sequence[int | None] | int | None = None,
+        **overrides: Unpack[OptionOverrides],
     ) -> list[Motion]:
         """Many independent generations in one batched pass (e.g. a folder of clips).
+
+        What it equals: the same call with the same items in the same order, bit for bit (and so
+        ``unils generate --batch`` under 1 or N processes, which plans its batches before sharding).
+        Against single [generate][unils.UniLS.generate] calls of each item the encoder and generator run
+        other batch shapes: bit for bit in float32 on CPU; within the precision's drift elsewhere.
 
         Args:
             items: each an audio input, or an ``(audio, partner_audio)`` pair (partner may be None).
                 Lengths may differ: every result has its own input's frame count.
-            sample_rate: rate of array inputs (default 16000), as in :meth:`generate`.
-            seed: one seed per item (a sequence), or an int ``s`` meaning ``s, s + 1, ...``.
-            temperature: sampling temperature, as in :meth:`generate`.
-            top_p: nucleus threshold, as in :meth:`generate`.
-            cfg_scale: classifier-free guidance scale, as in :meth:`generate`.
-            smooth: Savitzky-Golay smoothing, as in :meth:`generate`.
-            style: one style clip for every item, or a list with one per item (None entries allowed).
-            prev_motion: motion preceding each item's audio: one for all, or a list with one per item.
-            use_cache: key/value caching across scales, as in :meth:`generate`.
-            progress: show a progress bar, as in :meth:`generate`.
+            options: a [GenerationOptions][unils.GenerationOptions] (or a dict of its fields); ``seed``
+                may be a sequence (one per item) or an int ``s`` meaning ``s, s + 1, ...``; ``style`` and
+                ``prev_motion`` one for all or a list with one per item.
+            sample_rate: rate of array inputs (default 16000), as in [generate][unils.UniLS.generate].
+            progress: show a progress bar, as in [generate][unils.UniLS.generate].
             seeds: deprecated name of ``seed``.
+            **overrides: fields of [GenerationOptions][unils.GenerationOptions].
 
         Returns:
-            One :class:`~unils.Motion` per item, equal to ``generate(audio, partner, seed=seed_i)``
-            up to floating-point batch effects.
+            One [Motion][unils.Motion] per item.
         """
         if seeds is not None:
             warnings.warn(
                 "generate_batch(seeds=...) is deprecated: use seed=", DeprecationWarning, stacklevel=2
             )
-            seed = seeds
+            overrides["seed"] = seeds if isinstance(seeds, int) else tuple(seeds)
+        for key in ("seed", "style", "prev_motion"):
+            if isinstance(overrides.get(key), list):
+                overrides[key] = tuple(overrides[key])  # type: ignore[literal-required]
+        opts = merge_options(options, overrides)
         if not items:
             return []
         n = len(items)
-        options = self.options(temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache)
-        seed_list = expand_seeds(seed, n)
         channels: list[np.ndarray] = []
         rows: list[tuple[int, int | None]] = []
         frames: list[int] = []
@@ -518,53 +543,36 @@ class UniLS(UniLSModules):
             channels.extend(pair)
             rows.append((own, own + 1 if len(pair) == 2 else None))
             frames.append(frame_count(pair[0].shape[0], self.config.samples_per_frame))
-        return self._run(
-            channels,
-            rows,
-            frames,
-            seed_list,
-            per_person(style, n, "style"),
-            per_person(prev_motion, n, "prev_motion"),
-            options,
-            smooth,
-            progress,
-        )
+        return self._run(channels, rows, frames, opts.people(n), progress, lookahead=DEFAULT_LOOKAHEAD)
 
     def stream(
         self,
         *,
+        options: GenerationOptions | Mapping[str, Any] | None = None,
         partner: bool = True,
         both: bool = False,
         sample_rate: int = 16000,
-        seed: int | tuple[int | None, int | None] | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        cfg_scale: float | None = None,
-        smooth: bool = True,
         hop_frames: int | None = None,
-        style: MotionLike | tuple[MotionLike | None, MotionLike | None] | None = None,
-        prev_motion: MotionLike | tuple[MotionLike | None, MotionLike | None] | None = None,
-        use_cache: bool = True,
+        **overrides: Unpack[OptionOverrides],
     ) -> StreamSession:
         """Open a streaming session: push audio blocks, get the frames that became final.
 
-        The options mean what they mean for :meth:`generate` (for ``both=True`` sessions, ``seed``,
-        ``style`` and ``prev_motion`` work per person as in :meth:`generate_both`). In exact mode
-        (``hop_frames=None``) the frames equal offline generation of the same audio and seed.
+        The options mean what they mean for [generate][unils.UniLS.generate] (for ``both=True`` sessions,
+        ``seed``, ``style`` and ``prev_motion`` work per person as in
+        [generate_both][unils.UniLS.generate_both]). In exact mode (``hop_frames=None``) the frames equal
+        ``generate`` of the same audio and options bit for bit, at every precision on a given device.
 
         Args:
+            options: a [GenerationOptions][unils.GenerationOptions] (or a dict of its fields).
             partner: whether partner audio is pushed with every block (False: the person talks to silence).
             both: generate both people (needs ``partner``); pushes then return a pair.
             sample_rate: rate of the pushed audio; other rates are resampled on the fly.
-            seed: seed of the draws (``both``: an int ``s`` means ``s`` and ``s + 1``, or a pair).
-            temperature: sampling temperature, as in :meth:`generate`.
-            top_p: nucleus threshold, as in :meth:`generate`.
-            cfg_scale: classifier-free guidance scale, as in :meth:`generate`.
-            smooth: Savitzky-Golay smoothing with 4 frames of lookahead (equals offline smoothing).
             hop_frames: None for exact mode, or the low-latency hop in frames (1 .. window).
-            style: style clip, as in :meth:`generate` (a pair for ``both``).
-            prev_motion: motion preceding the audio, as in :meth:`generate` (a pair for ``both``).
-            use_cache: key/value caching across scales.
+            **overrides: fields of [GenerationOptions][unils.GenerationOptions].
+
+        Raises:
+            ConfigError: an unknown option, a value out of range, ``both`` without ``partner``, a bad
+                ``hop_frames`` or ``sample_rate``.
 
         Example:
             ```python
@@ -581,16 +589,17 @@ class UniLS(UniLSModules):
         """
         return StreamSession(
             self.engine,
+            options=merge_options(options, overrides),
             partner=partner,
             both=both,
             sample_rate=sample_rate,
-            seed=seed,
-            temperature=temperature,
-            top_p=top_p,
-            cfg_scale=cfg_scale,
-            smooth=smooth,
             hop_frames=hop_frames,
-            style=style,
-            prev_motion=prev_motion,
-            use_cache=use_cache,
         )
+
+    def stream_group(self, *, max_batch: int = 64) -> SessionGroup:
+        """A [SessionGroup][unils.SessionGroup]: many live sessions stepped together in batches.
+
+        Args:
+            max_batch: most sessions' windows in one batched step.
+        """
+        return SessionGroup(self.engine, max_batch=max_batch)

@@ -17,13 +17,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .errors import ConfigError
+
 __all__ = [
     "PRECISIONS",
+    "dtype_of",
     "Precision",
     "choose_precision",
     "cpu_has_native",
     "cpu_kind",
     "quantize_linear_int8",
+    "autocast_name",
     "ENV_VAR",
 ]
 
@@ -34,7 +38,23 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
 #: Environment variable that replaces the automatic choice (one of :data:`PRECISIONS` but "auto").
 ENV_VAR = "UNILS_DTYPE"
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: The one table from precision names to torch dtypes (int8 computes its activations in float32).
+_DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "int8": torch.float32,
+}
+
+
+def dtype_of(name: str) -> torch.dtype:
+    """The torch dtype of a precision name (``"int8"``: float32 activations around int8 weights)."""
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ConfigError(
+            f"precision {name!r} is not supported: use one of {', '.join(PRECISIONS)}"
+        ) from None
 
 
 def cpu_has_native(dtype: torch.dtype) -> bool:
@@ -66,6 +86,7 @@ class Precision:
         generator: format of the token generator.
         codec: format of the motion codec (always float32: it is small and decodes the output).
         reason: why this precision was chosen (the device probe, an explicit request, the environment).
+        audio_autocast: ``"bfloat16"``/``"float16"`` to run the audio encoder under autocast, else None.
     """
 
     name: str
@@ -73,6 +94,7 @@ class Precision:
     generator: str
     codec: str = "float32"
     reason: str = ""
+    audio_autocast: str | None = None
 
     def __str__(self) -> str:
         return self.name
@@ -87,6 +109,16 @@ class Precision:
         """The torch dtype of the generator's parameters."""
         return _DTYPES[self.generator]
 
+    @property
+    def audio_dtype(self) -> torch.dtype:
+        """The torch dtype the audio encoder takes its input in (float32 around int8 weights)."""
+        return _DTYPES[self.audio_encoder]
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of the audio encoder, or None."""
+        return None if self.audio_autocast is None else _DTYPES[self.audio_autocast]
+
 
 def _named(name: str, reason: str) -> Precision:
     if name == "int8":
@@ -96,13 +128,17 @@ def _named(name: str, reason: str) -> Precision:
 
 def _name_of(requested: str | torch.dtype) -> str:
     if isinstance(requested, torch.dtype):
-        for name, dtype in _DTYPES.items():
-            if dtype == requested:
+        for name in ("float32", "bfloat16", "float16"):
+            if _DTYPES[name] == requested:
                 return name
-        raise ValueError(f"dtype {requested} is not supported: use one of {', '.join(PRECISIONS)}")
-    name = str(requested).lower().removeprefix("torch.")
+        raise ConfigError(f"dtype {requested} is not supported: use one of {', '.join(PRECISIONS)}")
+    if not isinstance(requested, str):
+        raise ConfigError(
+            f"precision must be a name ({', '.join(PRECISIONS)}) or a torch dtype, got {requested!r}"
+        )
+    name = requested.lower().removeprefix("torch.")
     if name not in PRECISIONS:
-        raise ValueError(f"precision {requested!r} is not supported: use one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"precision {requested!r} is not supported: use one of {', '.join(PRECISIONS)}")
     return name
 
 
@@ -114,7 +150,7 @@ def choose_precision(requested: str | torch.dtype | None, device: torch.device |
         device: where the model runs.
 
     Raises:
-        ValueError: an unknown precision, or int8 on a device other than the CPU.
+        ConfigError: an unknown precision, or int8 on a device other than the CPU (a ``ValueError``).
     """
     device = torch.device(device)
     name = "auto" if requested is None else _name_of(requested)
@@ -135,8 +171,26 @@ def choose_precision(requested: str | torch.dtype | None, device: torch.device |
         else:
             name, reason = "float32", f"auto: {device.type}"
     if name == "int8" and device.type != "cpu":
-        raise ValueError("int8 runs on the CPU only (dynamic int8 linear layers); use bfloat16 on GPUs")
+        raise ConfigError("int8 runs on the CPU only (dynamic int8 linear layers); use bfloat16 on GPUs")
     return _named(name, reason)
+
+
+def autocast_name(dtype: torch.dtype | str | None) -> str | None:
+    """The audio-autocast name of ``dtype``: ``"bfloat16"``, ``"float16"``, or None (no autocast).
+
+    Raises:
+        ConfigError: another dtype.
+    """
+    if dtype is None:
+        return None
+    name = _name_of(dtype)
+    if name == "float32":
+        return None
+    if name not in ("bfloat16", "float16"):
+        raise ConfigError(
+            f"audio autocast runs in bfloat16 or float16 (or None to switch it off), got {dtype!r}"
+        )
+    return name
 
 
 def quantize_linear_int8(module: nn.Module) -> int:

@@ -5,16 +5,24 @@ Order and arithmetic follow the official ``sample_idx_with_top_p_``: logits are 
 ``cfg > 1``, and top-p drops the less likely value of a bit when its probability is at most
 ``1 - top_p``. Each row of the batch draws from its own :class:`torch.Generator`, with the same call
 shape as the official code, so a row seeded with ``s`` reproduces ``torch.manual_seed(s)`` there.
+
+Greedy decoding: ``temperature=0``, or a temperature so small that ``logits / temperature`` overflows
+float32 for a bit (the official sampler fails there on NaN probabilities), takes the most likely value of
+that bit under the guided logits at temperature 1 (the limit the official sampler converges to). The draw
+is still made from the row's generator, so the random stream advances exactly as with sampling. This is
+decided element-wise on the device: no host synchronisation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["guided_logits", "apply_top_p", "sample_bits", "make_generator"]
+__all__ = ["guided_logits", "apply_top_p", "bit_probabilities", "RowKnobs", "sample_bits", "make_generator"]
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
@@ -31,12 +39,99 @@ def guided_logits(logits: Tensor, batch: int, temperature: float, cfg_scale: flo
     """Temperature then CFG on logits [R, n, C, 2] whose first ``batch`` rows are conditional.
 
     Rows ``batch: 2*batch`` are the unconditional branch when ``cfg_scale > 1``; otherwise only the
-    conditional rows are used (and need be computed).
+    conditional rows are used (and need be computed). ``temperature=0`` gives infinite logits: use
+    :func:`bit_probabilities`, which decodes those greedily.
     """
-    logits = logits.float().mul(1 / temperature)
+    inv = math.inf if temperature == 0 else 1 / temperature
+    logits = logits.float().mul(inv)
     if cfg_scale > 1.0:
         return cfg_scale * logits[:batch] + (1 - cfg_scale) * logits[batch : 2 * batch]
     return logits[:batch]
+
+
+@dataclass(frozen=True)
+class RowKnobs:
+    """The sampling knobs of a batch, as the arithmetic uses them (floats when all rows agree).
+
+    A knob is a Python float when every row has the same value, so the arithmetic is exactly the
+    official scalar one; otherwise a float32 tensor [B, 1, 1, 1] holding each row's value, rounded as the
+    scalar would be (every derived value is computed in double first, as Python does).
+
+    Attributes:
+        inv_temperature: ``1 / temperature`` (inf for temperature 0: greedy).
+        cfg: the guidance scale of the conditional logits (1 for rows without guidance).
+        one_minus_cfg: ``1 - cfg`` for the unconditional logits (0 for rows without guidance).
+        threshold: ``1 - top_p`` (-inf where ``top_p <= 0``: nothing is dropped).
+        guided: whether the logits hold unconditional rows (any row has ``cfg_scale > 1``).
+    """
+
+    inv_temperature: float | Tensor
+    cfg: float | Tensor
+    one_minus_cfg: float | Tensor
+    threshold: float | Tensor
+    guided: bool
+
+    @classmethod
+    def of(
+        cls,
+        temperatures: Sequence[float],
+        cfg_scales: Sequence[float],
+        top_ps: Sequence[float],
+        device: torch.device | str = "cpu",
+    ) -> RowKnobs:
+        """Knobs of rows with these temperatures, guidance scales and top-p thresholds."""
+        guided = any(c > 1.0 for c in cfg_scales)
+        cfgs = [c if c > 1.0 else 1.0 for c in cfg_scales]
+
+        def knob(values: list[float]) -> float | Tensor:
+            if all(v == values[0] for v in values):
+                return values[0]
+            return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1, 1)
+
+        return cls(
+            inv_temperature=knob([math.inf if t == 0 else 1 / t for t in temperatures]),
+            cfg=knob(cfgs),
+            one_minus_cfg=knob([1 - c for c in cfgs]),
+            threshold=knob([1 - p if p > 0 else -math.inf for p in top_ps]),
+            guided=guided,
+        )
+
+
+def _mix(logits: Tensor, batch: int, knobs: RowKnobs) -> Tensor:
+    if not knobs.guided:
+        return logits[:batch]
+    cond, uncond = logits[:batch], logits[batch : 2 * batch]
+    if isinstance(knobs.cfg, Tensor):
+        return torch.where(knobs.cfg > 1.0, knobs.cfg * cond + knobs.one_minus_cfg * uncond, cond)
+    return knobs.cfg * cond + knobs.one_minus_cfg * uncond if knobs.cfg > 1.0 else cond
+
+
+def bit_probabilities(logits: Tensor, batch: int, knobs: RowKnobs) -> Tensor:
+    """Probabilities [batch, n, C, 2] of each bit's two values: temperature, guidance, top-p, softmax.
+
+    ``logits`` [R, n, C, 2] hold the conditional rows first and, when ``knobs.guided``, the unconditional
+    rows after them. Bits whose scaled logits overflow float32 (every bit when the temperature is 0) get
+    a one-hot on the value the guided logits at temperature 1 prefer: greedy decoding, the limit of the
+    official sampler as the temperature goes to 0. No host synchronisation.
+    """
+    raw = logits.float()
+    inv = knobs.inv_temperature
+    if isinstance(inv, Tensor) and raw.shape[0] != inv.shape[0]:
+        inv = inv.repeat(raw.shape[0] // inv.shape[0], 1, 1, 1)  # the unconditional rows too
+    probs = _top_p(_mix(raw.mul(inv), batch, knobs), knobs.threshold).softmax(dim=-1)
+    bad = probs.isnan().any(dim=-1, keepdim=True)
+    limit = _mix(raw, batch, knobs)
+    greedy = torch.nn.functional.one_hot(limit.argmax(dim=-1), limit.shape[-1]).to(probs.dtype)
+    return torch.where(bad, greedy, probs)
+
+
+def _top_p(logits: Tensor, threshold: float | Tensor) -> Tensor:
+    if not isinstance(threshold, Tensor) and threshold == -math.inf:
+        return logits
+    sorted_logits, sorted_idx = logits.sort(dim=-1, descending=False)
+    remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= threshold
+    remove[..., -1:] = False
+    return logits.masked_fill(remove.scatter(logits.ndim - 1, sorted_idx, remove), float("-inf"))
 
 
 def apply_top_p(logits: Tensor, top_p: float) -> Tensor:
@@ -44,22 +139,33 @@ def apply_top_p(logits: Tensor, top_p: float) -> Tensor:
 
     Works on the last axis; the most likely value is always kept. Returns a new tensor.
     """
-    if top_p <= 0:
-        return logits
-    sorted_logits, sorted_idx = logits.sort(dim=-1, descending=False)
-    remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
-    remove[..., -1:] = False
-    return logits.masked_fill(remove.scatter(logits.ndim - 1, sorted_idx, remove), float("-inf"))
+    return _top_p(logits, 1 - top_p if top_p > 0 else -math.inf)
 
 
-def sample_bits(logits: Tensor, generators: Sequence[torch.Generator], top_p: float = 0.97) -> Tensor:
-    """Draw one bit per (row, token, channel) from guided logits [B, n, C, 2] -> int64 [B, n, C]."""
-    b, n, c, v = logits.shape
+def sample_bits(
+    logits: Tensor | None,
+    generators: Sequence[torch.Generator],
+    top_p: float = 0.97,
+    *,
+    probs: Tensor | None = None,
+) -> Tensor:
+    """Draw one bit per (row, token, channel) -> int64 [B, n, C].
+
+    Args:
+        logits: guided logits [B, n, C, 2] (top-p is applied here), or None when ``probs`` is given.
+        generators: one random generator per row.
+        top_p: nucleus threshold applied to ``logits``.
+        probs: probabilities [B, n, C, 2] from :func:`bit_probabilities` (then ``logits`` is ignored).
+    """
+    if probs is None:
+        if logits is None:
+            raise ValueError("sample_bits needs logits or probs")
+        probs = apply_top_p(logits, top_p).softmax(dim=-1)
+    b, n, c, v = probs.shape
     if len(generators) != b:
         raise ValueError(f"need one generator per row: {b} rows, {len(generators)} generators")
-    probs = apply_top_p(logits.reshape(b, n * c, v), top_p).softmax(dim=-1)
+    flat = probs.reshape(b, n * c, v)
     rows = [
-        torch.multinomial(probs[i].view(-1, v), num_samples=1, replacement=True, generator=generators[i])
-        for i in range(b)
+        torch.multinomial(flat[i], num_samples=1, replacement=True, generator=generators[i]) for i in range(b)
     ]
     return torch.stack(rows).view(b, n, c)

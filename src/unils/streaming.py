@@ -14,6 +14,10 @@ Two modes:
   as offline pads the last window) and only its first ``h`` frames are committed; the next window
   is conditioned on the last 100 committed frames. Latency ``h`` frames + lookahead, at ``window/h``
   times the compute, with some drift from the offline result (measured in ``benchmarks/``).
+
+Many sessions in one process share batched steps through a :class:`SessionGroup`
+(``model.stream_group()``): each session is fed on its own, and ``group.step()`` runs the windows that
+are ready in all of them as one batch.
 """
 
 from __future__ import annotations
@@ -28,15 +32,17 @@ import numpy as np
 import torch
 
 from .audio import AudioInput, Resampler, to_mono_float32
-from .errors import AudioError, StreamError
-from .generation import WindowEngine, expand_seeds, frame_count, pad_window, per_person, prev_clip
+from .errors import AudioError, ConfigError, StreamError
+from .generation import WindowEngine, frame_count, pad_window, prev_clip
 from .motion import Motion
+from .options import GenerationOptions, merge_options
 from .smoothing import StreamingSavgol
 
 if TYPE_CHECKING:
-    from .motion import MotionLike
+    from .generation import ChunkState
+    from .options import Sampling
 
-__all__ = ["StreamSession", "LatencyStats"]
+__all__ = ["StreamSession", "SessionGroup", "LatencyStats"]
 
 logger = logging.getLogger("unils")
 
@@ -67,85 +73,91 @@ class LatencyStats:
 class StreamSession:
     """A live, stateful generation session (one person, or both people of a call).
 
-    Create it with :meth:`unils.UniLS.stream`. Use it as a context manager or call :meth:`close`.
+    Create it with [UniLS.stream][unils.UniLS.stream] (or [SessionGroup.open][unils.SessionGroup.open]).
+    Use it as a context manager or call [close][unils.StreamSession.close].
 
     Args:
-        engine: the shared model's :class:`~unils.generation.WindowEngine` (``model.engine``; a
-            :class:`~unils.UniLS` is accepted too).
+        engine: the shared model's [WindowEngine][unils.generation.WindowEngine] (``model.engine``; a
+            [UniLS][unils.UniLS] is accepted too).
+        options: the [GenerationOptions][unils.GenerationOptions] of the session (for ``both``: ``seed``,
+            ``style`` and ``prev_motion`` per person as in [generate_both][unils.UniLS.generate_both]).
         partner: whether partner audio will be pushed (False = the person talks to silence).
-        both: generate both people (requires ``partner``); :meth:`push` then returns a pair.
+        both: generate both people (requires ``partner``); [push][unils.StreamSession.push] then returns a pair.
         sample_rate: rate of the pushed audio; other than 16 kHz is resampled on the fly.
-        seed: seed (``both``: ``seed`` and ``seed + 1``, or a pair, as :meth:`~unils.UniLS.generate_both`).
-        temperature: sampling temperature (default from the model config).
-        top_p: nucleus threshold (default from the model config).
-        cfg_scale: classifier-free guidance scale (default from the model config).
-        smooth: Savitzky-Golay smoothing with 4 frames of lookahead (equals offline smoothing).
         hop_frames: None for exact mode, or the low-latency hop in frames (1 .. window).
-        style: optional style clip (a pair for ``both``), as for :meth:`~unils.UniLS.generate`.
-        prev_motion: optional motion preceding the audio (a pair for ``both``).
-        use_cache: key/value caching across scales.
+        **overrides: fields of [GenerationOptions][unils.GenerationOptions] (override ``options``).
+
+    Raises:
+        ConfigError: a bad option, ``both`` without ``partner``, a bad ``hop_frames`` or ``sample_rate``.
     """
 
     def __init__(
         self,
         engine: WindowEngine | Any,
         *,
+        options: GenerationOptions | Any = None,
         partner: bool = True,
         both: bool = False,
         sample_rate: int = 16000,
-        seed: int | tuple[int | None, int | None] | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        cfg_scale: float | None = None,
-        smooth: bool = True,
         hop_frames: int | None = None,
-        style: MotionLike | tuple[MotionLike | None, MotionLike | None] | None = None,
-        prev_motion: MotionLike | tuple[MotionLike | None, MotionLike | None] | None = None,
-        use_cache: bool = True,
+        **overrides: Any,
     ) -> None:
         if not isinstance(engine, WindowEngine):
             engine = getattr(engine, "engine", None)
             if not isinstance(engine, WindowEngine):
                 raise TypeError("StreamSession needs a model's engine: open sessions with model.stream()")
         cfg = engine.config
+        opts = merge_options(options, overrides)
         if both and not partner:
-            raise ValueError("both=True needs partner audio: create the session with partner=True")
+            raise ConfigError("both=True needs partner audio: create the session with partner=True")
         window = cfg.window_frames
-        if hop_frames is not None and not (1 <= int(hop_frames) <= window):
-            raise ValueError(
-                f"hop_frames must be between 1 and {window} (or None for exact mode), got {hop_frames}"
+        if hop_frames is not None and (
+            isinstance(hop_frames, bool)
+            or not isinstance(hop_frames, (int, np.integer))
+            or not 1 <= int(hop_frames) <= window
+        ):
+            raise ConfigError(
+                f"hop_frames must be an int between 1 and {window} (or None for exact mode), got {hop_frames!r}"
             )
-        if int(sample_rate) <= 0:
-            raise ValueError(
-                f"sample_rate must be a positive number of samples per second, got {sample_rate}"
+        if (
+            isinstance(sample_rate, bool)
+            or not isinstance(sample_rate, (int, np.integer))
+            or sample_rate <= 0
+        ):
+            raise ConfigError(
+                f"sample_rate must be a positive number of samples per second, got {sample_rate!r}"
             )
         self.engine = engine
         self.partner = partner
         self.both = both
         self.sample_rate = int(sample_rate)
         self.hop = window if hop_frames is None else int(hop_frames)
-        self.smooth = smooth
-        self.options = engine.options(
-            temperature=temperature, top_p=top_p, cfg_scale=cfg_scale, use_cache=use_cache
-        )
+        #: The session's [GenerationOptions][unils.GenerationOptions].
+        self.options = opts
+        self.smooth = bool(opts.smooth)
+        #: The resolved sampling knobs every step of this session uses.
+        self.sampling: Sampling = opts.sampling(cfg)
         n_people = 2 if both else 1
-        self._seeds = expand_seeds(seed, n_people)
-        self._styles = per_person(style, n_people, "style")
-        self._prevs = per_person(prev_motion, n_people, "prev_motion")
+        self._people = opts.people(n_people)
         self._fps = float(cfg.fps)
         self._spf = cfg.samples_per_frame
         self._window = window
         self._window_samples = cfg.window_samples
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._closed = False
         self.reset()
+        engine.attach(self)
 
     # ------------------------------------------------------------------ lifecycle
     def reset(self) -> None:
         """Forget all audio and motion: the next push starts a new conversation (same seed)."""
         n_people = 2 if self.both else 1
         rate = self.engine.config.sample_rate
-        self._state = self.engine.start(self._seeds, self._styles, self._prevs)
+        self._state = self.engine.start(
+            [p.seed for p in self._people],  # type: ignore[misc]
+            [p.style for p in self._people],
+            [p.prev_motion for p in self._people],
+        )
         channels = 2 if self.partner else 1
         self._resamplers = [
             Resampler(self.sample_rate, rate) if self.sample_rate != rate else None for _ in range(channels)
@@ -157,18 +169,21 @@ class StreamSession:
         # Low-latency mode only: the last `window` committed frames per person (unsmoothed), starting
         # from the given previous motion, so that re-chaining sees what preceded the audio.
         self._history = self._state.prev_motion.float().cpu().numpy()
-        if all(p is None for p in self._prevs):
+        if all(p.prev_motion is None for p in self._people):
             self._history = self._history[:, :0]
         self._smoothers = [StreamingSavgol() for _ in range(n_people)] if self.smooth else None
         self._emitted = 0
         self._step_times: list[float] = []
         self._flushed = False
+        self._pending: list[np.ndarray] = []
 
     def close(self) -> None:
-        """Release buffers; further pushes raise :class:`~unils.errors.StreamError`."""
+        """Release buffers; further pushes raise [StreamError][unils.StreamError]."""
         self._closed = True
         self._buffers = []
         self._history = np.zeros((0, 0, 0), np.float32)
+        self._pending = []
+        self.engine.detach(self)
 
     def __enter__(self) -> StreamSession:
         return self
@@ -178,6 +193,11 @@ class StreamSession:
 
     # ------------------------------------------------------------------ properties
     @property
+    def closed(self) -> bool:
+        """Whether [close][unils.StreamSession.close] was called."""
+        return self._closed
+
+    @property
     def algorithmic_latency_s(self) -> float:
         """Seconds of audio that must arrive after a frame's time before the frame is final."""
         lookahead = StreamingSavgol().lookahead if self.smooth else 0
@@ -185,15 +205,20 @@ class StreamSession:
 
     @property
     def frames_emitted(self) -> int:
-        """Frames returned so far by :meth:`push` and :meth:`flush`."""
+        """Frames returned so far by [push][unils.StreamSession.push] and [flush][unils.StreamSession.flush]."""
         return self._emitted
+
+    @property
+    def frames_committed(self) -> int:
+        """Frames generated so far (before the smoothing lookahead holds the last few back)."""
+        return self._committed
 
     @property
     def buffered_samples(self) -> int:
         """Audio samples (16 kHz, per channel, the longest channel) the session holds for future windows.
 
-        At most about one window: audio no future window needs is dropped, so long streams keep a
-        flat memory footprint.
+        At most about one window plus what arrived ahead of it: audio no future window needs is
+        dropped, so long streams keep a flat memory footprint.
         """
         return max((b.shape[0] for b in self._buffers), default=0)
 
@@ -219,6 +244,33 @@ class StreamSession:
         # Same validation as offline loading (dtype, NaN, channels); blocks may be any length.
         return to_mono_float32(block, name)
 
+    def feed(self, audio: AudioInput, partner_audio: AudioInput | None = None) -> None:
+        """Add a block of audio (any size) without generating: a [SessionGroup][unils.SessionGroup]'s
+        ``step()`` (or the next [push][unils.StreamSession.push]) generates what became ready.
+
+        Raises:
+            StreamError: the session is closed or flushed.
+            AudioError: a malformed block, or partner audio missing / unexpected for this session.
+        """
+        with self._lock:
+            self._check_open()
+            if self.partner and partner_audio is None:
+                raise AudioError(
+                    "this session expects partner_audio with every push (open it with partner=False otherwise)"
+                )
+            if not self.partner and partner_audio is not None:
+                raise AudioError("this session was opened with partner=False; pass only audio")
+            blocks: list[AudioInput] = [audio] if partner_audio is None else [audio, partner_audio]
+            prepared = [
+                self._prepare(blk, "audio" if i == 0 else "partner_audio") for i, blk in enumerate(blocks)
+            ]
+            for i, x in enumerate(prepared):
+                resampler = self._resamplers[i]
+                if resampler is not None and x.size:
+                    x = resampler.push(x)
+                self._buffers[i] = np.concatenate([self._buffers[i], x])
+                self._received[i] += x.shape[0]
+
     def push(
         self, audio: AudioInput, partner_audio: AudioInput | None = None
     ) -> Motion | tuple[Motion, Motion]:
@@ -230,29 +282,13 @@ class StreamSession:
                 opened with ``partner=True``; blocks of the two may differ in length).
 
         Returns:
-            A :class:`~unils.Motion` (possibly with zero frames), or a pair for ``both=True`` sessions.
+            A [Motion][unils.Motion] (possibly with zero frames), or a pair for ``both=True`` sessions.
         """
         with self._lock:
-            self._check_open()
-            if self.partner and partner_audio is None:
-                raise ValueError(
-                    "this session expects partner_audio with every push (open it with partner=False otherwise)"
-                )
-            if not self.partner and partner_audio is not None:
-                raise ValueError("this session was opened with partner=False; pass only audio")
-            blocks: list[AudioInput] = [audio] if partner_audio is None else [audio, partner_audio]
-            for i, blk in enumerate(blocks):
-                x = self._prepare(blk, "audio" if i == 0 else "partner_audio")
-                resampler = self._resamplers[i]
-                if resampler is not None and x.size:
-                    x = resampler.push(x)
-                self._buffers[i] = np.concatenate([self._buffers[i], x])
-                self._received[i] += x.shape[0]
-            out = []
-            # A hop is ready when every channel has the audio of its frames.
-            while min(self._received) >= (self._committed + self.hop) * self._spf:
-                out.append(self._run(self.hop))
-            return self._emit(out, final=False)
+            self.feed(audio, partner_audio)
+            while self.ready():
+                self._step_alone()
+            return self.take()
 
     def flush(self) -> Motion | tuple[Motion, Motion]:
         """End of audio: generate the rest (last window zero-padded) and return all remaining frames."""
@@ -266,11 +302,11 @@ class StreamSession:
                     self._buffers[i] = np.concatenate([self._buffers[i], tail])
                     self._received[i] += tail.shape[0]
             frames = frame_count(max(self._received), self._spf)
-            out = []
             while self._committed < frames:
-                out.append(self._run(min(self.hop, frames - self._committed)))
+                self._step_alone(min(self.hop, frames - self._committed))
             self._flushed = True
-            return self._emit(out, final=True)
+            pending, self._pending = self._pending, []
+            return self._emit(pending, final=True)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -278,20 +314,32 @@ class StreamSession:
         if getattr(self, "_flushed", False):
             raise StreamError("this session was flushed; call reset() to start a new conversation")
 
-    # ------------------------------------------------------------------ the step
-    def _run(self, commit: int) -> np.ndarray:
-        t0 = time.perf_counter()
-        engine = self.engine
+    # ------------------------------------------------------------------ the step, in three parts
+    def ready(self) -> bool:
+        """Whether the audio of the next hop has arrived on every channel (a window can be generated)."""
+        return not self._closed and min(self._received) >= (self._committed + self.hop) * self._spf
+
+    def next_window(self) -> np.ndarray:
+        """Audio [channels, window_samples] (16 kHz) of the next window, zero-padded where not arrived."""
         start = self._committed * self._spf - self._buffer_start
-        windows = np.stack([pad_window(buf[start:], self._window_samples) for buf in self._buffers])
-        feats = engine.encode(torch.from_numpy(windows))
+        return np.stack([pad_window(buf[start:], self._window_samples) for buf in self._buffers])
+
+    def step_inputs(self, feats: Any, silence: Any) -> tuple[Any, Any, ChunkState, Sampling]:
+        """(own features [P, La, A], partner features [P, La, A], state, sampling) of the next step, from
+        the encoded [next_window][unils.StreamSession.next_window] ``feats`` [channels, La, A]."""
         own = feats[0]
-        other = feats[1] if self.partner else engine.silence()
+        other = feats[1] if self.partner else silence
         if self.both:
-            self_f, other_f = torch.stack([own, other]), torch.stack([other, own])
-        else:
-            self_f, other_f = own[None], other[None]
-        motion, state = engine.step(self._state, self_f, other_f, self.options)
+            return torch.stack([own, other]), torch.stack([other, own]), self._state, self.sampling
+        return own[None], other[None], self._state, self.sampling
+
+    def commit(self, motion: Any, state: ChunkState, commit: int | None = None, spent_s: float = 0.0) -> None:
+        """Take a generated window: keep its first ``commit`` frames (default: the hop) for
+        [take][unils.StreamSession.take], chain the state and drop audio no future window needs."""
+        with self._lock:
+            self._commit(motion, state, self.hop if commit is None else commit, spent_s)
+
+    def _commit(self, motion: Any, state: ChunkState, commit: int, spent_s: float) -> None:
         motion_np = motion.float().cpu().numpy()[:, :commit]
         self._committed += commit
         if self.hop < self._window:
@@ -300,13 +348,26 @@ class StreamSession:
             prev = np.stack([prev_clip(h, self._window) for h in self._history])
             state = state.with_prev_motion(torch.from_numpy(prev))
         self._state = state
-        # Drop audio that no future window can need.
         drop = self._committed * self._spf - self._buffer_start
         if drop > 0:
             self._buffers = [b[drop:] for b in self._buffers]
             self._buffer_start += drop
-        self._step_times.append(time.perf_counter() - t0)
-        return motion_np
+        self._step_times.append(spent_s)
+        self._pending.append(motion_np)
+
+    def take(self) -> Motion | tuple[Motion, Motion]:
+        """The frames that became final since the last push/take (smoothed when the session smooths)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            return self._emit(pending, final=False)
+
+    def _step_alone(self, commit: int | None = None) -> None:
+        t0 = time.perf_counter()
+        engine = self.engine
+        feats = engine.encode(torch.from_numpy(self.next_window()))
+        self_f, other_f, state, sampling = self.step_inputs(feats, None if self.partner else engine.silence())
+        motion, new_state = engine.step(state, self_f, other_f, sampling)
+        self.commit(motion, new_state, commit, time.perf_counter() - t0)
 
     def _emit(self, pieces: list[np.ndarray], final: bool) -> Motion | tuple[Motion, Motion]:
         n_people = 2 if self.both else 1
@@ -322,3 +383,174 @@ class StreamSession:
             people.append(Motion.from_array(frames, fps=self._fps))
         self._emitted += len(people[0])
         return (people[0], people[1]) if self.both else people[0]
+
+
+class SessionGroup:
+    """Many live sessions of one model, stepped together: the windows that are ready in all of them run
+    as one batch (audio encoder and generator), each row with its own options and random generator.
+
+    Open sessions with [open][unils.SessionGroup.open], [feed][unils.StreamSession.feed] them audio as it
+    arrives (each on its own clock), and call [step][unils.SessionGroup.step] regularly (e.g. every 40 ms,
+    or whenever audio arrived): it generates every ready window of every session, in batches of at most
+    ``max_batch`` sessions, and returns the frames that became final per session. A session stepped in a
+    group gives the frames it gives stepped alone: bit for bit in float32 on CPU, within the precision's
+    drift elsewhere (measured on the benchmarks page).
+
+    Args:
+        engine: the model's engine (``model.engine``; a [UniLS][unils.UniLS] is accepted too).
+        max_batch: most sessions in one batched step.
+
+    Example:
+        ```python
+        import numpy as np
+        from unils import UniLS
+
+        model = UniLS.from_pretrained("demo")
+        group = model.stream_group()
+        calls = [group.open(seed=i) for i in range(8)]          # 8 live conversations
+        for _ in range(50):                                      # 50 blocks of 80 ms each
+            for call in calls:
+                call.feed(np.zeros(1280, np.float32), np.zeros(1280, np.float32))
+            frames = group.step()                                # {session: Motion}
+        group.close()
+        ```
+    """
+
+    def __init__(self, engine: WindowEngine | Any, *, max_batch: int = 64) -> None:
+        if not isinstance(engine, WindowEngine):
+            engine = getattr(engine, "engine", None)
+            if not isinstance(engine, WindowEngine):
+                raise TypeError("SessionGroup needs a model's engine: use model.stream_group()")
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"max_batch must be a positive int, got {max_batch!r}")
+        self.engine = engine
+        self.max_batch = max_batch
+        self._sessions: list[StreamSession] = []
+        self._lock = threading.Lock()
+        #: Batched steps run so far, and the rows (sessions) they held in total.
+        self.steps_run = 0
+        self.rows_stepped = 0
+
+    def open(
+        self,
+        *,
+        options: GenerationOptions | Any = None,
+        partner: bool = True,
+        both: bool = False,
+        sample_rate: int = 16000,
+        hop_frames: int | None = None,
+        **overrides: Any,
+    ) -> StreamSession:
+        """A new session of this group (arguments as [UniLS.stream][unils.UniLS.stream])."""
+        session = StreamSession(
+            self.engine,
+            options=options,
+            partner=partner,
+            both=both,
+            sample_rate=sample_rate,
+            hop_frames=hop_frames,
+            **overrides,
+        )
+        with self._lock:
+            self._sessions.append(session)
+        return session
+
+    def add(self, session: StreamSession) -> StreamSession:
+        """Step an existing session of the same model in this group."""
+        if session.engine is not self.engine:
+            raise ConfigError("this session belongs to another model: open it with group.open()")
+        with self._lock:
+            if session not in self._sessions:
+                self._sessions.append(session)
+        return session
+
+    def remove(self, session: StreamSession) -> None:
+        """Stop stepping ``session`` in this group (it stays open)."""
+        with self._lock:
+            if session in self._sessions:
+                self._sessions.remove(session)
+
+    @property
+    def sessions(self) -> list[StreamSession]:
+        """The open sessions of the group."""
+        with self._lock:
+            self._sessions = [s for s in self._sessions if not s.closed]
+            return list(self._sessions)
+
+    def ready(self) -> list[StreamSession]:
+        """The sessions whose next window is ready."""
+        return [s for s in self.sessions if s.ready()]
+
+    def step_once(self, sessions: list[StreamSession] | None = None) -> int:
+        """One batched window for each ready session (or each of ``sessions`` that is ready), at most
+        ``max_batch`` sessions per batch; returns how many sessions stepped. Frames wait in each
+        session for [take][unils.StreamSession.take]."""
+        todo = [s for s in (self.ready() if sessions is None else sessions) if s.ready()]
+        for start in range(0, len(todo), self.max_batch):
+            self._step_batch(todo[start : start + self.max_batch])
+        return len(todo)
+
+    def step(self) -> dict[StreamSession, Motion | tuple[Motion, Motion]]:
+        """Generate every ready window of every session (batched) and return each session's new frames.
+
+        Sessions with several windows ready (audio that arrived in a burst) step once per round until
+        none is ready. Sessions without new frames are left out of the result.
+        """
+        stepped: set[StreamSession] = set()
+        while True:
+            todo = self.ready()
+            if not todo:
+                break
+            self.step_once(todo)
+            stepped.update(todo)
+        out: dict[StreamSession, Motion | tuple[Motion, Motion]] = {}
+        for s in stepped:
+            if not s.closed:
+                out[s] = s.take()
+        return out
+
+    def _step_batch(self, sessions: list[StreamSession]) -> None:
+        t0 = time.perf_counter()
+        engine = self.engine
+        windows = [s.next_window() for s in sessions]
+        counts = [w.shape[0] for w in windows]
+        feats = engine.encode(torch.from_numpy(np.concatenate(windows)), batch_size=max(8, sum(counts)))
+        silence = engine.silence() if any(not s.partner for s in sessions) else None
+        inputs = []
+        start = 0
+        for s, n in zip(sessions, counts):
+            inputs.append(s.step_inputs(feats[start : start + n], silence))
+            start += n
+        # Rows of one batch agree on use_cache (two code paths): one batched step per value.
+        results: dict[int, tuple[Any, ChunkState]] = {}
+        for cache in (True, False):
+            idx = [i for i, inp in enumerate(inputs) if inp[3].use_cache is cache]
+            if not idx:
+                continue
+            outs = engine.step_many(
+                [inputs[i][2] for i in idx],
+                [inputs[i][0] for i in idx],
+                [inputs[i][1] for i in idx],
+                [inputs[i][3] for i in idx],
+            )
+            for i, out in zip(idx, outs):
+                results[i] = out
+        spent = time.perf_counter() - t0
+        for i, s in enumerate(sessions):
+            motion, state = results[i]
+            s.commit(motion, state, None, spent)
+        self.steps_run += 1
+        self.rows_stepped += len(sessions)
+
+    def close(self) -> None:
+        """Close every session of the group."""
+        for s in self.sessions:
+            s.close()
+        with self._lock:
+            self._sessions = []
+
+    def __enter__(self) -> SessionGroup:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .manifest import BatchDefaults, check_files, read_manifest
+from ..options import option_fields
+from .manifest import COLUMNS, BatchDefaults, check_files, read_manifest
 from .runner import RowResult, run_rows
 from .shard import DistContext
 from .summary import BatchSummary, ProgressFiles
@@ -38,9 +39,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch",
         metavar="MANIFEST",
         default=None,
-        help="CSV or JSON-lines manifest, one row per output (columns: audio, partner, output, seed, "
-        "both, temperature, top_p, cfg_scale, smooth, use_cache, style, prev_motion); several "
-        "processes with torchrun",
+        help=f"CSV or JSON-lines manifest, one row per output (columns: {', '.join(COLUMNS)}; empty "
+        "cells take the command's flags); several processes with torchrun",
     )
     g.add_argument(
         "--out-dir", default=None, help="folder of the outputs (relative 'output' names are inside it)"
@@ -60,17 +60,16 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _defaults(args: argparse.Namespace) -> BatchDefaults:
-    def get(name: str, default: Any = None) -> Any:
-        return getattr(args, name, default)
-
+    """The manifest's defaults: the command's own flags, one per option field (the same flags as a
+    single-file ``unils generate``, read the same way)."""
+    values: dict[str, Any] = {}
+    for f in option_fields():
+        value = getattr(args, f.name, f.cli_default)
+        values[f.name] = None if value is None else (Path(value) if f.kind == "motion" else value)
+    if values.get("seed") is None:
+        values["seed"] = 0
     return BatchDefaults(
-        suffix="." + get("batch_format", "npz"),
-        seed=get("seed", 0) or 0,
-        temperature=get("temperature"),
-        top_p=get("top_p"),
-        cfg_scale=get("cfg_scale"),
-        smooth=not get("no_smooth", False),
-        both=bool(get("both", False)),
+        suffix="." + getattr(args, "batch_format", "npz"), both=bool(getattr(args, "both", False)), **values
     )
 
 

@@ -33,27 +33,17 @@ from typing import Any
 
 from ..errors import ManifestError, ManifestFilesNotFoundError
 from ..motion import Motion
+from ..options import option_fields
 
 __all__ = ["COLUMNS", "BatchDefaults", "BatchRow", "check_files", "partner_output", "read_manifest"]
 
-#: Every column a manifest may have.
-COLUMNS = (
-    "audio",
-    "partner",
-    "output",
-    "seed",
-    "both",
-    "temperature",
-    "top_p",
-    "cfg_scale",
-    "smooth",
-    "use_cache",
-    "style",
-    "prev_motion",
-)
-_FLOATS = ("temperature", "top_p", "cfg_scale")
-_BOOLS = ("both", "smooth", "use_cache")
-_PATHS = ("audio", "partner", "style", "prev_motion")
+_OPTIONS = option_fields()
+#: Every column a manifest may have: the row's files, ``both``, and one per field of
+#: [GenerationOptions][unils.GenerationOptions] (same names, meanings and ranges).
+COLUMNS = ("audio", "partner", "output", "both", *(f.name for f in _OPTIONS))
+_FLOATS = tuple(f.name for f in _OPTIONS if f.kind == "float")
+_BOOLS = ("both", *(f.name for f in _OPTIONS if f.kind == "bool"))
+_PATHS = ("audio", "partner", *(f.name for f in _OPTIONS if f.kind == "motion"))
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
 #: At most this many problems are spelled out in one error message (all are kept in ``problems``).
@@ -73,6 +63,8 @@ class BatchDefaults:
         smooth: Savitzky-Golay smoothing.
         use_cache: key/value caching across scales.
         both: write both people for rows with a partner and no ``both`` value.
+        style: style motion file of rows without one (the command's ``--style``).
+        prev_motion: preceding motion file of rows without one (the command's ``--prev-motion``).
     """
 
     suffix: str = ".npz"
@@ -83,6 +75,8 @@ class BatchDefaults:
     smooth: bool = True
     use_cache: bool = True
     both: bool = False
+    style: Path | None = None
+    prev_motion: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -258,8 +252,13 @@ def _row(
         value = rec.get(col)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{col}: expected a path, got {value!r}")
+        if value is None:
+            # The command's own value (already absolute or relative to the working folder).
+            default = getattr(d, col, None)
+            paths[col] = None if default is None else Path(os.path.abspath(default))
+            continue
         # normpath, not resolve: a symlinked audio keeps its place in the tree (and its output name)
-        paths[col] = None if value is None else Path(os.path.normpath(base / os.path.expanduser(value)))
+        paths[col] = Path(os.path.normpath(base / os.path.expanduser(value)))
     floats: dict[str, float | None] = {}
     for col in _FLOATS:
         try:

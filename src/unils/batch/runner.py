@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..audio import load_audio, pad_to_same_length
 from ..motion import Motion
+from ..options import GenerationOptions
 from .manifest import BatchRow
 from .plan import BatchGroup, assign_groups, expected_frames, make_groups, output_is_valid
 from .shard import DistContext
@@ -132,14 +133,15 @@ def _load(row: BatchRow) -> _Inputs:
     return _Inputs(audio, partner, style, prev)
 
 
-def _options(row: BatchRow) -> dict[str, Any]:
-    return {
-        "temperature": row.temperature,
-        "top_p": row.top_p,
-        "cfg_scale": row.cfg_scale,
-        "smooth": row.smooth,
-        "use_cache": row.use_cache,
-    }
+def _options(row: BatchRow) -> GenerationOptions:
+    """The options a row shares with the rows it is batched with (its ``sampling_key``)."""
+    return GenerationOptions(
+        temperature=row.temperature,
+        top_p=row.top_p,
+        cfg_scale=row.cfg_scale,
+        smooth=row.smooth,
+        use_cache=row.use_cache,
+    )
 
 
 def _generate(model: UniLS, rows: Sequence[BatchRow], inputs: Sequence[_Inputs]) -> list[list[Motion]]:
@@ -149,18 +151,18 @@ def _generate(model: UniLS, rows: Sequence[BatchRow], inputs: Sequence[_Inputs])
         a, b = model.generate_both(
             inputs[0].audio,
             inputs[0].partner,
+            options=_options(first),
             seed=first.seed,
             style=inputs[0].style,
             prev_motion=inputs[0].prev_motion,
-            **_options(first),
         )
         return [[a, b]]
     motions = model.generate_batch(
         [(x.audio, x.partner) for x in inputs],
-        seed=[r.seed for r in rows],
-        style=[x.style for x in inputs],
-        prev_motion=[x.prev_motion for x in inputs],
-        **_options(first),
+        options=_options(first),
+        seed=tuple(r.seed for r in rows),
+        style=tuple(x.style for x in inputs),
+        prev_motion=tuple(x.prev_motion for x in inputs),
     )
     return [[m] for m in motions]
 

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise UniLSError("give an AUDIO file, or --batch MANIFEST --out-dir DIR for many")
     if args.both and args.partner is None:
         raise UniLSError("--both needs --partner")
-    kw = options.generation_options(args)
+    opts = options.generation_options(args)
     # Refuse a bad --arkit path or map before the (long) generation.
     arkit_out = arkit_flags.check_arkit_path(args.arkit)
     conv = arkit_flags.converter(args) if arkit_out is not None else None
@@ -61,14 +61,14 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = Path(args.output)
     if args.both:
-        first, second = model.generate_both(args.audio, args.partner, progress=not args.quiet, **kw)
+        first, second = model.generate_both(args.audio, args.partner, options=opts, progress=not args.quiet)
         if out.suffix:
             a_path, b_path = out, out.with_name(out.stem + "_partner" + out.suffix)
         else:
             a_path, b_path = out / "self.npz", out / "partner.npz"
         people = [(first, a_path), (second, b_path)]
     else:
-        people = [(model.generate(args.audio, args.partner, progress=not args.quiet, **kw), out)]
+        people = [(model.generate(args.audio, args.partner, options=opts, progress=not args.quiet), out)]
     written = []
     for i, (motion, path) in enumerate(people):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """Flags shared by the commands: which model to load, and the generation options.
 
 Every command that generates (``generate``, ``stream``, ``preview``) adds the same flags with
-:func:`add_model_flags` and :func:`add_generation_flags` and turns them into keyword arguments of
-the model's methods with :func:`generation_options`, so one flag means the same thing everywhere.
+``add_model_flags`` and ``add_generation_flags`` (one flag per field of
+[GenerationOptions][unils.GenerationOptions]) and reads them back as one options object with
+``generation_options``, so one flag means the same thing everywhere.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..options import GenerationOptions, option_fields
 from ..precision import PRECISIONS
 
 if TYPE_CHECKING:
@@ -58,39 +60,35 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_generation_flags(parser: argparse.ArgumentParser) -> None:
-    """Add the generation flags; :func:`generation_options` turns them into the model's keyword options."""
+    """Add one flag per field of [GenerationOptions][unils.GenerationOptions] (names, help and ranges
+    come from the fields); [generation_options][unils.cli.options.generation_options] reads them back."""
     g = parser.add_argument_group("generation")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument(
-        "--temperature", type=float, default=None, help="sampling temperature (default: the model's, 1.0)"
-    )
-    g.add_argument(
-        "--top-p", type=float, default=None, help="per-bit nucleus threshold (default: the model's, 0.97)"
-    )
-    g.add_argument(
-        "--cfg-scale",
-        type=float,
-        default=None,
-        help="classifier-free guidance scale (default: the model's, 1.5; <= 1 disables it)",
-    )
-    g.add_argument("--no-smooth", action="store_true", help="skip the Savitzky-Golay smoothing")
-    g.add_argument(
-        "--style",
-        default=None,
-        metavar="MOTION_FILE",
-        help="style clip (.npz/.npy/.json/.csv, at least 100 frames; its first window is used)",
-    )
-    g.add_argument(
-        "--prev-motion",
-        default=None,
-        metavar="MOTION_FILE",
-        help="motion that precedes the audio (its last window is used)",
-    )
-    g.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="recompute every scale in full, as the official code does (slower; equal within float rounding)",
-    )
+    for f in option_fields():
+        default_txt = "" if f.cli_default is None else f" (default {f.cli_default})"
+        if f.kind == "seed":
+            g.add_argument(f.flag, dest=f.name, type=int, default=f.cli_default, help=f.help + default_txt)
+        elif f.kind == "float":
+            lo, hi = f.range or (float("-inf"), float("inf"))
+            g.add_argument(
+                f.flag, dest=f.name, type=float, default=None, help=f"{f.help}; range {lo:g} .. {hi:g}"
+            )
+        elif f.kind == "bool":
+            negated = f.flag.startswith("--no-")
+            g.add_argument(
+                f.flag,
+                dest=f.name,
+                action="store_false" if negated else "store_true",
+                default=f.default,
+                help=("switch off: " if negated else "") + f.help,
+            )
+        else:  # a motion clip
+            g.add_argument(
+                f.flag,
+                dest=f.name,
+                default=None,
+                metavar="MOTION_FILE",
+                help=f.help + " (.npz/.npy/.json/.csv)",
+            )
 
 
 def read_motion(path: str | os.PathLike[str] | None) -> Motion | None:
@@ -111,23 +109,19 @@ def read_motion(path: str | os.PathLike[str] | None) -> Motion | None:
     return Motion.load(path)
 
 
-def generation_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword options of ``UniLS.generate`` / ``generate_both`` / ``stream`` given by the flags.
+def generation_options(args: argparse.Namespace) -> GenerationOptions:
+    """The [GenerationOptions][unils.GenerationOptions] given by the generation flags (motion files read).
 
-    Returns:
-        ``seed``, ``temperature``, ``top_p``, ``cfg_scale``, ``smooth``, ``style``, ``prev_motion``
-        and ``use_cache`` (motion files already read).
+    Raises:
+        ConfigError: a value out of its range.
+        FileNotFoundError: a motion file that does not exist.
+        FormatError: a motion file of an unknown format.
     """
-    return {
-        "seed": args.seed,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "cfg_scale": args.cfg_scale,
-        "smooth": not args.no_smooth,
-        "style": read_motion(args.style),
-        "prev_motion": read_motion(args.prev_motion),
-        "use_cache": not args.no_cache,
-    }
+    values: dict[str, Any] = {}
+    for f in option_fields():
+        value = getattr(args, f.name)
+        values[f.name] = read_motion(value) if f.kind == "motion" else value
+    return GenerationOptions(**values)
 
 
 def load_model(args: argparse.Namespace) -> UniLS:

@@ -79,16 +79,15 @@ def run(args: argparse.Namespace) -> int:
         from ..viz import SchematicRenderer
 
         renderer = SchematicRenderer(head_gain=args.head_gain)
-    kw = options.generation_options(args)
-    seed = kw.pop("seed")
+    opts = options.generation_options(args)
     result = preview_from_files(
         args.inputs,
         args.output,
         audio=args.audio,
         partner_audio=args.partner_audio,
         model=lambda: options.load_model(args),
-        seed=seed,
-        generate_options=kw,
+        seed=opts.seed,  # type: ignore[arg-type]
+        generate_options=opts,
         fps=args.fps,
         size=args.size,
         labels=args.labels,

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..audio import load_audio, pad_to_same_length
     from ..motion import Motion
 
-    kw = options.generation_options(args)
+    opts = options.generation_options(args)
     model = options.load_model(args)
     livelink = arkit_flags.sender(args, fps=float(model.fps))
     conv = arkit_flags.converter(args) if livelink is not None else None
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     block = max(1, int(args.block_ms * rate / 1000))
     frames: list[Any] = []
     session = model.stream(
-        partner=args.partner is not None, sample_rate=rate, hop_frames=args.hop_frames, **kw
+        options=opts, partner=args.partner is not None, sample_rate=rate, hop_frames=args.hop_frames
     )
     t_start = time.perf_counter()
     with session:

@@ -37,6 +37,7 @@ from ..config import UniLSConfig
 from ..errors import CheckpointError, CheckpointNotFoundError
 from ..nn.build import UniLSModules
 from ..nn.wav2vec2 import convert_hf_state_dict
+from ..precision import choose_precision
 from .keys import convert_state_dict, lora_scale_from_meta, unils_to_official_key
 from .meta import config_from_meta
 from .wav2vec2 import DEFAULT_AUDIO_ENCODER, infer_wav2vec2_config, load_wav2vec2, wav2vec2_drop_reason
@@ -241,7 +242,7 @@ def convert_official(
     _check_fit(model, full, src)
     load_state_dict_strict(model, full, label=f"{src} (converted)")
     if dtype is not None:
-        model.set_precision(dtype)
+        model.cast_to(choose_precision(dtype, "cpu"))
     out = save_checkpoint(out_dir, config, model.state_dict())
     external = (
         len(w2v_drop) if audio_from_argument else 0

@@ -7,14 +7,21 @@ The converter builds models here (to check and load converted tensors) so it nev
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import torch
 from torch import nn
 
 from ..config import UniLSConfig
+from ..errors import ConfigError
+from ..precision import Precision, dtype_of, quantize_linear_int8
 from .codec import MotionCodec
 from .generator import Generator
 
 __all__ = ["UniLSModules", "build_audio_encoder"]
+
+logger = logging.getLogger("unils")
 
 
 def build_audio_encoder(config: UniLSConfig) -> nn.Module:
@@ -48,10 +55,31 @@ class UniLSModules(nn.Module):
             "not callable: generate with UniLS.generate() or UniLS.stream() (this holds the weights)"
         )
 
-    def set_precision(self, dtype: torch.dtype | str) -> UniLSModules:
-        """Cast the generator and audio encoder to ``dtype``; the codec and its statistics stay float32."""
-        if isinstance(dtype, str):
-            dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-        self.generator.to(dtype)
-        self.audio_encoder.to(dtype)
-        return self
+    def cast_to(self, precision: Precision, current: Precision | None = None) -> Precision:
+        """Cast the generator and audio encoder to ``precision`` (the codec stays float32).
+
+        Returns the precision that now holds: the log-mel front end stays float32 under int8 (it has no
+        transformer to quantize). ``current`` is the precision the weights are in now.
+
+        Raises:
+            ConfigError: leaving int8 (the float weights are gone: reload the model).
+        """
+        if current is not None and current.audio_encoder == "int8" and precision.audio_encoder != "int8":
+            raise ConfigError("the weights were quantized to int8: reload the model for another precision")
+        self.generator.to(precision.dtype)
+        if precision.audio_encoder == "int8":
+            transformer = getattr(self.audio_encoder, "encoder", None)
+            if transformer is None:
+                return dataclasses.replace(
+                    precision,
+                    audio_encoder="float32",
+                    reason=precision.reason + "; the mel audio encoder stays float32",
+                )
+            if current is None or current.audio_encoder != "int8":
+                self.audio_encoder.to(torch.float32)
+                # wav2vec2's transformer only: the conv front end and the projection stay float32.
+                layers = quantize_linear_int8(transformer)
+                logger.info("int8: %d linear layers of the audio encoder quantized", layers)
+            return precision
+        self.audio_encoder.to(dtype_of(precision.audio_encoder))
+        return precision

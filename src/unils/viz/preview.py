@@ -21,6 +21,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE, AudioInput, load_audio
 from ..errors import AudioError, FormatError, MotionError
 from ..motion import Motion, load_motion_file
+from ..options import GenerationOptions
 from .activity import speech_activity
 from .avatar import FrameRenderer, SchematicRenderer, check_participants, output_frame_indices
 from .video import GIF_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, mix_audio, write_png, write_video
@@ -228,7 +229,7 @@ def _gather(
     partner_audio: str | os.PathLike[str] | None,
     model: Any,
     seed: int | None,
-    generate_options: dict[str, Any] | None,
+    generate_options: GenerationOptions | dict[str, Any] | None,
 ) -> tuple[list[Motion], list[Any], Any, list[str] | None]:
     """Motions, per-participant audio, extra partner audio and labels for file inputs."""
     inputs = list(inputs)
@@ -248,12 +249,11 @@ def _gather(
         raise AudioError("two audio inputs already give both people's sound; drop --partner-audio")
     voices = [*inputs, *([partner_audio] if partner_audio is not None else [])]
     net = _resolve_model(model)
-    opts = dict(generate_options or {})
     if len(voices) == 2:
-        first, second = net.generate_both(voices[0], voices[1], seed=seed, **opts)
+        first, second = net.generate_both(voices[0], voices[1], options=generate_options, seed=seed)
         motions = [first, second]
     else:
-        motions = [net.generate(voices[0], seed=seed, **opts)]
+        motions = [net.generate(voices[0], options=generate_options, seed=seed)]
     return motions, voices, None, _labels_from(voices)
 
 
@@ -265,7 +265,7 @@ def preview_from_files(
     partner_audio: str | os.PathLike[str] | None = None,
     model: Any = None,
     seed: int | None = 0,
-    generate_options: dict[str, Any] | None = None,
+    generate_options: GenerationOptions | dict[str, Any] | None = None,
     fps: float | None = None,
     size: int = 320,
     labels: Sequence[str] | None = None,
@@ -290,7 +290,8 @@ def preview_from_files(
         model: for audio inputs, a :class:`~unils.UniLS`, a checkpoint path / Hub id, or a
             zero-argument callable returning one (loaded only when needed).
         seed: generation seed (the second person gets ``seed + 1``).
-        generate_options: more keyword arguments for generation (``temperature``, ``smooth``...).
+        generate_options: a [GenerationOptions][unils.GenerationOptions] or a dict of its fields
+            (``temperature``, ``smooth``...); ``seed`` overrides its seed.
         fps: output frame rate (default: the motion's).
         size: panel side in pixels.
         labels: names on the panels (default: the input files' names).
