@@ -25,14 +25,14 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import MissingDependencyError
-from .generation import GenerationOptions
 from .motion import Motion
+from .options import GenerationOptions
 from .voice import (
     DEFAULT_PARTNER_TIMEOUT_S,
     PlaybackTimeline,
@@ -99,16 +99,16 @@ class AvatarWorker:
         agent_identity: identity of the agent participant that sends the audio.
         user_identity: identity of the user whose microphone is the partner channel (None = every
             non-agent participant's microphone; with several, their audio is mixed).
-        options: sampling options (:class:`unils.GenerationOptions`; None = the model's defaults).
+        options: generation options (:class:`unils.GenerationOptions`: sampling, smoothing, style,
+            previous motion; None = the model's defaults).
         hop_frames: None for exact mode (4.16 s latency), or the low-latency hop in frames.
-        seed: seed of the draws (None = random).
+        seed: seed of the draws (overrides ``options.seed``; None = the options' seed).
         dtype: precision when ``model`` is a name or path.
         arkit: True (or an :class:`~unils.arkit.ArkitConverter`) to add ARKit-52 weights to the messages.
         topic: text-stream topic of the motion messages.
         max_frames_per_message: most frames in one message.
         sample_rate: rate of the published audio track.
         partner_timeout_s: with no user audio for this long, the partner channel is silence.
-        session_options: other keywords for the session (``smooth``, ``style``, ``prev_motion``).
         tick_s: how often the worker checks the clock when no audio arrives.
         on_motion: optional callback, called with ``(motion, first_frame, arkit)`` for each batch.
         clock: monotonic time in seconds (the playback clock of the published audio).
@@ -131,7 +131,6 @@ class AvatarWorker:
         max_frames_per_message: int = 5,
         sample_rate: int = 24000,
         partner_timeout_s: float = DEFAULT_PARTNER_TIMEOUT_S,
-        session_options: Mapping[str, Any] | None = None,
         tick_s: float = 0.02,
         on_motion: Callable[[Motion, int, ArkitAnimation | None], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -148,7 +147,6 @@ class AvatarWorker:
         self.sample_rate = int(sample_rate)
         self.user_identity = user_identity
         self.on_motion = on_motion
-        self._session_options = dict(session_options or {})
         self._arkit: ArkitConverter | None = None
         if arkit is True:
             from .arkit import ArkitConverter
@@ -196,13 +194,8 @@ class AvatarWorker:
         return self._position
 
     def _open_session(self) -> StreamSession:
-        return open_session(
-            self.model,
-            options=self.options,
-            hop_frames=self.hop_frames,
-            seed=self.seed,
-            **self._session_options,
-        )
+        overrides = {} if self.seed is None else {"seed": self.seed}
+        return open_session(self.model, options=self.options, hop_frames=self.hop_frames, **overrides)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -419,9 +412,10 @@ class AvatarSession(_LiveKitAvatarSession):
         livekit_url: server URL (default ``$LIVEKIT_URL``).
         api_key: API key (default ``$LIVEKIT_API_KEY``).
         api_secret: API secret (default ``$LIVEKIT_API_SECRET``).
-        options: sampling options (:class:`unils.GenerationOptions`; None = the model's defaults).
+        options: generation options (:class:`unils.GenerationOptions`: sampling, smoothing, style,
+            previous motion; None = the model's defaults).
         hop_frames: None for exact mode (4.16 s latency), or the low-latency hop in frames.
-        seed: seed of the draws (None = random).
+        seed: seed of the draws (overrides ``options.seed``; None = the options' seed).
         dtype: precision when ``model`` is a name or path.
         arkit: True (or an :class:`~unils.arkit.ArkitConverter`) to add ARKit-52 weights to the messages.
         user_identity: identity of the user whose microphone is the partner channel (None = every

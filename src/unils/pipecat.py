@@ -26,15 +26,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from .errors import MissingDependencyError
-from .generation import GenerationOptions
 from .motion import Motion
+from .options import GenerationOptions
 from .voice import (
     DEFAULT_PARTNER_TIMEOUT_S,
     PlaybackTimeline,
@@ -108,10 +108,11 @@ class UniLSAvatarProcessor(FrameProcessor):
 
     Args:
         model: a loaded :class:`~unils.UniLS`, or a name/path to load (``"demo"``).
-        options: sampling options (:class:`unils.GenerationOptions`; None = the model's defaults).
+        options: generation options (:class:`unils.GenerationOptions`: sampling, smoothing, style,
+            previous motion; None = the model's defaults).
         hop_frames: None for exact mode (frames equal offline generation; 4.16 s latency), or the
             low-latency hop in frames (5: 0.36 s algorithmic latency, 20 steps per second of audio).
-        seed: seed of the draws (None = random).
+        seed: seed of the draws (overrides ``options.seed``; None = the options' seed).
         dtype: precision when ``model`` is a name or path (``"auto"``, ``"float32"``, ``"bfloat16"``).
         arkit: True (or an :class:`~unils.arkit.ArkitConverter`, e.g. with an expression map) to
             add ARKit-52 weights to every :class:`MotionFrame` and client message.
@@ -120,7 +121,6 @@ class UniLSAvatarProcessor(FrameProcessor):
             (``RTVIServerMessageFrame``), None to only push :class:`MotionFrame` downstream.
         max_frames_per_message: most frames in one client message (messages are split).
         partner_timeout_s: with no user audio for this long, the partner channel is silence.
-        session_options: other keywords for the session (``smooth``, ``style``, ``prev_motion``).
         tick_s: how often the processor checks the clock when no audio arrives.
         clock: monotonic time in seconds (tests drive it by hand).
         **kwargs: :class:`FrameProcessor` arguments (``name``...).
@@ -138,7 +138,6 @@ class UniLSAvatarProcessor(FrameProcessor):
         send_to_client: Literal["transport", "rtvi"] | None = None,
         max_frames_per_message: int = 5,
         partner_timeout_s: float = DEFAULT_PARTNER_TIMEOUT_S,
-        session_options: Mapping[str, Any] | None = None,
         tick_s: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
@@ -156,7 +155,6 @@ class UniLSAvatarProcessor(FrameProcessor):
         self.seed = seed
         self.send_to_client = send_to_client
         self.max_frames_per_message = int(max_frames_per_message)
-        self._session_options = dict(session_options or {})
         self._arkit: ArkitConverter | None = None
         if arkit is True:
             from .arkit import ArkitConverter
@@ -192,13 +190,8 @@ class UniLSAvatarProcessor(FrameProcessor):
         return self._emitted
 
     def _open_session(self) -> StreamSession:
-        return open_session(
-            self.model,
-            options=self.options,
-            hop_frames=self.hop_frames,
-            seed=self.seed,
-            **self._session_options,
-        )
+        overrides = {} if self.seed is None else {"seed": self.seed}
+        return open_session(self.model, options=self.options, hop_frames=self.hop_frames, **overrides)
 
     # ------------------------------------------------------------------ frames
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:

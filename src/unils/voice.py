@@ -34,7 +34,7 @@ import numpy as np
 
 from .audio import to_mono_float32
 from .errors import AudioError
-from .generation import GenerationOptions
+from .options import GenerationOptions
 from .resample import Resampler, check_rate
 
 if TYPE_CHECKING:
@@ -89,8 +89,7 @@ def open_session(
     *,
     options: GenerationOptions | None = None,
     hop_frames: int | None = None,
-    seed: int | None = None,
-    **stream_kwargs: Any,
+    **overrides: Any,
 ) -> StreamSession:
     """Open the streaming session of one conversation (own voice + partner), at the model's sample rate.
 
@@ -98,28 +97,18 @@ def open_session(
 
     Args:
         model: the loaded model.
-        options: sampling options (None = the model's defaults).
+        options: generation options (None = the model's defaults).
         hop_frames: None for exact mode, or the low-latency hop in frames.
-        seed: seed of the draws (None = random).
-        **stream_kwargs: other keywords of :meth:`~unils.UniLS.stream` (``smooth``, ``style``,
-            ``prev_motion``).
+        **overrides: fields of :class:`~unils.GenerationOptions` that override ``options`` (``seed``...).
     """
-    if options is not None:
-        if not isinstance(options, GenerationOptions):
-            raise TypeError(f"options must be a unils.GenerationOptions, got {type(options).__name__}")
-        stream_kwargs = {
-            "temperature": options.temperature,
-            "top_p": options.top_p,
-            "cfg_scale": options.cfg_scale,
-            "use_cache": options.use_cache,
-            **stream_kwargs,
-        }
+    if options is not None and not isinstance(options, GenerationOptions):
+        raise TypeError(f"options must be a unils.GenerationOptions, got {type(options).__name__}")
     return model.stream(
+        options=options,
         partner=True,
         sample_rate=model.config.sample_rate,
         hop_frames=hop_frames,
-        seed=seed,
-        **stream_kwargs,
+        **overrides,
     )
 
 
