@@ -88,6 +88,36 @@ def run(model: UniLS, n: int, hop: int, ticks: int, mode: str, warmup: int) -> d
     }
 
 
+def group_vs_alone(model: UniLS, n: int = 4, hop: int = 25, seconds: float = 8.0) -> dict:
+    """Max abs difference between sessions stepped in one group and the same sessions stepped alone."""
+    spf = model.config.samples_per_frame
+    block = hop * spf
+    audio = [conversation_audio(seconds, seed=100 + i) for i in range(n)]
+
+    def collect(grouped: bool) -> list[np.ndarray]:
+        group = model.stream_group(max_batch=n)
+        sessions = [group.open(seed=i, hop_frames=hop) for i in range(n)]
+        parts: list[list[np.ndarray]] = [[] for _ in range(n)]
+        for lo in range(0, audio[0][0].shape[0], block):
+            if grouped:
+                for s, (a, b) in zip(sessions, audio):
+                    s.feed(a[lo : lo + block], b[lo : lo + block])
+                for s, m in group.step().items():
+                    parts[sessions.index(s)].append(m.to_array())
+            else:
+                for k, (s, (a, b)) in enumerate(zip(sessions, audio)):
+                    parts[k].append(s.push(a[lo : lo + block], b[lo : lo + block]).to_array())
+        for k, s in enumerate(sessions):
+            parts[k].append(s.flush().to_array())
+        group.close()
+        return [np.concatenate(p) for p in parts]
+
+    grouped, alone = collect(True), collect(False)
+    diffs = [float(np.abs(x - y).max()) for x, y in zip(grouped, alone)]
+    rms = float(np.sqrt(np.mean(np.concatenate(alone) ** 2)))
+    return {"sessions": n, "hop_frames": hop, "max_abs_diff": max(diffs), "per_session": diffs, "motion_rms": rms}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=["demo", "small", "large"], default="demo")
@@ -100,6 +130,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--max-tick-s", type=float, default=60.0, help="stop growing N once a tick takes this long")
+    ap.add_argument("--equality", action="store_true", help="also compare grouped with solo sessions")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.threads:
@@ -117,6 +148,10 @@ def main() -> None:
     }
     print(json.dumps(info), flush=True)
     results = []
+    equality = None
+    if args.equality:
+        equality = group_vs_alone(model)
+        print("group vs alone:", json.dumps(equality), flush=True)
     for hop in args.hops:
         for mode in args.modes:
             for n in args.sessions:
@@ -138,7 +173,7 @@ def main() -> None:
     print("largest N in real time:", json.dumps(capacity), flush=True)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"info": info, "results": results, "capacity": capacity}, fh, indent=1)
+            json.dump({"info": info, "results": results, "capacity": capacity, "equality": equality}, fh, indent=1)
 
 
 if __name__ == "__main__":
