@@ -299,3 +299,36 @@ def test_a_failing_model_stops_the_avatar_not_the_call(tiny_model, monkeypatch):
     )
     assert sink.count(MotionFrame) == 0 and errors == ["unils avatar: out of memory"]
     assert sink.count(TTSAudioRawFrame) == 50 and sink.count(InputAudioRawFrame) == 100  # the call went on
+
+
+def test_two_calls_share_one_model_and_batcher(tiny_model):
+    """One process, two calls at once: their steps go through one StepBatcher, each call's frames equal
+    its own session's."""
+    from unils.serve.batcher import StepBatcher
+
+    bot1, _, mic = conversation()
+    bot_b = from_pcm16(pcm16(0.5 * speech_like(2.0, seed=7, sr=TTS_RATE)))
+    batcher = StepBatcher(tiny_model, gather_s=0.01)
+    calls = [(Clock(), bot1, 0), (Clock(), bot_b, 1)]
+    procs = [
+        UniLSAvatarProcessor(tiny_model, hop_frames=25, seed=s, clock=c, batcher=batcher) for c, _, s in calls
+    ]
+    none = np.zeros(0, np.float32)
+
+    async def both():
+        return await asyncio.gather(
+            *(
+                drive(p, c, b, none, mic[:32000], interrupt_at=-1, reply_at=-1)
+                for p, (c, b, _) in zip(procs, calls)
+            )
+        )
+
+    sinks = asyncio.run(both())
+    batcher.close()
+    for sink, (_, bot, seed) in zip(sinks, calls):
+        got = Motion.concatenate([f.motion for _, f in sink.frames if isinstance(f, MotionFrame)])
+        own, partner = expected_channels(bot, none, mic[:32000], interrupt_at=2.0, reply_at=2.0)
+        assert len(got) == 50 and np.array_equal(
+            got.to_array(), session_frames(tiny_model, own, partner, 25, seed).to_array()
+        )
+    assert batcher.stats().rows == 2 * 2  # two low-latency steps per call before the final flush

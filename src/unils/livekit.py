@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
     from .arkit import ArkitAnimation, ArkitConverter
     from .model import UniLS
+    from .serve.batcher import StepBatcher
     from .streaming import StreamSession
 
 __all__ = ["AvatarSession", "AvatarWorker", "MOTION_TOPIC", "DEFAULT_AVATAR_IDENTITY", "is_user_microphone"]
@@ -101,6 +102,9 @@ class AvatarWorker:
             non-agent participant's microphone; with several, their audio is mixed).
         options: generation options (:class:`unils.GenerationOptions`: sampling, smoothing, style,
             previous motion; None = the model's defaults).
+        batcher: a ``unils.serve.batcher.StepBatcher`` shared by the calls of this process: their
+            ready windows then run as batched steps (one model, many calls). None = each call steps
+            its own session.
         hop_frames: None for exact mode (4.16 s latency), or the low-latency hop in frames.
         seed: seed of the draws (overrides ``options.seed``; None = the options' seed).
         dtype: precision when ``model`` is a name or path.
@@ -123,6 +127,7 @@ class AvatarWorker:
         agent_identity: str | None = None,
         user_identity: str | None = None,
         options: GenerationOptions | None = None,
+        batcher: StepBatcher | None = None,
         hop_frames: int | None = 5,
         seed: int | None = None,
         dtype: Any = None,
@@ -140,6 +145,7 @@ class AvatarWorker:
         self.room = room
         self.model = load_model(model, dtype)
         self.options = options
+        self.batcher = batcher
         self.hop_frames = hop_frames
         self.seed = seed
         self.topic = topic
@@ -364,7 +370,10 @@ class AvatarWorker:
     def _generate(
         self, session: StreamSession, blocks: list[tuple[np.ndarray, np.ndarray]], final: bool
     ) -> tuple[Motion, ArkitAnimation | None]:
-        pieces = [session.push(own, partner) for own, partner in blocks]
+        if self.batcher is not None:
+            pieces = [self.batcher.push(session, own, partner) for own, partner in blocks]
+        else:
+            pieces = [session.push(own, partner) for own, partner in blocks]
         if final:
             pieces.append(session.flush())
         motion = Motion.concatenate([p for p in pieces if isinstance(p, Motion)])
@@ -414,6 +423,7 @@ class AvatarSession(_LiveKitAvatarSession):
         api_secret: API secret (default ``$LIVEKIT_API_SECRET``).
         options: generation options (:class:`unils.GenerationOptions`: sampling, smoothing, style,
             previous motion; None = the model's defaults).
+        batcher: a ``StepBatcher`` shared by the avatars of this process (see :class:`AvatarWorker`).
         hop_frames: None for exact mode (4.16 s latency), or the low-latency hop in frames.
         seed: seed of the draws (overrides ``options.seed``; None = the options' seed).
         dtype: precision when ``model`` is a name or path.
@@ -434,6 +444,7 @@ class AvatarSession(_LiveKitAvatarSession):
         api_key: str | None = None,
         api_secret: str | None = None,
         options: GenerationOptions | None = None,
+        batcher: StepBatcher | None = None,
         hop_frames: int | None = 5,
         seed: int | None = None,
         dtype: Any = None,
@@ -451,6 +462,7 @@ class AvatarSession(_LiveKitAvatarSession):
         self._api_secret = api_secret
         self._worker_options: dict[str, Any] = {
             "options": options,
+            "batcher": batcher,
             "hop_frames": hop_frames,
             "seed": seed,
             "arkit": arkit,

@@ -66,6 +66,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 if TYPE_CHECKING:
     from .arkit import ArkitAnimation, ArkitConverter
     from .model import UniLS
+    from .serve.batcher import StepBatcher
     from .streaming import StreamSession
 
 __all__ = ["UniLSAvatarProcessor", "MotionFrame"]
@@ -110,6 +111,9 @@ class UniLSAvatarProcessor(FrameProcessor):
         model: a loaded :class:`~unils.UniLS`, or a name/path to load (``"demo"``).
         options: generation options (:class:`unils.GenerationOptions`: sampling, smoothing, style,
             previous motion; None = the model's defaults).
+        batcher: a ``unils.serve.batcher.StepBatcher`` shared by the calls of this process: their
+            ready windows then run as batched steps (one model, many calls). None = each call steps
+            its own session.
         hop_frames: None for exact mode (frames equal offline generation; 4.16 s latency), or the
             low-latency hop in frames (5: 0.36 s algorithmic latency, 20 steps per second of audio).
         seed: seed of the draws (overrides ``options.seed``; None = the options' seed).
@@ -131,6 +135,7 @@ class UniLSAvatarProcessor(FrameProcessor):
         model: UniLS | str,
         *,
         options: GenerationOptions | None = None,
+        batcher: StepBatcher | None = None,
         hop_frames: int | None = None,
         seed: int | None = None,
         dtype: Any = None,
@@ -151,6 +156,7 @@ class UniLSAvatarProcessor(FrameProcessor):
             raise ValueError(f"tick_s must be a positive number of seconds, got {tick_s}")
         self.model = load_model(model, dtype)
         self.options = options
+        self.batcher = batcher
         self.hop_frames = hop_frames
         self.seed = seed
         self.send_to_client = send_to_client
@@ -279,7 +285,10 @@ class UniLSAvatarProcessor(FrameProcessor):
         self, session: StreamSession, blocks: list[tuple[np.ndarray, np.ndarray]], final: bool
     ) -> tuple[Motion, ArkitAnimation | None]:
         """Runs in a worker thread: push the blocks (and flush), convert to ARKit."""
-        pieces = [session.push(own, partner) for own, partner in blocks]
+        if self.batcher is not None:
+            pieces = [self.batcher.push(session, own, partner) for own, partner in blocks]
+        else:
+            pieces = [session.push(own, partner) for own, partner in blocks]
         if final:
             pieces.append(session.flush())
         motion = Motion.concatenate([p for p in pieces if isinstance(p, Motion)])
