@@ -133,8 +133,11 @@ def test_pipecat_agent(setup, monkeypatch, capsys):
     run_example("pipecat_agent.py", ["--replay", setup / "a.wav", setup / "b.wav", "--model", setup / "ckpt",
                                      "--hop-frames", "25", "-o", setup / "avatar.npz"], monkeypatch)
     out = capsys.readouterr().out
-    assert "55 frames (2.20 s at 25 fps)" in out and "shown at 0.00 s" in out
-    assert len(Motion.load(setup / "avatar.npz")) == 55
+    motion = Motion.load(setup / "avatar.npz")
+    # the timeline runs from the pipeline's start to the end of the bot's 2.2 s (the first audio frame
+    # reaches the processor a moment after the start: that moment is silence on the timeline)
+    assert 55 <= len(motion) <= 62 and f"{len(motion)} frames ({len(motion) / 25:.2f} s at 25 fps)" in out
+    assert "shown at 0.00 s" in out
 
 
 def test_pipecat_agent_pipeline_is_wired_for_the_avatar(tiny_model):
