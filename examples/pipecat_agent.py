@@ -59,7 +59,7 @@ def build_pipeline(transport, model: UniLS, hop_frames: int | None = HOP_FRAMES)
     api_key = os.environ.get("OPENAI_API_KEY", "YOUR_OPENAI_API_KEY")
     stt = OpenAISTTService(api_key=api_key)
     llm = OpenAILLMService(api_key=api_key)
-    tts = OpenAITTSService(api_key=api_key, voice="alloy")
+    tts = OpenAITTSService(api_key=api_key, settings=OpenAITTSService.Settings(voice="alloy"))
     context = LLMContext(
         [{"role": "system", "content": "You are a friendly assistant with a face. Answer in one or two sentences."}]
     )
