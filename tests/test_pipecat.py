@@ -30,6 +30,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.processors.frameworks.rtvi import RTVIServerMessageFrame
 from pipecat.workers.runner import WorkerRunner
 
+import unils.pipecat
 from unils import Motion
 from unils.arkit import to_arkit
 from unils.pipecat import MotionFrame, UniLSAvatarProcessor
@@ -287,10 +288,10 @@ def test_a_failing_model_stops_the_avatar_not_the_call(tiny_model, monkeypatch):
     proc = UniLSAvatarProcessor(tiny_model, hop_frames=25, seed=0, clock=clock)
     errors = []
 
-    def broken(session, blocks, final):
+    def broken(session, blocks, **kw):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(proc, "_generate", broken)
+    monkeypatch.setattr(unils.pipecat, "run_blocks", broken)
     monkeypatch.setattr(
         proc, "push_error", lambda msg, exception=None, **k: errors.append(msg) or asyncio.sleep(0)
     )

@@ -40,6 +40,7 @@ from .voice import (
     load_model,
     open_session,
     pcm16_to_float32,
+    run_blocks,
 )
 
 try:
@@ -367,19 +368,6 @@ class AvatarWorker:
             if session is not None:
                 session.close()
 
-    def _generate(
-        self, session: StreamSession, blocks: list[tuple[np.ndarray, np.ndarray]], final: bool
-    ) -> tuple[Motion, ArkitAnimation | None]:
-        if self.batcher is not None:
-            pieces = [self.batcher.push(session, own, partner) for own, partner in blocks]
-        else:
-            pieces = [session.push(own, partner) for own, partner in blocks]
-        if final:
-            pieces.append(session.flush())
-        motion = Motion.concatenate([p for p in pieces if isinstance(p, Motion)])
-        anim = self._arkit.push(motion) if self._arkit is not None and len(motion) else None
-        return motion, anim
-
     async def _step(self, blocks: list[tuple[np.ndarray, np.ndarray]], final: bool) -> None:
         if not blocks and not final:
             return
@@ -387,7 +375,9 @@ class AvatarWorker:
             session = self._session
             if session is None:
                 return
-            motion, anim = await asyncio.to_thread(self._generate, session, blocks, final)
+            motion, anim = await asyncio.to_thread(
+                run_blocks, session, blocks, final=final, batcher=self.batcher, arkit=self._arkit
+            )
             if len(motion):
                 await self._publish(motion, anim)
 

@@ -42,6 +42,7 @@ from .voice import (
     load_model,
     open_session,
     pcm16_to_float32,
+    run_blocks,
 )
 
 try:
@@ -281,20 +282,6 @@ class UniLSAvatarProcessor(FrameProcessor):
             self._worker = None
 
     # ------------------------------------------------------------------ generation
-    def _generate(
-        self, session: StreamSession, blocks: list[tuple[np.ndarray, np.ndarray]], final: bool
-    ) -> tuple[Motion, ArkitAnimation | None]:
-        """Runs in a worker thread: push the blocks (and flush), convert to ARKit."""
-        if self.batcher is not None:
-            pieces = [self.batcher.push(session, own, partner) for own, partner in blocks]
-        else:
-            pieces = [session.push(own, partner) for own, partner in blocks]
-        if final:
-            pieces.append(session.flush())
-        motion = Motion.concatenate([p for p in pieces if isinstance(p, Motion)])
-        anim = self._arkit.push(motion) if self._arkit is not None and len(motion) else None
-        return motion, anim
-
     async def _step(self, blocks: list[tuple[np.ndarray, np.ndarray]], final: bool) -> None:
         if not blocks and not final:
             return
@@ -302,7 +289,9 @@ class UniLSAvatarProcessor(FrameProcessor):
             session = self._session
             if session is None:
                 return
-            motion, anim = await asyncio.to_thread(self._generate, session, blocks, final)
+            motion, anim = await asyncio.to_thread(
+                run_blocks, session, blocks, final=final, batcher=self.batcher, arkit=self._arkit
+            )
             if len(motion):
                 await self._emit(motion, anim)
 

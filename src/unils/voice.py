@@ -38,15 +38,17 @@ from .options import GenerationOptions
 from .resample import Resampler, check_rate
 
 if TYPE_CHECKING:
-    from .arkit import ArkitAnimation
+    from .arkit import ArkitAnimation, ArkitConverter
     from .model import UniLS
     from .motion import Motion
+    from .serve.batcher import StepBatcher
     from .streaming import StreamSession
 
 __all__ = [
     "PlaybackTimeline",
     "TimelineStats",
     "open_session",
+    "run_blocks",
     "load_model",
     "frames_message",
     "pcm16_to_float32",
@@ -110,6 +112,41 @@ def open_session(
         hop_frames=hop_frames,
         **overrides,
     )
+
+
+def run_blocks(
+    session: StreamSession,
+    blocks: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    final: bool = False,
+    batcher: StepBatcher | None = None,
+    arkit: ArkitConverter | None = None,
+) -> tuple[Motion, ArkitAnimation | None]:
+    """Feed released blocks to a session and return the frames that became final (blocking: run it in
+    a worker thread).
+
+    Args:
+        session: the conversation's session (from :func:`open_session`).
+        blocks: ``(own, partner)`` blocks from :meth:`PlaybackTimeline.advance` or ``finish``.
+        final: the end of the conversation: flush the session after the blocks.
+        batcher: a ``unils.serve.batcher.StepBatcher`` to step the session's windows in batches with
+            other sessions' (None: the session steps alone). The frames are the same either way.
+        arkit: a converter for ARKit-52 weights of the new frames (None: no ARKit).
+
+    Returns:
+        The new frames, and their ARKit animation (None without ``arkit`` or without new frames).
+    """
+    from .motion import Motion
+
+    if batcher is not None:
+        pieces = [batcher.push(session, own, partner) for own, partner in blocks]
+    else:
+        pieces = [session.push(own, partner) for own, partner in blocks]
+    if final:
+        pieces.append(session.flush())
+    motion = Motion.concatenate([p for p in pieces if isinstance(p, Motion)])
+    anim = arkit.push(motion) if arkit is not None and len(motion) else None
+    return motion, anim
 
 
 def pcm16_to_float32(data: bytes, num_channels: int = 1) -> np.ndarray:
