@@ -94,6 +94,9 @@ PUBLIC_MODULES = [
     "unils.viz.plot",
     "unils.viz.preview",
     "unils.viz.video",
+    "unils.voice",
+    "unils.pipecat",
+    "unils.livekit",
 ]
 # torch.nn.Module methods that subclasses override with torch's meaning (documented by torch).
 TORCH_HOOKS = {"extra_repr"}

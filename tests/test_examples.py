@@ -126,3 +126,58 @@ def test_serve_to_livelink(tiny_model, setup, monkeypatch, capsys):
     offline = to_arkit(tiny_model.generate(setup / "a.wav", setup / "b.wav", seed=0))
     assert {p.subject for p in packets} == {"bridge"}
     np.testing.assert_allclose(np.stack([p.values for p in packets]), offline.livelink_values(), atol=1e-4)
+
+
+def test_pipecat_agent(setup, monkeypatch, capsys):
+    pytest.importorskip("pipecat")
+    run_example("pipecat_agent.py", ["--replay", setup / "a.wav", setup / "b.wav", "--model", setup / "ckpt",
+                                     "--hop-frames", "25", "-o", setup / "avatar.npz"], monkeypatch)
+    out = capsys.readouterr().out
+    motion = Motion.load(setup / "avatar.npz")
+    # the timeline runs from the pipeline's start to the end of the bot's 2.2 s (the first audio frame
+    # reaches the processor a moment after the start: that moment is silence on the timeline)
+    assert 55 <= len(motion) <= 62 and f"{len(motion)} frames ({len(motion) / 25:.2f} s at 25 fps)" in out
+    assert "shown at 0.00 s" in out
+
+
+def test_pipecat_agent_pipeline_is_wired_for_the_avatar(tiny_model):
+    pytest.importorskip("pipecat")
+    from pipecat.processors.frame_processor import FrameProcessor
+
+    from unils.pipecat import UniLSAvatarProcessor
+
+    class Transport:  # the live transport needs a client; its two ends are plain processors here
+        def __init__(self):
+            self.ends = (FrameProcessor(name="in"), FrameProcessor(name="out"))
+
+        def input(self):
+            return self.ends[0]
+
+        def output(self):
+            return self.ends[1]
+
+    agent = runpy.run_path(str(EXAMPLES / "pipecat_agent.py"), run_name="pipecat_agent")
+    pipeline = agent["build_pipeline"](Transport(), tiny_model)
+    names = [type(p).__name__ for p in pipeline.processors]
+    avatar = names.index("UniLSAvatarProcessor")
+    assert names[avatar - 1] == "OpenAITTSService" and names[avatar + 1] == "FrameProcessor"  # after TTS, before output
+    proc = pipeline.processors[avatar]
+    assert isinstance(proc, UniLSAvatarProcessor) and proc.send_to_client == "rtvi" and proc.hop_frames == 5
+
+
+def test_livekit_agent(setup, monkeypatch, capsys):
+    pytest.importorskip("livekit.agents")
+    run_example("livekit_agent.py", ["--replay", setup / "a.wav", setup / "b.wav", "--model", setup / "ckpt",
+                                     "--hop-frames", "25", "-o", setup / "avatar.npz"], monkeypatch)
+    out = capsys.readouterr().out
+    motion = Motion.load(setup / "avatar.npz")
+    # the avatar's timeline runs from its start to the end of the agent's 2.2 s reply (the worker
+    # starts before the reply arrives, so a few frames of silence may precede it)
+    assert 55 <= len(motion) <= 62 and f"{len(motion)} frames" in out and "unils.motion: frames 0..4" in out
+
+
+def test_livekit_agent_server_registers_the_session():
+    pytest.importorskip("livekit.agents")
+    agent = runpy.run_path(str(EXAMPLES / "livekit_agent.py"), run_name="livekit_agent")
+    server = agent["make_server"]()
+    assert server._entrypoint_fnc is not None and server._entrypoint_fnc.__name__ == "entrypoint"

@@ -24,7 +24,7 @@ RANKS = {
     # The extras and tools, above the core.
     "unils.arkit": 9, "unils.flame": 9, "unils.bench": 9,
     "unils.viz": 10, "unils.metrics": 10, "unils.batch": 10, "unils.serve": 10, "unils.train": 10,
-    "unils.pipecat": 10, "unils.livekit": 10,
+    "unils.pipecat": 10, "unils.livekit": 10, "unils.voice": 10,
     "unils.cli": 11,
     # The package's front door imports the core for users; __main__ runs the CLI.
     "unils": 12, "unils.__main__": 12,
