@@ -35,6 +35,7 @@ from .hub import resolve_checkpoint
 from .motion import Motion, MotionLike
 from .nn.build import UniLSModules, build_audio_encoder
 from .precision import Precision, choose_precision, cpu_has_native, quantize_linear_int8
+from .sampling import official_skipped_draws
 from .smoothing import savgol_filter
 from .streaming import StreamSession
 
@@ -351,9 +352,11 @@ class UniLS(UniLSModules):
             use_cache: key/value caching across scales (fast). False runs the official full recomputation.
             progress: show a progress bar over windows.
             official_rng: reproduce, for the same ``seed``, the random draws of the official inference
-                run on the CPU in its pinned environment, whose wav2vec2 (transformers 5.3) consumes one
-                draw per encoder layer per encoded window even in eval mode. Without it the draws equal
-                the official ones under transformers versions that do not (e.g. 5.24) and on CUDA.
+                in its pinned environment, whose wav2vec2 (transformers 5.3) consumes one draw per
+                encoder layer per encoded window even in eval mode. Those draws come from torch's CPU
+                generator, so they shift the sampling only on the CPU; on CUDA the official samples
+                from the CUDA generator and this option changes nothing. Without it the draws equal
+                the official ones under transformers versions that do not draw (e.g. 5.24).
 
         Returns:
             :class:`~unils.Motion` with ``ceil(samples / 640)`` frames at 25 fps (for 16 kHz audio).
@@ -385,8 +388,9 @@ class UniLS(UniLSModules):
                     "official_rng reproduces the official wav2vec2 pipeline's random draws; this model uses the "
                     f"{self.config.audio_encoder.type!r} audio encoder: drop official_rng=True"
                 )
-            # The official inference encodes both channels (K windows each) before sampling.
-            skip = 2 * windows * self.config.audio_encoder.wav2vec2.num_hidden_layers
+            skip = official_skipped_draws(
+                self.device, windows, self.config.audio_encoder.wav2vec2.num_hidden_layers
+            )
         rows = [(0, 1 if partner_audio is not None else None)]
         return self._run(
             channels,
