@@ -8,6 +8,7 @@ from helpers import speech_like
 from unils import AudioError, AudioFileError, ConfigError, UniLS, UniLSConfig
 from unils.audio import save_audio
 from unils.motion import Motion
+from unils.sampling import official_skipped_draws
 from unils.smoothing import savgol_filter
 
 
@@ -211,6 +212,16 @@ def test_official_rng_emulation_skips_the_pinned_wav2vec2_draws(tiny_model):
     with pytest.raises(ConfigError, match="official_rng"):
         mel = UniLS(UniLSConfig.demo())
         mel.generate(audio, official_rng=True)
+
+
+def test_official_rng_skips_draws_only_where_the_official_samples_on_the_cpu():
+    # transformers 5.3's LayerDrop check is torch.rand([]): the CPU generator, whatever the device.
+    # On CUDA the official samples from the CUDA generator, which those draws never touch.
+    assert official_skipped_draws("cpu", 5, 24) == 240
+    assert official_skipped_draws(torch.device("cpu"), 1, 3) == 6
+    assert official_skipped_draws("cuda", 5, 24) == 0
+    assert official_skipped_draws(torch.device("cuda", 1), 5, 24) == 0
+    assert official_skipped_draws("mps", 5, 24) == 0
 
 
 @pytest.mark.slow

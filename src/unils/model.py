@@ -29,6 +29,7 @@ from .motion import Motion, MotionLike
 from .nn.build import UniLSModules, build_audio_encoder
 from .options import GenerationOptions, OptionOverrides, Sampling, merge_options
 from .precision import Precision, autocast_name, choose_precision, cpu_has_native
+from .sampling import official_skipped_draws
 from .smoothing import savgol_filter
 from .streaming import SessionGroup, StreamSession
 
@@ -448,11 +449,11 @@ class UniLS(UniLSModules):
                     "official_rng reproduces the official wav2vec2 pipeline's random draws; this model uses the "
                     f"{self.config.audio_encoder.type!r} audio encoder: drop official_rng=True"
                 )
-            # The official inference encodes both channels (K windows each) before sampling. Its
-            # wav2vec2 draws with torch.rand([]) from the CPU generator: on the CPU that is the sampling
-            # generator too, on CUDA sampling draws from the CUDA generator, which those draws never touch.
-            if self.device.type == "cpu":
-                skip = 2 * windows * self.config.audio_encoder.wav2vec2.num_hidden_layers
+            # The official inference encodes both channels (K windows each) before sampling; its
+            # wav2vec2 draws from the CPU generator, which the sampling uses only on the CPU.
+            skip = official_skipped_draws(
+                self.device, windows, self.config.audio_encoder.wav2vec2.num_hidden_layers
+            )
         rows = [(0, 1 if partner_audio is not None else None)]
         return self._run(channels, rows, [frames], person, progress, skip_draws=skip)[0]
 

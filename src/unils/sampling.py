@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["guided_logits", "apply_top_p", "bit_probabilities", "RowKnobs", "sample_bits", "make_generator"]
+__all__ = [
+    "guided_logits",
+    "apply_top_p",
+    "bit_probabilities",
+    "RowKnobs",
+    "sample_bits",
+    "make_generator",
+    "official_skipped_draws",
+]
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
@@ -33,6 +41,19 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     else:
         gen.manual_seed(int(seed))
     return gen
+
+
+def official_skipped_draws(device: torch.device | str, windows: int, layers: int) -> int:
+    """Draws the official inference takes from its *sampling* generator before it samples a bit.
+
+    The official environment pins transformers 5.3, whose wav2vec2 calls ``torch.rand([])`` once per
+    encoder layer per encoded window even in eval mode; the official encodes both channels (``windows``
+    windows each) before sampling. ``torch.rand([])`` draws from torch's CPU generator whatever the
+    model's device, while the official samples with the generator of the logits' device. So these
+    draws shift the sampling stream only when the model runs on the CPU; on CUDA (or any other
+    accelerator) they leave it untouched and nothing is to be skipped.
+    """
+    return 2 * windows * layers if torch.device(device).type == "cpu" else 0
 
 
 def guided_logits(logits: Tensor, batch: int, temperature: float, cfg_scale: float) -> Tensor:
