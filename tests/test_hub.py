@@ -430,7 +430,7 @@ def test_conversion_is_reused_by_another_process(tiny_model, tmp_path, offline):
         "from unils import UniLS\nm = UniLS.from_pretrained(sys.argv[1])\n"
         "print(float(sum(v.double().sum() for v in m.state_dict().values())))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(SRC.parent), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1")
     out = subprocess.run(
         [sys.executable, "-c", code, str(folder)], env=env, capture_output=True, text=True, timeout=120, check=False
     )

@@ -308,7 +308,7 @@ def measure_drift(
     gen32 = exact.generator
     g = torch.Generator().manual_seed(seed)
     with torch.inference_mode():
-        feats32 = exact.encode_windows(windows)
+        feats32 = exact.engine.encode(windows)
         prefix32 = gen32.condition_tokens(
             exact.codec.sum_features(torch.randn(1, exact.config.window_frames, 108, generator=g).to(device)),
             exact.codec.sum_features(torch.randn(1, exact.config.window_frames, 108, generator=g).to(device)),
@@ -330,7 +330,7 @@ def measure_drift(
         model = copy.deepcopy(exact)
         model.set_precision(name)
         with torch.inference_mode():
-            feats = model.encode_windows(windows)
+            feats = model.engine.encode(windows)
             lg = logits(model)
             motions = [m.to_array() for m in model.generate_both(a, b, **near_greedy)]
         diff = np.abs(np.stack(motions) - np.stack(m32))

@@ -2,19 +2,19 @@
 
 Needs the ``livekit`` extra (``pip install "unils[livekit]"``). It follows LiveKit's avatar pattern:
 
-* :class:`AvatarSession` (agent side, the shape of the avatar plugins in ``livekit.plugins``):
-  ``await AvatarSession("demo").start(session, room=ctx.room)`` routes the agent's audio to the
-  avatar participant as LiveKit's audio data stream (``DataStreamAudioOutput``) and runs the avatar
+* [`AvatarSession`][unils.livekit.AvatarSession] (agent side, the shape of the avatar plugins in
+  ``livekit.plugins``): ``await AvatarSession("demo").start(session, room=ctx.room)`` routes the agent's audio
+  to the avatar participant as LiveKit's audio data stream (``DataStreamAudioOutput``) and runs the avatar
   worker in the same process, joined to the room as its own participant.
-* :class:`AvatarWorker` (avatar side): receives the agent's audio (``DataStreamAudioReceiver``),
-  plays it into the room as the agent's voice, answers ``lk.clear_buffer`` (barge-in) and reports
-  ``lk.playback_started`` / ``lk.playback_finished``; it also subscribes to the user's microphone
-  as the partner channel, and publishes the motion on the text-stream topic ``unils.motion`` as the
-  ``frames`` message of ``unils serve`` (FLAME coefficients, and ARKit-52 weights when asked), for
-  a web or Unity client to render. See ``docs/voice-agents.md`` for the schema.
+* [`AvatarWorker`][unils.livekit.AvatarWorker] (avatar side): receives the agent's audio
+  (``DataStreamAudioReceiver``), plays it into the room as the agent's voice, answers ``lk.clear_buffer``
+  (barge-in) and reports ``lk.playback_started`` / ``lk.playback_finished``; it also subscribes to the user's
+  microphone as the partner channel, and publishes the motion on the text-stream topic ``unils.motion`` as the
+  ``frames`` message of ``unils serve`` (FLAME coefficients, and ARKit-52 weights when asked), for a web or
+  Unity client to render. See ``docs/voice-agents.md`` for the schema.
 
 The agent's and the user's audio are aligned on the avatar's playback timeline by
-:class:`unils.voice.PlaybackTimeline`, as in :mod:`unils.pipecat`.
+[`unils.voice.PlaybackTimeline`][unils.voice.PlaybackTimeline], as in [`unils.pipecat`][unils.pipecat].
 """
 
 from __future__ import annotations
@@ -95,21 +95,22 @@ class AvatarWorker:
 
     Args:
         room: the avatar's connected room (its own participant, not the agent's).
-        model: a loaded :class:`~unils.UniLS`, or a name/path to load (``"demo"``).
+        model: a loaded [`UniLS`][unils.model.UniLS], or a name/path to load (``"demo"``).
         audio_receiver: where the agent's audio comes from (default: LiveKit's
             ``DataStreamAudioReceiver`` on ``room``, from ``agent_identity`` or the first agent).
         agent_identity: identity of the agent participant that sends the audio.
         user_identity: identity of the user whose microphone is the partner channel (None = every
             non-agent participant's microphone; with several, their audio is mixed).
-        options: generation options (:class:`unils.GenerationOptions`: sampling, smoothing, style,
-            previous motion; None = the model's defaults).
+        options: generation options ([`unils.GenerationOptions`][unils.options.GenerationOptions]: sampling,
+            smoothing, style, previous motion; None = the model's defaults).
         batcher: a ``unils.serve.batcher.StepBatcher`` shared by the calls of this process: their
             ready windows then run as batched steps (one model, many calls). None = each call steps
             its own session.
         hop_frames: None for exact mode (4.16 s latency), or the low-latency hop in frames.
         seed: seed of the draws (overrides ``options.seed``; None = the options' seed).
         dtype: precision when ``model`` is a name or path.
-        arkit: True (or an :class:`~unils.arkit.ArkitConverter`) to add ARKit-52 weights to the messages.
+        arkit: True (or an [`ArkitConverter`][unils.arkit.convert.ArkitConverter]) to add ARKit-52 weights to
+            the messages.
         topic: text-stream topic of the motion messages.
         max_frames_per_message: most frames in one message.
         sample_rate: rate of the published audio track.
@@ -400,24 +401,26 @@ class AvatarWorker:
 class AvatarSession(_LiveKitAvatarSession):
     """A unils avatar for a LiveKit ``AgentSession``, shaped like the avatar plugins.
 
-    ``start`` sends the agent's audio to the avatar participant (LiveKit's ``DataStreamAudioOutput``)
-    and runs :class:`AvatarWorker` in this process, connected to the room as ``avatar_identity``
+    ``start`` sends the agent's audio to the avatar participant (LiveKit's ``DataStreamAudioOutput``) and runs
+    [`AvatarWorker`][unils.livekit.AvatarWorker] in this process, connected to the room as ``avatar_identity``
     with a token minted from the LiveKit API key and secret.
 
     Args:
-        model: a loaded :class:`~unils.UniLS`, or a name/path to load (``"demo"``).
+        model: a loaded [`UniLS`][unils.model.UniLS], or a name/path to load (``"demo"``).
         avatar_identity: participant identity of the avatar.
         avatar_name: participant name of the avatar.
         livekit_url: server URL (default ``$LIVEKIT_URL``).
         api_key: API key (default ``$LIVEKIT_API_KEY``).
         api_secret: API secret (default ``$LIVEKIT_API_SECRET``).
-        options: generation options (:class:`unils.GenerationOptions`: sampling, smoothing, style,
-            previous motion; None = the model's defaults).
-        batcher: a ``StepBatcher`` shared by the avatars of this process (see :class:`AvatarWorker`).
+        options: generation options ([`unils.GenerationOptions`][unils.options.GenerationOptions]: sampling,
+            smoothing, style, previous motion; None = the model's defaults).
+        batcher: a ``StepBatcher`` shared by the avatars of this process (see
+            [`AvatarWorker`][unils.livekit.AvatarWorker]).
         hop_frames: None for exact mode (4.16 s latency), or the low-latency hop in frames.
         seed: seed of the draws (overrides ``options.seed``; None = the options' seed).
         dtype: precision when ``model`` is a name or path.
-        arkit: True (or an :class:`~unils.arkit.ArkitConverter`) to add ARKit-52 weights to the messages.
+        arkit: True (or an [`ArkitConverter`][unils.arkit.convert.ArkitConverter]) to add ARKit-52 weights to
+            the messages.
         user_identity: identity of the user whose microphone is the partner channel (None = every
             non-agent participant's microphone).
         topic: text-stream topic of the motion messages.

@@ -1,7 +1,8 @@
 """A Pipecat frame processor that animates the bot's avatar from both sides of the call.
 
 Needs the ``pipecat`` extra (``pip install "unils[pipecat]"``). Place
-:class:`UniLSAvatarProcessor` after the TTS service, before the output transport:
+[`UniLSAvatarProcessor`][unils.pipecat.UniLSAvatarProcessor] after the TTS service, before the output
+transport:
 
 ```python
 pipeline = Pipeline([
@@ -11,12 +12,12 @@ pipeline = Pipeline([
 ])
 ```
 
-Its own channel is the bot's voice (``TTSAudioRawFrame``, any sample rate), its partner channel the
-user's microphone (``InputAudioRawFrame`` from the input transport); both are aligned on the bot's
-playback timeline by :class:`unils.voice.PlaybackTimeline`. It pushes a :class:`MotionFrame`
-downstream for every batch of new frames and, when asked, sends them to the client as transport
-messages. An ``InterruptionFrame`` drops the bot audio not played yet, without resetting the
-session: the face carries on, listening. Every frame passes through unchanged. See
+Its own channel is the bot's voice (``TTSAudioRawFrame``, any sample rate), its partner channel the user's
+microphone (``InputAudioRawFrame`` from the input transport); both are aligned on the bot's playback timeline
+by [`unils.voice.PlaybackTimeline`][unils.voice.PlaybackTimeline]. It pushes a
+[`MotionFrame`][unils.pipecat.MotionFrame] downstream for every batch of new frames and, when asked, sends
+them to the client as transport messages. An ``InterruptionFrame`` drops the bot audio not played yet, without
+resetting the session: the face carries on, listening. Every frame passes through unchanged. See
 ``docs/voice-agents.md``.
 """
 
@@ -77,7 +78,7 @@ logger = logging.getLogger("unils")
 
 @dataclass
 class MotionFrame(DataFrame):
-    """New avatar frames, pushed downstream by :class:`UniLSAvatarProcessor`.
+    """New avatar frames, pushed downstream by [`UniLSAvatarProcessor`][unils.pipecat.UniLSAvatarProcessor].
 
     Parameters:
         motion: the new frames (FLAME coefficients at 25 fps), in order.
@@ -109,9 +110,9 @@ class UniLSAvatarProcessor(FrameProcessor):
     """Animate the bot's avatar from its own voice and the user's, on the bot's playback timeline.
 
     Args:
-        model: a loaded :class:`~unils.UniLS`, or a name/path to load (``"demo"``).
-        options: generation options (:class:`unils.GenerationOptions`: sampling, smoothing, style,
-            previous motion; None = the model's defaults).
+        model: a loaded [`UniLS`][unils.model.UniLS], or a name/path to load (``"demo"``).
+        options: generation options ([`unils.GenerationOptions`][unils.options.GenerationOptions]: sampling,
+            smoothing, style, previous motion; None = the model's defaults).
         batcher: a ``unils.serve.batcher.StepBatcher`` shared by the calls of this process: their
             ready windows then run as batched steps (one model, many calls). None = each call steps
             its own session.
@@ -119,16 +120,18 @@ class UniLSAvatarProcessor(FrameProcessor):
             low-latency hop in frames (5: 0.36 s algorithmic latency, 20 steps per second of audio).
         seed: seed of the draws (overrides ``options.seed``; None = the options' seed).
         dtype: precision when ``model`` is a name or path (``"auto"``, ``"float32"``, ``"bfloat16"``).
-        arkit: True (or an :class:`~unils.arkit.ArkitConverter`, e.g. with an expression map) to
-            add ARKit-52 weights to every :class:`MotionFrame` and client message.
+        arkit: True (or an [`ArkitConverter`][unils.arkit.convert.ArkitConverter], e.g. with an expression
+            map) to add ARKit-52 weights to every [`MotionFrame`][unils.pipecat.MotionFrame] and client
+            message.
         send_to_client: ``"transport"`` to send each batch of frames as an
             ``OutputTransportMessageUrgentFrame``, ``"rtvi"`` as an RTVI server message
-            (``RTVIServerMessageFrame``), None to only push :class:`MotionFrame` downstream.
+            (``RTVIServerMessageFrame``), None to only push [`MotionFrame`][unils.pipecat.MotionFrame]
+            downstream.
         max_frames_per_message: most frames in one client message (messages are split).
         partner_timeout_s: with no user audio for this long, the partner channel is silence.
         tick_s: how often the processor checks the clock when no audio arrives.
         clock: monotonic time in seconds (tests drive it by hand).
-        **kwargs: :class:`FrameProcessor` arguments (``name``...).
+        **kwargs: `FrameProcessor` arguments (``name``...).
     """
 
     def __init__(

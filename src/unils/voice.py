@@ -1,4 +1,5 @@
-"""The framework-free core of the voice-agent integrations (:mod:`unils.pipecat`, :mod:`unils.livekit`).
+"""The framework-free core of the voice-agent integrations ([`unils.pipecat`][unils.pipecat],
+[`unils.livekit`][unils.livekit]).
 
 A voice agent's avatar is driven from two audio streams that run on different clocks:
 
@@ -6,18 +7,18 @@ A voice agent's avatar is driven from two audio streams that run on different cl
   queued for playback; an interruption (barge-in) drops whatever has not played yet;
 * the user's microphone arrives at real-time pace.
 
-:class:`PlaybackTimeline` puts both on the agent's *playback* timeline (sample 0 = when the
-conversation started): the own channel holds the agent audio that plays at each instant and zeros
-where the agent is silent, the partner channel holds the user audio captured at the same instant
-and zeros where there is none. It releases a stretch of both channels only once it is final: the
-agent audio up to the playback position (later audio may still be interrupted) and the user audio
-received. Channels are released in lockstep, in blocks of one motion frame (40 ms at 16 kHz), so
-each window step of a streaming session sees exactly the audio up to its hop, whatever the
-arrival timing: the motion is a deterministic function of the two channels.
+[`PlaybackTimeline`][unils.voice.PlaybackTimeline] puts both on the agent's *playback* timeline (sample 0 =
+when the conversation started): the own channel holds the agent audio that plays at each instant and zeros
+where the agent is silent, the partner channel holds the user audio captured at the same instant and zeros
+where there is none. It releases a stretch of both channels only once it is final: the agent audio up to the
+playback position (later audio may still be interrupted) and the user audio received. Channels are released in
+lockstep, in blocks of one motion frame (40 ms at 16 kHz), so each window step of a streaming session sees
+exactly the audio up to its hop, whatever the arrival timing: the motion is a deterministic function of the
+two channels.
 
-:func:`open_session` is the one place the integrations open a streaming session.
-:func:`frames_message` builds the JSON message they send to clients (the ``frames`` message of
-``unils serve``, see ``docs/voice-agents.md``).
+[`open_session`][unils.voice.open_session] is the one place the integrations open a streaming session.
+[`frames_message`][unils.voice.frames_message] builds the JSON message they send to clients (the ``frames``
+message of ``unils serve``, see ``docs/voice-agents.md``).
 """
 
 from __future__ import annotations
@@ -61,11 +62,12 @@ DEFAULT_PARTNER_TIMEOUT_S = 0.1
 
 
 def load_model(model: UniLS | str | Any, dtype: Any = None) -> UniLS:
-    """The model an integration runs: a loaded :class:`~unils.UniLS`, or a name/path to load.
+    """The model an integration runs: a loaded [`UniLS`][unils.model.UniLS], or a name/path to load.
 
     Args:
-        model: a :class:`~unils.UniLS`, or anything :meth:`~unils.UniLS.from_pretrained` accepts
-            (``"demo"``, a checkpoint folder, a Hub id).
+        model: a [`UniLS`][unils.model.UniLS], or anything
+            [`from_pretrained`][unils.model.UniLS.from_pretrained] accepts (``"demo"``, a checkpoint folder, a
+            Hub id).
         dtype: precision when loading (``"auto"``, ``"float32"``, ``"bfloat16"``...; None = the
             loader's default). Only for a model given by name: a loaded model keeps its precision.
 
@@ -101,7 +103,8 @@ def open_session(
         model: the loaded model.
         options: generation options (None = the model's defaults).
         hop_frames: None for exact mode, or the low-latency hop in frames.
-        **overrides: fields of :class:`~unils.GenerationOptions` that override ``options`` (``seed``...).
+        **overrides: fields of [`GenerationOptions`][unils.options.GenerationOptions] that override
+            ``options`` (``seed``...).
     """
     if options is not None and not isinstance(options, GenerationOptions):
         raise TypeError(f"options must be a unils.GenerationOptions, got {type(options).__name__}")
@@ -126,8 +129,9 @@ def run_blocks(
     a worker thread).
 
     Args:
-        session: the conversation's session (from :func:`open_session`).
-        blocks: ``(own, partner)`` blocks from :meth:`PlaybackTimeline.advance` or ``finish``.
+        session: the conversation's session (from [`open_session`][unils.voice.open_session]).
+        blocks: ``(own, partner)`` blocks from
+            [`PlaybackTimeline.advance`][unils.voice.PlaybackTimeline.advance] or ``finish``.
         final: the end of the conversation: flush the session after the blocks.
         batcher: a ``unils.serve.batcher.StepBatcher`` to step the session's windows in batches with
             other sessions' (None: the session steps alone). The frames are the same either way.
@@ -167,15 +171,15 @@ def pcm16_to_float32(data: bytes, num_channels: int = 1) -> np.ndarray:
 def warm_up_resampling() -> None:
     """Run the resampling kernel once (its first use in a process compiles it: seconds of CPU).
 
-    :class:`PlaybackTimeline` calls it when created, so that the first utterance of a conversation
-    does not stall the event loop.
+    [`PlaybackTimeline`][unils.voice.PlaybackTimeline] calls it when created, so that the first utterance of a
+    conversation does not stall the event loop.
     """
     Resampler(48000, 16000).push(np.zeros(4800, np.float32))
 
 
 @dataclass(frozen=True)
 class TimelineStats:
-    """What a :class:`PlaybackTimeline` has seen (samples at the timeline's rate).
+    """What a [`PlaybackTimeline`][unils.voice.PlaybackTimeline] has seen (samples at the timeline's rate).
 
     Attributes:
         agent_samples: agent audio received.
@@ -203,7 +207,8 @@ class PlaybackTimeline:
         partner_timeout_s: with no user audio for this long, the partner channel is filled with
             silence up to ``now - partner_timeout_s``; user audio that arrives more than this after
             the end of the partner channel starts at its own time (the gap is silence).
-        clock: seconds, monotonic (``time.monotonic``); the timeline starts at :meth:`start`.
+        clock: seconds, monotonic (``time.monotonic``); the timeline starts at
+            [`start`][unils.voice.PlaybackTimeline.start].
     """
 
     def __init__(
@@ -245,11 +250,11 @@ class PlaybackTimeline:
 
     @property
     def started(self) -> bool:
-        """Whether :meth:`start` was called."""
+        """Whether [`start`][unils.voice.PlaybackTimeline.start] was called."""
         return self.origin is not None
 
     def position(self, now: float | None = None) -> int:
-        """The playback position (samples since :meth:`start`) at ``now``."""
+        """The playback position (samples since [`start`][unils.voice.PlaybackTimeline.start]) at ``now``."""
         if self.origin is None:
             raise RuntimeError("the timeline has not started: call start() first")
         t = self.clock() if now is None else now
@@ -295,7 +300,8 @@ class PlaybackTimeline:
         audio follows the queued audio directly.
 
         Args:
-            samples: mono float32 samples (or anything :func:`unils.audio.to_mono_float32` accepts).
+            samples: mono float32 samples (or anything
+                [`unils.audio.to_mono_float32`][unils.audio.to_mono_float32] accepts).
             sample_rate: their rate (resampled to the timeline's rate, as one stream per utterance).
             now: when the audio starts playing if nothing is queued (default: the clock's time).
         """

@@ -1,6 +1,6 @@
 """Command-line layer of batch generation (``unils generate --batch``): options, progress bar, report.
 
-The only part of [`unils.batch`][unils.batch] that prints.
+The only part of `unils.batch` that prints.
 [`add_batch_arguments`][unils.batch.command.add_batch_arguments] adds the batch options to a parser that
 already has the single-file generate options (``--seed``, ``--temperature``, ``--top-p``, ``--cfg-scale``,
 ``--no-smooth``, ``--both``, ``--device``); their values become the defaults of empty manifest cells.

@@ -86,7 +86,7 @@ def make_groups(rows: Sequence[BatchRow], frames: Mapping[int, int], batch_size:
 
     Args:
         rows: the rows to plan (rows whose audio header is unreadable are left out by the caller).
-        frames: frame count of each row, by [`BatchRow.index`][unils.batch.manifest.BatchRow.index].
+        frames: frame count of each row, by `BatchRow.index`.
         batch_size: most rows per call.
     """
     if batch_size < 1:
