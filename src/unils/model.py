@@ -1,6 +1,6 @@
 """The public [`UniLS`][unils.model.UniLS] model: loading, saving and offline generation.
 
-The class is thin on purpose: the math lives in [`unils.nn`][unils.nn], the window step in
+The class is thin on purpose: the math lives in `unils.nn`, the window step in
 [`unils.generation`][unils.generation], audio handling in [`unils.audio`][unils.audio] and file resolution in
 [`unils.hub`][unils.hub].
 """

@@ -121,7 +121,7 @@ class ArkitHead:
         For engines and viewers: three.js (``GLTFLoader``: ``mesh.morphTargetDictionary`` holds the ARKit
         names), Unity (glTFast, UniGLTF), Blender, Godot. Metres, glTF axes (y up, the face looking down +z,
         as in ARKit's face frame); one mesh without the clear cornea shells, one dense morph target per name
-        in [`shape_names`][unils.arkit.head.ArkitHead.shape_names] (``mesh.extras.targetNames``), vertex
+        in `shape_names` (``mesh.extras.targetNames``), vertex
         colours when ``colors`` ([V, 3] RGB in [0, 1]) is given. Head rotation and gaze are not in the file:
         turn the node and the eyeball vertices (``eye_vertices`` about ``eye_centres``) in your engine, or use
         ``eyeLook*`` only.
