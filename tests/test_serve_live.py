@@ -246,7 +246,7 @@ def test_host_policy_unit():
     [
         ('{"type": "hello", "sample_rate": 16000, "seed": ' + "[" * 3000 + "]" * 3000 + "}", 4000, "nests 3001"),
         (hello(cfg_scale=1e308), 4000, "cfg_scale must be between 0 and 100"),
-        (hello(temperature=1e-300), 4000, "temperature must be between 0.001 and 100"),
+        (hello(temperature=1e31), 4000, "temperature must be between 0 and 1e+30"),
         (hello(top_p=2), 4000, "top_p must be between 0 and 1"),
         (hello(version=True), 4000, "version True"),
         (hello(version=1.0), 4000, "version 1.0"),
@@ -268,6 +268,19 @@ def test_hostile_hellos_are_refused_not_crashed(model, message, code, needle):
                 ws.recv(timeout=WAIT)
         assert closed.value.rcvd.code == code and needle in closed.value.rcvd.reason
         assert srv.server.closed_by_code == {code: 1}
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 0])
+def test_tiny_and_zero_temperatures_stream_and_end_normally(model, temperature):
+    """A hello with temperature 1e-300 or 0 (greedy decoding) streams frames and ends with 1000, not 1011."""
+    a = speech_like(2.0, seed=3)
+    with ServerThread(model, ServeConfig(port=0)) as srv:
+        with StreamClient(srv.ws_url, partner=False, hop_frames=25, seed=0, temperature=temperature) as c:
+            assert c.ready["hello"]["temperature"] == temperature
+            got = Motion.concatenate([c.push(a), c.end(timeout=WAIT)])
+        assert srv.server.closed_by_code == {1000: 1}
+    assert len(got) == 50 and np.isfinite(got.to_array()).all()
+    assert got == local_frames(model, a, len(a), seed=0, hop_frames=25, temperature=temperature)
 
 
 def test_text_limits_count_bytes(model):
