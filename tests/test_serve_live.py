@@ -306,14 +306,14 @@ def test_knob_extremes_stay_finite(model, knobs):
 def test_failed_step_logs_its_traceback(model, monkeypatch, caplog):
     from unils.streaming import StreamSession
 
-    original = StreamSession.push
+    original = StreamSession.feed
 
     def broken(self, audio, partner_audio=None):
         if audio.shape[0] == 321:
             raise RuntimeError("simulated bug")
         return original(self, audio, partner_audio)
 
-    monkeypatch.setattr(StreamSession, "push", broken)
+    monkeypatch.setattr(StreamSession, "feed", broken)
     with ServerThread(model, ServeConfig(port=0)) as srv, caplog.at_level(logging.ERROR, "unils.serve"):
         with StreamClient(srv.ws_url) as fine, connect(srv.ws_url, open_timeout=WAIT) as ws:
             ws.send(hello())
@@ -376,14 +376,14 @@ def test_a_hog_does_not_starve_a_real_time_neighbour(model):
 def test_drain_meets_its_deadline_during_a_stuck_step(model, monkeypatch):
     from unils.streaming import StreamSession
 
-    original, release = StreamSession.push, threading.Event()
+    original, release = StreamSession.feed, threading.Event()
 
     def stuck(self, audio, partner_audio=None):
         if audio.shape[0] == 333:
             release.wait(60)  # a step far longer than the drain deadline
         return original(self, audio, partner_audio)
 
-    monkeypatch.setattr(StreamSession, "push", stuck)
+    monkeypatch.setattr(StreamSession, "feed", stuck)
     threading.Timer(20, release.set).start()  # never hang the suite, whatever the server does
     srv = ServerThread(model, ServeConfig(port=0, drain_timeout_s=1.0, close_timeout_s=0.5)).start()
     try:
