@@ -93,7 +93,8 @@ def own_cpu_s() -> float:
 def start_server(model_dir: str, clients: int, threads: int, workers: int | None, hop: int | None,
                  batch_steps: bool = True, dtype: str | None = None) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "unils", "serve", "--model", model_dir, "--host", "127.0.0.1", "--port", "0",
-           "--max-sessions", str(clients), "--threads", str(threads), "--min-hop-frames", str(min(hop or 5, 5))]
+           "--max-sessions", str(clients), "--threads", str(threads), "--min-hop-frames", str(min(hop or 5, 5)),
+           "--max-connections-per-address", str(max(16, clients))]  # every client comes from 127.0.0.1
     if workers:
         cmd += ["--workers", str(workers)]
     if not batch_steps:
