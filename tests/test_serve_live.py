@@ -9,7 +9,6 @@ every wait is bounded.
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 import logging
 import os
@@ -442,8 +441,6 @@ def test_style_clip_in_the_hello_equals_a_local_session(model):
 
 
 def test_prev_motion_clip_in_the_hello(model):
-    if "prev_motion" not in inspect.signature(model.stream).parameters:
-        pytest.skip("needs prev_motion in UniLS.stream")
     prev = Motion.from_array(np.random.default_rng(1).standard_normal((60, 108)).astype(np.float32) * 0.1)
     a = speech_like(4.4, seed=8)
     with ServerThread(model, ServeConfig(port=0)) as srv:
