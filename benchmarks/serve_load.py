@@ -1,7 +1,8 @@
 """Load test of ``unils serve``: many concurrent clients on the loopback address, bounded in time.
 
     python benchmarks/serve_load.py [--model PATH | --size small|tiny] [--clients 16] [--seconds 60] [--session-s 15]
-        [--hop-frames N] [--resampled-clients 2] [--threads 1] [--json benchmarks/results/serve_load.json]
+        [--hop-frames N] [--resampled-clients 2] [--threads 1] [--no-batch-steps] [--dtype float32]
+        [--json benchmarks/results/serve_load.json]
 
 Starts ``unils serve`` as a subprocess on 127.0.0.1 (a port the OS picks), then runs ``--clients``
 clients in one asyncio loop, their starts spread over ``--stagger-s`` (one 4 s window by default). Each client streams two-person synthetic audio (person + partner,
@@ -12,7 +13,9 @@ is stopped. Session churn is deliberate: memory must stay flat across sessions, 
 Reported: frames/s received; newest-frame latency p50/p95 (from sending the audio a frame ends on
 to receiving that frame: the smoothing lookahead 0.16 s + server queueing + compute; in exact mode
 the first frame of a window additionally waits for the rest of its 4 s window); the server's step
-compute p50/p95; errors (any refused or broken session, and any session whose frame count differs
+compute p50/p95; the share of frames late (arriving more than one hop after the session's algorithmic
+latency, from the audio they end on); the server's batched steps (``--batch-steps``, the default, vs
+``--no-batch-steps``: sessions stepped in turn); errors (any refused or broken session, and any session whose frame count differs
 from ceil(samples / 640)); the server's RSS sampled every second.
 
 Without ``--model`` a random model is used: ``--size small`` (mel front end, 256-wide generator, as
@@ -45,6 +48,7 @@ import torch
 from unils import UniLS, UniLSConfig
 from unils.bench import conversation_audio, random_model, small_random_config
 from unils.config import AudioEncoderConfig, CodecConfig, GeneratorConfig, Wav2Vec2Config
+from unils.precision import cpu_kind
 from unils.serve import AsyncStreamClient
 
 
@@ -86,11 +90,17 @@ def own_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def start_server(model_dir: str, clients: int, threads: int, workers: int | None, hop: int | None) -> tuple[subprocess.Popen, str]:
+def start_server(model_dir: str, clients: int, threads: int, workers: int | None, hop: int | None,
+                 batch_steps: bool = True, dtype: str | None = None) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "unils", "serve", "--model", model_dir, "--host", "127.0.0.1", "--port", "0",
-           "--max-sessions", str(clients), "--threads", str(threads), "--min-hop-frames", str(min(hop or 5, 5))]
+           "--max-sessions", str(clients), "--threads", str(threads), "--min-hop-frames", str(min(hop or 5, 5)),
+           "--max-connections-per-address", str(max(16, clients))]  # every client comes from 127.0.0.1
     if workers:
         cmd += ["--workers", str(workers)]
+    if not batch_steps:
+        cmd += ["--no-batch-steps"]
+    if dtype:
+        cmd += ["--dtype", dtype]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     sel = selectors.DefaultSelector()
@@ -106,11 +116,23 @@ def start_server(model_dir: str, clients: int, threads: int, workers: int | None
     return proc, match.group(1)
 
 
+def server_metrics(ws_url: str) -> dict[str, float]:
+    """The server's unlabelled metrics (``GET /metrics``)."""
+    import urllib.request
+
+    with urllib.request.urlopen(ws_url.replace("ws://", "http://").replace("/ws", "/metrics"), timeout=30) as r:
+        text = r.read().decode()
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+            if line and not line.startswith("#") and "{" not in line}
+
+
 class Tally:
     def __init__(self) -> None:
         self.frames = 0
         self.sessions = 0
         self.latencies: list[float] = []
+        self.frames_late = 0
+        self.frames_timed = 0
         self.step_p50: list[float] = []
         self.step_p95: list[float] = []
         self.errors: list[str] = []
@@ -127,6 +149,7 @@ async def client_loop(idx: int, url: str, args: argparse.Namespace, deadline: fl
         a, b = conversation_audio(args.session_s, seed=1000 * idx + session_no, sr=sr)
         session_no += 1
         sent: list[tuple[float, float]] = []  # (audio seconds sent so far, when)
+        on_time = [math.inf]  # latency allowed: the session's algorithmic latency + one hop (from ready)
 
         def on_frames(start: int, count: int, received_at: float) -> None:
             # The newest frame ends at end_s; its audio left with the first block reaching end_s
@@ -135,11 +158,14 @@ async def client_loop(idx: int, url: str, args: argparse.Namespace, deadline: fl
             i = min(bisect.bisect_left(sent, (end_s, -math.inf)), len(sent) - 1)
             if i >= 0:
                 tally.latencies.append(received_at - sent[i][1])
+                tally.frames_timed += count
+                tally.frames_late += count if received_at - sent[i][1] > on_time[0] else 0
 
         try:
             client = await AsyncStreamClient.connect(url, sample_rate=sr, partner=True, encoding="pcm16",
                                                      format=args.format, seed=idx, hop_frames=args.hop_frames,
                                                      on_frames=on_frames)
+            on_time[0] = client.ready["algorithmic_latency_s"] + client.ready["hop_frames"] / 25.0
             t0 = time.perf_counter()
             got = 0
             for i in range(0, a.shape[0], block):
@@ -178,6 +204,7 @@ async def run_clients(url: str, pid: int, args: argparse.Namespace) -> dict:
     sampler = asyncio.create_task(sample_rss())
     await asyncio.gather(*(client_loop(i, url, args, deadline, tally) for i in range(args.clients)))
     elapsed = time.perf_counter() - t_start
+    scraped = await asyncio.to_thread(server_metrics, url)
     server_cpu, client_cpu = cpu_s(pid) - server_cpu0, own_cpu_s() - client_cpu0
     sampler.cancel()
     rss.append((elapsed, rss_mb(pid)))
@@ -194,6 +221,7 @@ async def run_clients(url: str, pid: int, args: argparse.Namespace) -> dict:
         "latency_newest_frame_p50_s": pct(50),
         "latency_newest_frame_p95_s": pct(95),
         "latency_samples": len(tally.latencies),
+        "frames_late_fraction": round(tally.frames_late / tally.frames_timed, 4) if tally.frames_timed else None,
         "server_step_p50_s": round(float(np.median(tally.step_p50)), 4) if tally.step_p50 else None,
         "server_step_p95_s": round(float(np.median(tally.step_p95)), 4) if tally.step_p95 else None,
         # CPU actually used (cores = CPU seconds / wall seconds): what the load costs, whatever else
@@ -202,6 +230,10 @@ async def run_clients(url: str, pid: int, args: argparse.Namespace) -> dict:
         "server_cores_used": round(server_cpu / elapsed, 2),
         "client_cpu_s": round(client_cpu, 1),
         "load_average_1min_end": round(os.getloadavg()[0], 2),
+        "server_steps_total": scraped.get("unils_serve_steps_total"),
+        "server_batches_total": scraped.get("unils_serve_batches_total"),
+        "server_batched_rows_total": scraped.get("unils_serve_batched_rows_total"),
+        "server_batch_size_max": scraped.get("unils_serve_batch_size_max"),
         "errors": len(tally.errors),
         "error_messages": tally.errors[:20],
         "rss_mb_start": round(rss[0][1], 1),
@@ -229,6 +261,9 @@ def main() -> None:
     ap.add_argument("--resampled-clients", type=int, default=2, help="clients sending 48 kHz audio")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per model worker in the server")
     ap.add_argument("--workers", type=int, default=None, help="server model threads (default: CPUs)")
+    ap.add_argument("--batch-steps", action=argparse.BooleanOptionalAction, default=True,
+                    help="continuous batching in the server (default on; --no-batch-steps: steps in turn)")
+    ap.add_argument("--dtype", default=None, help="the server's --dtype (default: the model's default precision)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     if not (1 <= args.clients <= 64 and 0 < args.seconds <= 600 and 0 < args.session_s <= 120):
@@ -239,7 +274,8 @@ def main() -> None:
         if model_dir is None:
             model_dir = str(Path(tmp) / "model")
             (small_random_model() if args.size == "small" else tiny_random_model()).save_pretrained(model_dir)
-        proc, url = start_server(model_dir, args.clients, args.threads, args.workers, args.hop_frames)
+        proc, url = start_server(model_dir, args.clients, args.threads, args.workers, args.hop_frames,
+                                 args.batch_steps, args.dtype)
         try:
             results = asyncio.run(run_clients(url, proc.pid, args))
         finally:
@@ -253,7 +289,7 @@ def main() -> None:
         "model": args.model or {"small": "small random (mel front end, 256-wide, 4 layers)",
                                 "tiny": "tiny random (tests' layout: 32-wide, 1-layer wav2vec2)"}[args.size],
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__},
+                    "torch": torch.__version__, "cpu_kind": cpu_kind()},
         **results,
     }
     summary = {k: v for k, v in report.items() if k not in ("rss_mb_samples", "error_messages")}

@@ -184,3 +184,67 @@ def test_stream_equals_generate_with_the_same_flags(tmp_path, dtype):
     assert streamed == generated  # bit for bit
     # The flags matter: the default options give other frames.
     assert not Motion.load(tmp_path / "d.npz").allclose(generated, atol=1e-2)
+
+
+def hello_values(d: Path, window: int) -> dict:
+    """values(d) with the clips cut to one window (the most a hello carries), as float32 arrays."""
+    out = values(d)
+    for f in option_fields():
+        if f.kind == "motion":
+            out[f.name] = out[f.name].to_array()[:window]
+    return out
+
+
+def check_hello(person: GenerationOptions, want: dict) -> None:
+    for f in option_fields():
+        got, expected = getattr(person, f.name), want[f.name]
+        if f.kind == "motion":
+            assert np.array_equal(np.asarray(got), expected), f.name
+        else:
+            assert got == expected, (f.name, got, expected)
+
+
+def test_every_field_reaches_the_model_through_the_hello(tiny_model, spy, files):
+    """Each field, sent in a hello, is parsed (by its kind) and reaches the session the server opens."""
+    from unils.serve.hello import Clip, parse_hello
+    from unils.serve.session import open_session
+
+    window = tiny_model.config.window_frames
+    want = hello_values(files, window)
+    msg: dict = {"type": "hello", "sample_rate": 16000}
+    for f in option_fields():
+        msg[f.name] = Clip.from_array(want[f.name]).to_json() if f.kind == "motion" else want[f.name]
+    hello = parse_hello(json.dumps(msg), window)
+    check_hello(hello.options(), want)
+    # The hello round-trips: what a client sends is what the server parses.
+    assert parse_hello(hello.to_message(), window) == hello
+    open_session(tiny_model, hello).close()
+    assert [k for k, _ in spy] == ["stream"]
+    check_hello(spy[0][1][0], want)
+
+
+def test_every_field_reaches_the_model_through_both_clients(tiny_model, spy, files):
+    """StreamClient and AsyncStreamClient, with options= and with keywords, against a real server."""
+    import asyncio
+
+    pytest.importorskip("websockets")
+    from unils.serve import AsyncStreamClient, ServeConfig, ServerThread, StreamClient
+
+    want = hello_values(files, tiny_model.config.window_frames)
+    opts = GenerationOptions(**want)
+
+    async def run_async(url: str) -> None:
+        client = await AsyncStreamClient.connect(url, partner=False, options=opts)
+        await client.close()
+        client = await AsyncStreamClient.connect(url, partner=False, **want)
+        await client.close()
+
+    with ServerThread(tiny_model, ServeConfig(port=0)) as srv:
+        with StreamClient(srv.ws_url, partner=False, options=opts) as c:
+            assert c.ready["hello"]["use_cache"] is want["use_cache"]
+        with StreamClient(srv.ws_url, partner=False, options={"seed": 1}, **want):  # keywords win
+            pass
+        asyncio.run(run_async(srv.ws_url))
+    assert [k for k, _ in spy] == ["stream"] * 4
+    for _, people in spy:
+        check_hello(people[0], want)

@@ -364,14 +364,14 @@ def test_vanished_client_does_not_disturb_another_session(server, model):
 def test_internal_error_closes_only_that_session(server, monkeypatch):
     from unils.streaming import StreamSession
 
-    original = StreamSession.push
+    original = StreamSession.feed
 
     def broken(self, audio, partner_audio=None):
         if audio.shape[0] == 321:
             raise RuntimeError("simulated bug")
         return original(self, audio, partner_audio)
 
-    monkeypatch.setattr(StreamSession, "push", broken)
+    monkeypatch.setattr(StreamSession, "feed", broken)
     with StreamClient(server.ws_url) as fine, opened(server.ws_url, hello()) as ws:
         ready(ws)
         ws.send(np.zeros(321, np.int16).tobytes())

@@ -249,10 +249,11 @@ def test_a_credit_ignoring_sender_is_not_killed_by_its_keepalive(model):
 
 # ---------------------------------------------------------------------------------------------- 3. and 6. the drain
 def slow_step(monkeypatch, length: int, seconds: float) -> threading.Event:
-    """Make a push of exactly ``length`` samples take ``seconds`` longer; returns an event set when it starts."""
+    """Make a push of exactly ``length`` samples take ``seconds`` longer (in `feed`, which both the batched and
+    the in-turn paths call); returns an event set when it starts."""
     from unils.streaming import StreamSession
 
-    original, started = StreamSession.push, threading.Event()
+    original, started = StreamSession.feed, threading.Event()
 
     def slow(self, audio, partner_audio=None):
         if audio.shape[0] == length:
@@ -260,7 +261,7 @@ def slow_step(monkeypatch, length: int, seconds: float) -> threading.Event:
             time.sleep(seconds)
         return original(self, audio, partner_audio)
 
-    monkeypatch.setattr(StreamSession, "push", slow)
+    monkeypatch.setattr(StreamSession, "feed", slow)
     return started
 
 
@@ -336,7 +337,7 @@ from unils.streaming import StreamSession
 
 torch.set_num_threads(2)
 model = randomize_(UniLS(tiny_config())).eval()
-original = StreamSession.push
+original = StreamSession.feed
 x = torch.randn(384, 384)
 
 def heavy(self, audio, partner_audio=None):
@@ -344,7 +345,7 @@ def heavy(self, audio, partner_audio=None):
         torch.mm(x, x)
     return original(self, audio, partner_audio)
 
-StreamSession.push = heavy
+StreamSession.feed = heavy
 cfg = ServeConfig(port=0, max_sessions=8, workers=2, drain_timeout_s=10.0)
 sys.exit(run(model, cfg, on_ready=lambda s: print(s.ws_url, flush=True)))
 """

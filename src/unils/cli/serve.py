@@ -41,7 +41,23 @@ def register(sub: Any) -> None:
         "--idle-timeout", type=float, default=30.0, help="close a session silent this long (s, default 30)"
     )
     p.add_argument(
-        "--workers", type=int, default=None, help="model threads (default min(max sessions, CPUs))"
+        "--workers",
+        type=int,
+        default=None,
+        help="model threads (default: max sessions with batched steps, else min(max sessions, CPUs))",
+    )
+    p.add_argument(
+        "--no-batch-steps",
+        dest="batch_steps",
+        action="store_false",
+        help="step every session on its own instead of batching the ready steps of all sessions",
+    )
+    p.add_argument("--max-batch", type=int, default=64, help="most sessions in one batched step (default 64)")
+    p.add_argument(
+        "--batch-gather-ms",
+        type=float,
+        default=4.0,
+        help="how long a batched step waits for more ready sessions (ms, default 4)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (torch.set_num_threads)")
     p.add_argument(
@@ -151,6 +167,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
         max_message_bytes=args.max_message_bytes,
         idle_timeout_s=args.idle_timeout,
         workers=args.workers,
+        batch_steps=args.batch_steps,
+        max_batch=args.max_batch,
+        batch_gather_ms=args.batch_gather_ms,
         min_hop_frames=args.min_hop_frames,
         allowed_origins=tuple(args.allow_origin),
         allowed_hosts=tuple(args.allow_host),

@@ -1,13 +1,18 @@
 """Python clients of ``unils serve``: a blocking one and an asyncio one, with the same methods.
 
-::
+```python
+from unils import GenerationOptions
+from unils.serve import StreamClient
 
-    from unils.serve import StreamClient
+calm = GenerationOptions(temperature=0.7, seed=0)
+with StreamClient("ws://127.0.0.1:8765/ws", sample_rate=16000, partner=True, options=calm) as client:
+    for mic, call in blocks():
+        frames = client.push(mic, call)   # the frames that have arrived so far (a Motion)
+    frames = client.end()                 # the rest, once the server has flushed
+```
 
-    with StreamClient("ws://127.0.0.1:8765/ws", sample_rate=16000, partner=True, seed=0) as client:
-        for mic, call in blocks():
-            frames = client.push(mic, call)   # the frames that have arrived so far (a Motion)
-        frames = client.end()                 # the rest, once the server has flushed
+The options are the Python API's ([`GenerationOptions`][unils.options.GenerationOptions], or any of its fields
+as a keyword: ``StreamClient(url, seed=0, use_cache=False)``).
 
 Frames arrive when the server has them (exact mode: a window, 4 s, at a time), so ``push`` often returns zero
 frames; [`StreamClient.stats`][unils.serve.client.StreamClient.stats] holds the server's latest latency
@@ -24,10 +29,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from typing_extensions import Unpack
 
 try:
     from websockets.asyncio.client import ClientConnection
@@ -39,8 +45,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('the unils serve client needs the "serve" extra: pip install "unils[serve]"') from exc
 
 from ..arkit import ArkitAnimation, from_livelink_values
-from ..errors import ProtocolError, StreamError
+from ..errors import ConfigError, ProtocolError, StreamError
 from ..motion import MOTION_DIM, PARTS, Motion
+from ..options import GenerationOptions, OptionOverrides, merge_options, option_fields
 from .protocol import ARKIT_MAGIC, CLOSE_NORMAL, Clip, Hello, decode_frames_binary, encode_audio
 
 __all__ = ["StreamClient", "AsyncStreamClient", "FramesEvent"]
@@ -62,37 +69,48 @@ def _clipset(value: Any, both: bool) -> tuple[Clip | None, ...] | None:
     return (Clip.from_array(value),)
 
 
+def _hello_seed(seed: Any, both: bool) -> int | None:
+    # The hello carries one seed; a `both` session's partner takes seed + 1 (as the Python API's int seed).
+    if seed is None or not isinstance(seed, (tuple, list)):
+        return None if seed is None else int(seed)
+    if both and len(seed) == 2 and seed[0] is not None and seed[1] == seed[0] + 1:
+        return int(seed[0])
+    raise ConfigError(
+        f"the server takes one seed per session (a both session's partner gets seed + 1), got {seed!r}"
+    )
+
+
 def _make_hello(
     sample_rate: int,
     partner: bool,
     both: bool,
     encoding: str,
     format: str,
-    seed: int | None,
     hop_frames: int | None,
-    smooth: bool,
-    temperature: float | None,
-    top_p: float | None,
-    cfg_scale: float | None,
-    style: Any = None,
-    prev_motion: Any = None,
-    arkit: bool = False,
+    arkit: bool,
+    options: GenerationOptions | Mapping[str, Any] | None,
+    overrides: Mapping[str, Any],
 ) -> Hello:
+    """The hello of a session: the stream's settings and every option field (derived from
+    [`option_fields`][unils.options.option_fields], so a new option travels without a change here)."""
+    opts = merge_options(options, overrides)
+    fields: dict[str, Any] = {}
+    for f in option_fields():
+        value = getattr(opts, f.name)
+        if f.kind == "motion":
+            value = _clipset(value, both)
+        elif f.kind == "seed":
+            value = _hello_seed(value, both)
+        fields[f.name] = value
     return Hello(
         sample_rate=int(sample_rate),
         encoding=encoding,
         channels=2 if (partner or both) else 1,
         both=both,
         format=format,
-        seed=seed,
         hop_frames=hop_frames,
-        smooth=smooth,
-        temperature=temperature,
-        top_p=top_p,
-        cfg_scale=cfg_scale,
-        style=_clipset(style, both),
-        prev_motion=_clipset(prev_motion, both),
         arkit=bool(arkit),
+        **fields,
     )
 
 
@@ -242,26 +260,25 @@ class StreamClient:
         both: also receive the partner's motion (implies ``partner``); methods then return pairs.
         encoding: ``"float32"`` (exact) or ``"pcm16"`` (half the bytes).
         format: frames as ``"binary"`` (compact) or ``"json"`` (named parts), same values.
-        seed: seed of the session, as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
         hop_frames: None for exact mode or the low-latency hop, as in
             [`unils.UniLS.stream`][unils.model.UniLS.stream].
-        smooth: Savitzky-Golay smoothing, as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
-        temperature: sampling temperature, as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
-        top_p: nucleus threshold, as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
-        cfg_scale: classifier-free guidance scale, as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
-        style: style clip (a [`Motion`][unils.motion.Motion] or ``[frames, 108]`` array of at most one
-            window), as in [`unils.UniLS.stream`][unils.model.UniLS.stream]; with ``both``, a pair ``(person,
-            partner)`` (items may be None).
-        prev_motion: motion preceding the audio (at most one window), in the same form as ``style``.
         arkit: also receive ARKit-52 weights with head and eye rotation for every frame
             ([`receive_arkit`][unils.serve.client.StreamClient.receive_arkit]).
         token: the server's token, if it has one.
         on_frames: optional callback ``(start, count, received_at)`` for every frames message.
         open_timeout: seconds to wait for the connection and the server's ``ready``.
         credit_timeout: longest wait for the server to acknowledge audio before a send (flow control).
+        options: the session's [`GenerationOptions`][unils.options.GenerationOptions] (or a dict of its
+            fields), as in [`unils.UniLS.stream`][unils.model.UniLS.stream].
+        **overrides: any option field as a keyword (``seed``, ``temperature``, ``top_p``, ``cfg_scale``,
+            ``smooth``, ``style``, ``prev_motion``, ``use_cache``), applied over ``options``. Clips
+            (``style``, ``prev_motion``) are a [`Motion`][unils.motion.Motion] or ``[frames, 108]`` array of
+            at most one window; with ``both``, a pair ``(person, partner)`` (items may be None). The server
+            takes one ``seed`` (a ``both`` session's partner gets ``seed + 1``).
 
     Raises:
         ProtocolError: the server refused the connection or the hello (``code`` says why).
+        ConfigError: an unknown option or a bad value (refused before connecting).
     """
 
     def __init__(
@@ -273,35 +290,17 @@ class StreamClient:
         both: bool = False,
         encoding: str = "float32",
         format: str = "binary",
-        seed: int | None = None,
         hop_frames: int | None = None,
-        smooth: bool = True,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        cfg_scale: float | None = None,
-        style: Any = None,
-        prev_motion: Any = None,
         arkit: bool = False,
+        options: GenerationOptions | Mapping[str, Any] | None = None,
         token: str | None = None,
         on_frames: FramesEvent | None = None,
         open_timeout: float = 10.0,
         credit_timeout: float = 120.0,
+        **overrides: Unpack[OptionOverrides],
     ) -> None:
         self.hello = _make_hello(
-            sample_rate,
-            partner,
-            both,
-            encoding,
-            format,
-            seed,
-            hop_frames,
-            smooth,
-            temperature,
-            top_p,
-            cfg_scale,
-            style,
-            prev_motion,
-            arkit,
+            sample_rate, partner, both, encoding, format, hop_frames, arkit, options, overrides
         )
         self._inbox = _Inbox(self.hello, on_frames)
         self._sent = 0
@@ -457,38 +456,20 @@ class AsyncStreamClient:
         both: bool = False,
         encoding: str = "float32",
         format: str = "binary",
-        seed: int | None = None,
         hop_frames: int | None = None,
-        smooth: bool = True,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        cfg_scale: float | None = None,
-        style: Any = None,
-        prev_motion: Any = None,
         arkit: bool = False,
+        options: GenerationOptions | Mapping[str, Any] | None = None,
         token: str | None = None,
         on_frames: FramesEvent | None = None,
         open_timeout: float = 10.0,
+        **overrides: Unpack[OptionOverrides],
     ) -> AsyncStreamClient:
         """Connect, send the hello and wait for ``ready`` (arguments as
         [`StreamClient`][unils.serve.client.StreamClient])."""
         import asyncio
 
         hello = _make_hello(
-            sample_rate,
-            partner,
-            both,
-            encoding,
-            format,
-            seed,
-            hop_frames,
-            smooth,
-            temperature,
-            top_p,
-            cfg_scale,
-            style,
-            prev_motion,
-            arkit,
+            sample_rate, partner, both, encoding, format, hop_frames, arkit, options, overrides
         )
         inbox = _Inbox(hello, on_frames)
         try:

@@ -5,9 +5,12 @@ crash the server. Every check here runs before anything is built from it: the si
 UTF-8 bytes, the nesting depth is measured before ``json.loads`` (which recurses), every number has a
 range that keeps the model's arithmetic finite, and unknown fields are refused.
 
-Option names are the Python API's ([`unils.UniLS.stream`][unils.model.UniLS.stream]): ``seed``,
-``temperature``, ``top_p``, ``cfg_scale``, ``smooth``, ``hop_frames``, ``partner``, ``both``, ``sample_rate``,
-``style`` and ``prev_motion``, plus the wire's own ``encoding``, ``channels`` and ``format``.
+The option fields are derived from [`GenerationOptions`][unils.options.GenerationOptions]
+([`option_fields`][unils.options.option_fields]: ``seed``, ``temperature``, ``top_p``, ``cfg_scale``,
+``smooth``, ``style``, ``prev_motion``, ``use_cache``), parsed by their kind with their declared ranges; the
+stream's own ``hop_frames``, ``partner``, ``both`` and ``sample_rate`` are the Python API's
+([`unils.UniLS.stream`][unils.model.UniLS.stream]), and the wire adds ``encoding``, ``channels``, ``format``,
+``arkit`` and ``version``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import numpy as np
 from ..config import SAMPLING_RANGES
 from ..errors import ProtocolError
 from ..motion import MOTION_DIM
+from ..options import MAX_SEED as _OPTIONS_MAX_SEED
+from ..options import GenerationOptions, OptionField, option_fields
 
 __all__ = [
     "CLOSE_BAD_HELLO",
@@ -59,8 +64,9 @@ MAX_JSON_DEPTH = 8
 #: ([`unils.config.SAMPLING_RANGES`][unils.config.SAMPLING_RANGES]), within which its arithmetic stays finite
 #: (logits are multiplied by ``1 / temperature`` and by ``cfg_scale``).
 RANGES: dict[str, tuple[float, float]] = SAMPLING_RANGES
-#: Largest seed: integers JavaScript and every JSON parser represent exactly.
-MAX_SEED = 2**53 - 1
+#: Largest seed: integers JavaScript and every JSON parser represent exactly
+#: ([`unils.options.MAX_SEED`][unils.options.MAX_SEED]); a ``both`` session's partner takes ``seed + 1``.
+MAX_SEED = _OPTIONS_MAX_SEED
 
 _ENCODINGS = ("pcm16", "float32")
 _FORMATS = ("json", "binary")
@@ -110,14 +116,15 @@ class Hello:
         channels: 1 (the person only) or 2 (person and partner, interleaved sample by sample).
         both: also animate the partner (needs ``channels=2``).
         format: ``"json"`` (frames with named parts) or ``"binary"`` (compact float32).
-        seed: random seed (None = fresh randomness).
+        seed: random seed (None = fresh randomness; ``both``: the partner takes ``seed + 1``).
         hop_frames: None for exact mode (equals offline generation), or the low-latency hop.
         smooth: Savitzky-Golay smoothing.
-        temperature: sampling temperature (None = the model's default).
+        temperature: sampling temperature (None = the model's default; 0 = greedy).
         top_p: per-bit nucleus threshold (None = the model's default).
         cfg_scale: classifier-free guidance scale (None = the model's default).
         style: style clip(s): ``(person,)`` or, for ``both``, ``(person, partner)``; None = none.
         prev_motion: motion preceding the audio, in the same form as ``style``.
+        use_cache: key/value caching across scales (False: the official full recomputation).
         arkit: also send each frame as Apple ARKit-52 weights with head and eye rotation (see
             [`unils.arkit`][unils.arkit]): JSON frames get ``arkit`` (and ``partner_arkit``) entries, binary
             sessions get an ``ULSA`` message after each ``ULSM`` one.
@@ -136,6 +143,7 @@ class Hello:
     cfg_scale: float | None = None
     style: ClipSet | None = None
     prev_motion: ClipSet | None = None
+    use_cache: bool = True
     arkit: bool = False
 
     @property
@@ -161,33 +169,42 @@ class Hello:
     def to_dict(self, clips: bool = True) -> dict[str, Any]:
         """The hello as a JSON-ready dict (``clips=False`` gives clip sizes instead of their data)."""
         out: dict[str, Any] = {"type": "hello", "version": PROTOCOL_VERSION}
-        for name in (
-            "sample_rate",
-            "encoding",
-            "channels",
-            "both",
-            "format",
-            "seed",
-            "hop_frames",
-            "smooth",
-            "temperature",
-            "top_p",
-            "cfg_scale",
-            "arkit",
-        ):
+        for name in _PROTOCOL_FIELDS:
             out[name] = getattr(self, name)
         out["partner"] = self.partner
-        for name in ("style", "prev_motion"):
-            value: ClipSet | None = getattr(self, name)
-            if value is None:
-                continue
-            enc = [None if c is None else (c.to_json() if clips else {"frames": c.frames}) for c in value]
-            out[name] = enc[0] if len(enc) == 1 else enc
+        for f in option_fields():
+            value = getattr(self, f.name)
+            if f.kind != "motion":
+                out[f.name] = value
+            elif value is not None:
+                enc = [None if c is None else (c.to_json() if clips else {"frames": c.frames}) for c in value]
+                out[f.name] = enc[0] if len(enc) == 1 else enc
         return out
+
+    def options(self) -> GenerationOptions:
+        """The session's [`GenerationOptions`][unils.options.GenerationOptions] (clips as float32 arrays:
+        one for the person, or a pair for a ``both`` session)."""
+        values: dict[str, Any] = {}
+        for f in option_fields():
+            value = getattr(self, f.name)
+            values[f.name] = _clip_arrays(value) if f.kind == "motion" else value
+        return GenerationOptions(**values)
 
     def to_message(self) -> str:
         """The hello as the JSON text a client sends."""
         return json.dumps(self.to_dict())
+
+
+#: The hello's own fields (besides ``type``, ``version``, ``partner`` and the option fields).
+_PROTOCOL_FIELDS = ("sample_rate", "encoding", "channels", "both", "format", "hop_frames", "arkit")
+
+
+def _clip_arrays(clips: ClipSet | None) -> Any:
+    # One clip: the person's (an array); two: one per person of a `both` session (a tuple).
+    if clips is None:
+        return None
+    arrays = tuple(None if c is None else c.array() for c in clips)
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def _depth(text: str) -> int:
@@ -247,11 +264,11 @@ def _int(obj: dict[str, Any], key: str, lo: int, hi: int, allow_none: bool) -> i
     return v
 
 
-def _float(obj: dict[str, Any], key: str) -> float | None:
+def _float(obj: dict[str, Any], key: str, bounds: tuple[float, float]) -> float | None:
     v = obj.get(key)
     if v is None:
         return None
-    lo, hi = RANGES[key]
+    lo, hi = bounds
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise _bad(f"{key} must be a finite number or null, got {v!r}")
     if not lo <= v <= hi:
@@ -313,6 +330,20 @@ def _clips(obj: dict[str, Any], key: str, people: int, max_frames: int) -> ClipS
 _FIELDS = {"type", "version", "partner", *Hello.__dataclass_fields__}
 
 
+def _option(obj: dict[str, Any], f: OptionField, people: int, window_frames: int) -> Any:
+    """One option field of the hello, parsed by its kind with its declared range."""
+    if f.kind == "seed":  # one integer: a `both` session's partner takes seed + 1
+        return _int(obj, f.name, 0, MAX_SEED - 1 if people == 2 else MAX_SEED, allow_none=True)
+    if f.kind == "float":
+        assert f.range is not None
+        return _float(obj, f.name, f.range)
+    if f.kind == "bool":
+        return _bool(obj, f.name, bool(f.default))
+    if f.kind == "motion":
+        return _clips(obj, f.name, people, window_frames)
+    raise AssertionError(f"the hello cannot carry an option of kind {f.kind!r} ({f.name}): add it here")
+
+
 def parse_hello(
     text: str | bytes, window_frames: int = 100, min_hop_frames: int = 1, max_bytes: int = MAX_HELLO_BYTES
 ) -> Hello:
@@ -363,19 +394,14 @@ def parse_hello(
         )
     lo = max(1, min(int(min_hop_frames), window_frames))
     people = 2 if both else 1
+    options = {f.name: _option(obj, f, people, window_frames) for f in option_fields()}
     return Hello(
         sample_rate=int(sample_rate),  # type: ignore[arg-type]
         encoding=_choice(obj, "encoding", _ENCODINGS, "pcm16"),
         channels=int(n_channels),
         both=both,
         format=_choice(obj, "format", _FORMATS, "json"),
-        seed=_int(obj, "seed", 0, MAX_SEED - 1 if both else MAX_SEED, allow_none=True),
         hop_frames=_int(obj, "hop_frames", lo, window_frames, allow_none=True),
-        smooth=_bool(obj, "smooth", True),
-        temperature=_float(obj, "temperature"),
-        top_p=_float(obj, "top_p"),
-        cfg_scale=_float(obj, "cfg_scale"),
-        style=_clips(obj, "style", people, window_frames),
-        prev_motion=_clips(obj, "prev_motion", people, window_frames),
         arkit=_bool(obj, "arkit", False),
+        **options,
     )

@@ -39,8 +39,13 @@ class ServerMetrics:
         self._step_sum += seconds
         self.steps_total += steps
 
-    def render(self, gauges: dict[str, tuple[str, float]], info: dict[str, str]) -> str:
-        """The exposition text. ``gauges``: name -> (help, value), read at scrape time."""
+    def render(
+        self,
+        gauges: dict[str, tuple[str, float]],
+        info: dict[str, str],
+        counters: dict[str, tuple[str, float]] | None = None,
+    ) -> str:
+        """The exposition text. ``gauges`` and ``counters``: name -> (help, value), read at scrape time."""
         out: list[str] = []
 
         def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
@@ -52,6 +57,8 @@ class ServerMetrics:
         metric("unils_serve_info", "gauge", "Model and protocol of this server.", [(f"{{{labels}}}", 1)])
         for name, (help_, value) in gauges.items():
             metric(name, "gauge", help_, [("", value)])
+        for name, (help_, value) in (counters or {}).items():
+            metric(name, "counter", help_, [("", value)])
         metric(
             "unils_serve_connections_total",
             "counter",

@@ -37,10 +37,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('unils serve needs the "serve" extra: pip install "unils[serve]"') from exc
 
 from .access import ForwardedPolicy, HostPolicy, is_loopback, token_ok
+from .batcher import StepBatcher
 from .metrics import ServerMetrics
 from .protocol import CLOSE_GOING_AWAY, PROTOCOL_VERSION
 from .scheduler import FairScheduler
-from .session import Connection, SessionHandle
+from .session import Connection, SessionHandle, push_alone
 from .settings import ServeConfig
 from .slots import SlotPool
 
@@ -108,6 +109,9 @@ class UniLSServer:
         self.config = (config or ServeConfig()).validate()
         self._server: Server | None = None
         self.scheduler: FairScheduler | None = None  # type: ignore[assignment]
+        #: The continuous batcher of the sessions' steps (``config.batch_steps``), made by
+        #: [`start`][unils.serve.server.UniLSServer.start].
+        self.batcher: StepBatcher | None = None
         self._ids = itertools.count(1)
         self._static = {path: (_static_file(name), ctype) for path, (name, ctype) in _STATIC.items()}
         head = resources.files("unils") / "assets" / "ict_head"
@@ -145,7 +149,14 @@ class UniLSServer:
     async def start(self) -> None:
         """Bind and start accepting connections."""
         cfg = self.config
-        workers = cfg.workers or max(1, min(cfg.max_sessions, os.cpu_count() or 1))
+        if cfg.batch_steps:
+            # A worker waits while its session's window runs in a batch: one worker per session.
+            workers = cfg.workers or cfg.max_sessions
+            self.batcher = StepBatcher(
+                self.model.engine, max_batch=cfg.max_batch, gather_s=cfg.batch_gather_ms / 1000.0
+            )
+        else:
+            workers = cfg.workers or max(1, min(cfg.max_sessions, os.cpu_count() or 1))
         self.scheduler = FairScheduler(workers)
         self._server = await serve(
             self._handler,
@@ -171,11 +182,12 @@ class UniLSServer:
             # client's keepalive ping while the server withholds reads from that client.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, cfg.recv_buffer_bytes)
         logger.info(
-            "serving %s on %s (max %d sessions, %d model threads)",
+            "serving %s on %s (max %d sessions, %d model threads, %s)",
             self.model.config.name,
             self.url,
             cfg.max_sessions,
             workers,
+            f"batched steps of up to {cfg.max_batch} sessions" if cfg.batch_steps else "steps in turn",
         )
 
     def _connection_class(self) -> type[ServerConnection]:
@@ -266,6 +278,9 @@ class UniLSServer:
                     cfg.drain_timeout_s,
                     self.abandoned_steps,
                 )
+        if self.batcher is not None:
+            # After the running steps: the batcher runs what is pending, then its thread ends.
+            self.batcher.close()
 
     @staticmethod
     async def _until(predicate: Callable[[], bool], deadline: float) -> None:
@@ -471,8 +486,22 @@ class UniLSServer:
             ),
             "unils_serve_steps_running": ("Model work items running now.", float(sched.busy if sched else 0)),
         }
+        counters: dict[str, tuple[str, float]] = {}
+        if self.batcher is not None:
+            b = self.batcher.stats()
+            counters = {
+                "unils_serve_batches_total": ("Batched steps run (continuous batching).", float(b.batches)),
+                "unils_serve_batched_rows_total": (
+                    "Session windows stepped in batched steps (rows / batches = mean batch size).",
+                    float(b.rows),
+                ),
+            }
+            gauges["unils_serve_batch_size_max"] = (
+                "Largest batched step so far (sessions).",
+                float(b.largest),
+            )
         return self.metrics.render(
-            gauges, {"model": self.model.config.name, "protocol": str(PROTOCOL_VERSION)}
+            gauges, {"model": self.model.config.name, "protocol": str(PROTOCOL_VERSION)}, counters
         )
 
     # ------------------------------------------------------------------ connections
@@ -481,7 +510,8 @@ class UniLSServer:
         port = ws.remote_address[1] if ws.remote_address else 0
         assert self.scheduler is not None
         with self.slots.slot() as slot:
-            handle = SessionHandle(self.model, self.config, self.scheduler.lane, self.metrics, slot)
+            push = self.batcher.push if self.batcher is not None else push_alone
+            handle = SessionHandle(self.model, self.config, self.scheduler.lane, self.metrics, slot, push)
             conn = Connection(handle, ws, next(self._ids), f"{address}:{port}")
             sock = ws.transport.get_extra_info("socket")
             if sock is not None:

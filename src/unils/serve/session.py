@@ -67,7 +67,7 @@ from .slots import Slot
 if TYPE_CHECKING:
     from ..streaming import StreamSession
 
-__all__ = ["Connection", "SessionHandle"]
+__all__ = ["Connection", "SessionHandle", "push_alone"]
 
 logger = logging.getLogger("unils.serve")
 access = logging.getLogger("unils.serve.access")
@@ -94,6 +94,11 @@ def truncate_reason(text: str) -> str:
     return text if len(raw) <= 123 else raw[:120].decode(errors="ignore") + "..."
 
 
+def push_alone(session: StreamSession, *channels: Any) -> Any:
+    """``session.push(*channels)``: the session steps on its own (no batching)."""
+    return session.push(*channels)
+
+
 @dataclass(frozen=True)
 class SessionHandle:
     """What one connection may use of its server, and nothing more.
@@ -104,6 +109,9 @@ class SessionHandle:
         lanes: opens the connection's scheduler lane (``FairScheduler.lane``).
         metrics: where the connection's figures are counted.
         slot: the connection's session place; released (with the close code) when it ends.
+        push: runs ``session.push(*channels)`` on a worker thread: the session alone, or through the
+            server's [`StepBatcher`][unils.serve.batcher.StepBatcher] (``batcher.push``), which steps it
+            together with the other sessions' ready windows.
     """
 
     model: Any
@@ -111,6 +119,7 @@ class SessionHandle:
     lanes: Callable[..., Lane]
     metrics: ServerMetrics
     slot: Slot
+    push: Callable[..., Any] = push_alone
 
 
 class Connection:
@@ -431,7 +440,7 @@ class Connection:
         channels = decode_audio(data, self.hello)
         start, steps0, t0 = self.session.frames_emitted, self.session.stats().steps, time.perf_counter()
         try:
-            out = self.session.push(*channels)
+            out = self.handle.push(self.session, *channels)
         except AudioError as exc:
             raise ProtocolError(str(exc), CLOSE_BAD_AUDIO) from exc
         return self._reply(out, start, len(data), t0, steps0, final=False)
@@ -537,25 +546,12 @@ class Connection:
 
 
 def open_session(model: Any, hello: Hello) -> StreamSession:
-    """Open the model's streaming session for a hello (explicit keyword arguments, as the Python API)."""
+    """Open the model's streaming session for a hello: its options object
+    ([`Hello.options`][unils.serve.hello.Hello.options]) and the stream's own settings."""
     return model.stream(
+        options=hello.options(),
         partner=hello.partner,
         both=hello.both,
         sample_rate=hello.sample_rate,
-        seed=hello.seed,
-        temperature=hello.temperature,
-        top_p=hello.top_p,
-        cfg_scale=hello.cfg_scale,
-        smooth=hello.smooth,
         hop_frames=hello.hop_frames,
-        style=_clips(hello.style),
-        prev_motion=_clips(hello.prev_motion),
     )
-
-
-def _clips(clips: Any) -> Any:
-    # One clip: the person's (an array); two: one per person of a `both` session (a tuple).
-    if clips is None:
-        return None
-    arrays = tuple(None if c is None else c.array() for c in clips)
-    return arrays[0] if len(arrays) == 1 else arrays

@@ -46,7 +46,14 @@ class ServeConfig:
         recv_buffer_bytes: kernel receive buffer of each connection (``SO_RCVBUF``). Bounded, so that
             little audio waits in the server's kernel in front of a client's keepalive pings while
             the server withholds reads (their pongs come after that audio is consumed).
-        workers: threads running model steps (default: ``min(max_sessions, CPU count)``).
+        workers: threads running model work (default: ``max_sessions`` with ``batch_steps``, where a
+            worker waits for its batch, else ``min(max_sessions, CPU count)``).
+        batch_steps: continuous batching: the ready steps of all sessions, gathered within
+            ``batch_gather_ms``, run as one batched step
+            ([`StepBatcher`][unils.serve.batcher.StepBatcher]); the frames are those of each session
+            stepped alone (bit for bit in float32 on CPU).
+        max_batch: most sessions in one batched step.
+        batch_gather_ms: how long the batcher waits for more sessions after the first ready one (ms).
         min_hop_frames: the smallest low-latency hop a client may ask for (a hop of ``h`` frames
             costs ``window / h`` times the compute of exact mode).
         allowed_origins: browser origins allowed besides the server's own (e.g.
@@ -82,6 +89,9 @@ class ServeConfig:
     send_buffer_bytes: int = 256 * 1024
     recv_buffer_bytes: int = 128 * 1024
     workers: int | None = None
+    batch_steps: bool = True
+    max_batch: int = 64
+    batch_gather_ms: float = 4.0
     min_hop_frames: int = 5
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
@@ -128,5 +138,16 @@ class ServeConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if not isinstance(self.batch_steps, bool):
+            raise ConfigError(f"batch_steps must be True or False, got {self.batch_steps!r}")
+        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise ConfigError(
+                f"max_batch must be an int >= 1 (sessions per batched step), got {self.max_batch!r}"
+            )
+        gather = self.batch_gather_ms
+        if isinstance(gather, bool) or not isinstance(gather, (int, float)) or not 0 <= gather <= 1000:
+            raise ConfigError(
+                f"batch_gather_ms must be between 0 and 1000 ms (a few ms is typical), got {gather!r}"
+            )
         ForwardedPolicy(self.forwarded_allow_ips)  # raises ConfigError on a malformed entry
         return self
