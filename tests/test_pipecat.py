@@ -31,6 +31,7 @@ from pipecat.processors.frameworks.rtvi import RTVIServerMessageFrame
 from pipecat.workers.runner import WorkerRunner
 
 import unils.pipecat
+import unils.voice
 from unils import Motion
 from unils.arkit import to_arkit
 from unils.pipecat import MotionFrame, UniLSAvatarProcessor
@@ -291,7 +292,7 @@ def test_a_failing_model_stops_the_avatar_not_the_call(tiny_model, monkeypatch):
     def broken(session, blocks, **kw):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(unils.pipecat, "run_blocks", broken)
+    monkeypatch.setattr(unils.voice, "run_blocks", broken)  # the one step of both integrations
     monkeypatch.setattr(
         proc, "push_error", lambda msg, exception=None, **k: errors.append(msg) or asyncio.sleep(0)
     )

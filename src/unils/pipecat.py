@@ -43,7 +43,7 @@ from .voice import (
     load_model,
     open_session,
     pcm16_to_float32,
-    run_blocks,
+    step_and_emit,
 )
 
 try:
@@ -286,17 +286,15 @@ class UniLSAvatarProcessor(FrameProcessor):
 
     # ------------------------------------------------------------------ generation
     async def _step(self, blocks: list[tuple[np.ndarray, np.ndarray]], final: bool) -> None:
-        if not blocks and not final:
-            return
-        async with self._lock:
-            session = self._session
-            if session is None:
-                return
-            motion, anim = await asyncio.to_thread(
-                run_blocks, session, blocks, final=final, batcher=self.batcher, arkit=self._arkit
-            )
-            if len(motion):
-                await self._emit(motion, anim)
+        await step_and_emit(
+            self._lock,
+            lambda: self._session,
+            blocks,
+            self._emit,
+            final=final,
+            batcher=self.batcher,
+            arkit=self._arkit,
+        )
 
     async def _emit(self, motion: Motion, anim: ArkitAnimation | None) -> None:
         first = self._emitted

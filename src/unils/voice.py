@@ -23,11 +23,12 @@ message of ``unils serve``, see ``docs/voice-agents.md``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ __all__ = [
     "TimelineStats",
     "open_session",
     "run_blocks",
+    "step_and_emit",
     "load_model",
     "frames_message",
     "pcm16_to_float32",
@@ -151,6 +153,42 @@ def run_blocks(
     motion = Motion.concatenate([p for p in pieces if isinstance(p, Motion)])
     anim = arkit.push(motion) if arkit is not None and len(motion) else None
     return motion, anim
+
+
+async def step_and_emit(
+    lock: asyncio.Lock,
+    session: Callable[[], StreamSession | None],
+    blocks: list[tuple[np.ndarray, np.ndarray]],
+    emit: Callable[[Motion, ArkitAnimation | None], Awaitable[None]],
+    *,
+    final: bool = False,
+    batcher: StepBatcher | None = None,
+    arkit: ArkitConverter | None = None,
+) -> None:
+    """The integrations' step: under ``lock`` (one step of a conversation at a time, frames in order),
+    run [`run_blocks`][unils.voice.run_blocks] in a worker thread on the current session and hand new
+    frames to ``emit`` (a Pipecat frame push, a LiveKit publish).
+
+    Args:
+        lock: the conversation's lock.
+        session: returns the current session (None once it stopped: nothing is done).
+        blocks: released ``(own, partner)`` blocks.
+        emit: called with the new frames and their ARKit animation (only when there are frames).
+        final: flush the session after the blocks.
+        batcher: as in [`run_blocks`][unils.voice.run_blocks].
+        arkit: as in [`run_blocks`][unils.voice.run_blocks].
+    """
+    if not blocks and not final:
+        return
+    async with lock:
+        current = session()
+        if current is None:
+            return
+        motion, anim = await asyncio.to_thread(
+            run_blocks, current, blocks, final=final, batcher=batcher, arkit=arkit
+        )
+        if len(motion):
+            await emit(motion, anim)
 
 
 def pcm16_to_float32(data: bytes, num_channels: int = 1) -> np.ndarray:
