@@ -520,6 +520,17 @@ class WindowEngine:
         return feats
 
     # ------------------------------------------------------------------ state
+    def start_people(self, people: Sequence[GenerationOptions], skip_draws: int = 0) -> ChunkState:
+        """[start][unils.generation.WindowEngine.start] for one options object per person (from
+        [GenerationOptions.people][unils.options.GenerationOptions.people]): their seeds, styles and
+        previous motions."""
+        return self.start(
+            [p.seed for p in people],  # type: ignore[misc]  # people() gives each one seed
+            [p.style for p in people],
+            [p.prev_motion for p in people],
+            skip_draws=skip_draws,
+        )
+
     def start(
         self,
         seeds: Sequence[int | None],

@@ -7,6 +7,7 @@ The class is thin on purpose: the math lives in `unils.nn`, the window step in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -182,7 +183,7 @@ class UniLS(UniLSModules):
         current = self.engine.precision
         chosen = self.cast_to(chosen, current=current)
         if current.audio_autocast is not None and chosen.audio_autocast is None:
-            chosen = Precision(**{**chosen.__dict__, "audio_autocast": current.audio_autocast})
+            chosen = dataclasses.replace(chosen, audio_autocast=current.audio_autocast)
         self.engine.set_precision(chosen)
         return self
 
@@ -207,7 +208,7 @@ class UniLS(UniLSModules):
                 torch.backends.cpu.get_cpu_capability(),
             )
         current = self.engine.precision
-        self.engine.set_precision(Precision(**{**current.__dict__, "audio_autocast": name}))
+        self.engine.set_precision(dataclasses.replace(current, audio_autocast=name))
         return self
 
     @property
@@ -361,12 +362,7 @@ class UniLS(UniLSModules):
         lookahead: int | None = 1,
     ) -> list[Motion]:
         first = people[0]
-        state = self.engine.start(
-            [p.seed for p in people],  # type: ignore[misc]
-            [p.style for p in people],
-            [p.prev_motion for p in people],
-            skip_draws=skip_draws,
-        )
+        state = self.engine.start_people(people, skip_draws=skip_draws)
         raw = self.engine.run(
             channels, rows, state, first.sampling(self.config), progress=progress, lookahead=lookahead
         )

@@ -63,11 +63,8 @@ def guided_logits(logits: Tensor, batch: int, temperature: float, cfg_scale: flo
     conditional rows are used (and need be computed). ``temperature=0`` gives infinite logits: use
     [`bit_probabilities`][unils.sampling.bit_probabilities], which decodes those greedily.
     """
-    inv = math.inf if temperature == 0 else 1 / temperature
-    logits = logits.float().mul(inv)
-    if cfg_scale > 1.0:
-        return cfg_scale * logits[:batch] + (1 - cfg_scale) * logits[batch : 2 * batch]
-    return logits[:batch]
+    knobs = RowKnobs.of([temperature], [cfg_scale], [1.0])
+    return _mix(logits.float().mul(knobs.inv_temperature), batch, knobs)
 
 
 @dataclass(frozen=True)

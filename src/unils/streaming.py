@@ -154,11 +154,7 @@ class StreamSession:
         """Forget all audio and motion: the next push starts a new conversation (same seed)."""
         n_people = 2 if self.both else 1
         rate = self.engine.config.sample_rate
-        self._state = self.engine.start(
-            [p.seed for p in self._people],  # type: ignore[misc]
-            [p.style for p in self._people],
-            [p.prev_motion for p in self._people],
-        )
+        self._state = self.engine.start_people(self._people)
         channels = 2 if self.partner else 1
         self._resamplers = [
             Resampler(self.sample_rate, rate) if self.sample_rate != rate else None for _ in range(channels)
@@ -338,24 +334,22 @@ class StreamSession:
     def commit(self, motion: Any, state: ChunkState, commit: int | None = None, spent_s: float = 0.0) -> None:
         """Take a generated window: keep its first ``commit`` frames (default: the hop) for
         [take][unils.StreamSession.take], chain the state and drop audio no future window needs."""
+        commit = self.hop if commit is None else commit
         with self._lock:
-            self._commit(motion, state, self.hop if commit is None else commit, spent_s)
-
-    def _commit(self, motion: Any, state: ChunkState, commit: int, spent_s: float) -> None:
-        motion_np = motion.float().cpu().numpy()[:, :commit]
-        self._committed += commit
-        if self.hop < self._window:
-            # Low-latency chaining: the next window is conditioned on the last `window` committed frames.
-            self._history = np.concatenate([self._history, motion_np], axis=1)[:, -self._window :]
-            prev = np.stack([prev_clip(h, self._window) for h in self._history])
-            state = state.with_prev_motion(torch.from_numpy(prev))
-        self._state = state
-        drop = self._committed * self._spf - self._buffer_start
-        if drop > 0:
-            self._buffers = [b[drop:] for b in self._buffers]
-            self._buffer_start += drop
-        self._step_times.append(spent_s)
-        self._pending.append(motion_np)
+            motion_np = motion.float().cpu().numpy()[:, :commit]
+            self._committed += commit
+            if self.hop < self._window:
+                # Low-latency chaining: the next window is conditioned on the last `window` committed frames.
+                self._history = np.concatenate([self._history, motion_np], axis=1)[:, -self._window :]
+                prev = np.stack([prev_clip(h, self._window) for h in self._history])
+                state = state.with_prev_motion(torch.from_numpy(prev))
+            self._state = state
+            drop = self._committed * self._spf - self._buffer_start
+            if drop > 0:
+                self._buffers = [b[drop:] for b in self._buffers]
+                self._buffer_start += drop
+            self._step_times.append(spent_s)
+            self._pending.append(motion_np)
 
     def take(self) -> Motion | tuple[Motion, Motion]:
         """The frames that became final since the last push/take (smoothed when the session smooths)."""
@@ -364,12 +358,7 @@ class StreamSession:
             return self._emit(pending, final=False)
 
     def _step_alone(self, commit: int | None = None) -> None:
-        t0 = time.perf_counter()
-        engine = self.engine
-        feats = engine.encode(torch.from_numpy(self.next_window()))
-        self_f, other_f, state, sampling = self.step_inputs(feats, None if self.partner else engine.silence())
-        motion, new_state = engine.step(state, self_f, other_f, sampling)
-        self.commit(motion, new_state, commit, time.perf_counter() - t0)
+        step_sessions(self.engine, [self], commit)
 
     def _emit(self, pieces: list[np.ndarray], final: bool) -> Motion | tuple[Motion, Motion]:
         n_people = 2 if self.both else 1
@@ -385,6 +374,48 @@ class StreamSession:
             people.append(Motion.from_array(frames, fps=self._fps))
         self._emitted += len(people[0])
         return (people[0], people[1]) if self.both else people[0]
+
+
+def step_sessions(engine: WindowEngine, sessions: list[StreamSession], commit: int | None = None) -> None:
+    """One window for each of ``sessions`` (their next windows must be ready), as one batch: their audio
+    windows through the encoder together, the generator's levels together (one batched step per value of
+    ``use_cache``), then each session commits its rows. A session alone (``push``) and sessions of a
+    [SessionGroup][unils.streaming.SessionGroup] step through this one function, so a single session
+    runs the same shapes either way.
+
+    Args:
+        engine: the sessions' engine.
+        sessions: sessions of that engine.
+        commit: frames each session keeps (default: its hop; the last window of a flush keeps fewer).
+    """
+    t0 = time.perf_counter()
+    windows = [s.next_window() for s in sessions]
+    counts = [w.shape[0] for w in windows]
+    feats = engine.encode(torch.from_numpy(np.concatenate(windows)), batch_size=max(8, sum(counts)))
+    silence = engine.silence() if any(not s.partner for s in sessions) else None
+    inputs = []
+    start = 0
+    for s, n in zip(sessions, counts):
+        inputs.append(s.step_inputs(feats[start : start + n], silence))
+        start += n
+    # Rows of one batch agree on use_cache (two code paths): one batched step per value.
+    results: dict[int, tuple[Any, ChunkState]] = {}
+    for cache in (True, False):
+        idx = [i for i, inp in enumerate(inputs) if inp[3].use_cache is cache]
+        if not idx:
+            continue
+        outs = engine.step_many(
+            [inputs[i][2] for i in idx],
+            [inputs[i][0] for i in idx],
+            [inputs[i][1] for i in idx],
+            [inputs[i][3] for i in idx],
+        )
+        for i, out in zip(idx, outs):
+            results[i] = out
+    spent = time.perf_counter() - t0
+    for i, s in enumerate(sessions):
+        motion, state = results[i]
+        s.commit(motion, state, commit, spent)
 
 
 class SessionGroup:
@@ -512,35 +543,7 @@ class SessionGroup:
         return out
 
     def _step_batch(self, sessions: list[StreamSession]) -> None:
-        t0 = time.perf_counter()
-        engine = self.engine
-        windows = [s.next_window() for s in sessions]
-        counts = [w.shape[0] for w in windows]
-        feats = engine.encode(torch.from_numpy(np.concatenate(windows)), batch_size=max(8, sum(counts)))
-        silence = engine.silence() if any(not s.partner for s in sessions) else None
-        inputs = []
-        start = 0
-        for s, n in zip(sessions, counts):
-            inputs.append(s.step_inputs(feats[start : start + n], silence))
-            start += n
-        # Rows of one batch agree on use_cache (two code paths): one batched step per value.
-        results: dict[int, tuple[Any, ChunkState]] = {}
-        for cache in (True, False):
-            idx = [i for i, inp in enumerate(inputs) if inp[3].use_cache is cache]
-            if not idx:
-                continue
-            outs = engine.step_many(
-                [inputs[i][2] for i in idx],
-                [inputs[i][0] for i in idx],
-                [inputs[i][1] for i in idx],
-                [inputs[i][3] for i in idx],
-            )
-            for i, out in zip(idx, outs):
-                results[i] = out
-        spent = time.perf_counter() - t0
-        for i, s in enumerate(sessions):
-            motion, state = results[i]
-            s.commit(motion, state, None, spent)
+        step_sessions(self.engine, sessions)
         self.steps_run += 1
         self.rows_stepped += len(sessions)
 
