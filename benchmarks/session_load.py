@@ -12,6 +12,7 @@ are per tick (all N sessions); a session's step latency in ``group`` mode is the
 
     python benchmarks/session_load.py --size demo --hops 25 10 --sessions 1 4 16 64 --json out.json
     python benchmarks/session_load.py --size large --device cuda --sessions 1 16 64 256 --modes group
+    python benchmarks/session_load.py --size large --device cuda --sessions 1 16 256 --modes group --cuda-graphs
 
 CPU figures carry the CPU kind (``unils.precision.cpu_kind()``); precision is the model's default
 (``--dtype auto``) unless given.
@@ -117,7 +118,13 @@ def group_vs_alone(model: UniLS, n: int = 4, hop: int = 25, seconds: float = 8.0
     grouped, alone = collect(True), collect(False)
     diffs = [float(np.abs(x - y).max()) for x, y in zip(grouped, alone)]
     rms = float(np.sqrt(np.mean(np.concatenate(alone) ** 2)))
-    return {"sessions": n, "hop_frames": hop, "max_abs_diff": max(diffs), "per_session": diffs, "motion_rms": rms}
+    return {
+        "sessions": n,
+        "hop_frames": hop,
+        "max_abs_diff": max(diffs),
+        "per_session": diffs,
+        "motion_rms": rms,
+    }
 
 
 def main() -> None:
@@ -131,14 +138,21 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--max-tick-s", type=float, default=60.0, help="stop growing N once a tick takes this long")
+    ap.add_argument(
+        "--max-tick-s", type=float, default=60.0, help="stop growing N once a tick takes this long"
+    )
     ap.add_argument("--equality", action="store_true", help="also compare grouped with solo sessions")
-    ap.add_argument("--both", action="store_true", help="two-person sessions (stream(both=True): 2 rows each)")
+    ap.add_argument(
+        "--both", action="store_true", help="two-person sessions (stream(both=True): 2 rows each)"
+    )
+    ap.add_argument("--cuda-graphs", action="store_true", help="replay steps from recorded CUDA graphs")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.size, args.device, args.dtype)
+    if args.cuda_graphs:
+        model.cuda_graphs(max_rows=2 * max(args.sessions))  # two audio windows per session
     info = {
         "size": args.size,
         "device": str(model.device),
@@ -148,6 +162,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "precision": str(model.precision),
         "torch": torch.__version__,
+        "cuda_graphs": args.cuda_graphs,
     }
     print(json.dumps(info), flush=True)
     results = []
@@ -178,12 +193,18 @@ def main() -> None:
     capacity = {}
     for hop in args.hops:
         for mode in args.modes:
-            ok = [r["sessions"] for r in results if r["hop_frames"] == hop and r["mode"] == mode and r["real_time"]]
+            ok = [
+                r["sessions"]
+                for r in results
+                if r["hop_frames"] == hop and r["mode"] == mode and r["real_time"]
+            ]
             capacity[f"hop{hop}_{mode}"] = max(ok, default=0)
     print("largest N in real time:", json.dumps(capacity), flush=True)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"info": info, "results": results, "capacity": capacity, "equality": equality}, fh, indent=1)
+            json.dump(
+                {"info": info, "results": results, "capacity": capacity, "equality": equality}, fh, indent=1
+            )
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ PUBLIC_MODULES = [
     "unils.convert",
     "unils.errors",
     "unils.generation",
+    "unils.graphs",
+    "unils.levels",
     "unils.hub",
     "unils.metrics",
     "unils.metrics.folder",

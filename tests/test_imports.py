@@ -2,8 +2,8 @@
 
 Ranks (lower first; a module may import only modules of its rank or lower):
 errors/config/precision -> audio, motion, smoothing, sampling, options -> nn -> checkpoint -> convert -> hub
--> generation -> streaming -> model -> arkit, flame, bench -> viz, metrics, batch, serve, train, integrations
--> cli. Within a rank, the import graph of modules must have no circle."""
+-> levels, graphs, generation -> streaming -> model -> arkit, flame, bench -> viz, metrics, batch, serve, train,
+integrations -> cli. Within a rank, the import graph of modules must have no circle."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ RANKS = {
     "unils.audio": 1, "unils.resample": 1, "unils.motion": 1, "unils.smoothing": 1, "unils.sampling": 1,
     "unils.options": 1,
     "unils.nn": 2, "unils.checkpoint": 3, "unils.convert": 4, "unils.hub": 5,
-    "unils.generation": 6, "unils.streaming": 7, "unils.model": 8,
+    "unils.levels": 6, "unils.graphs": 6, "unils.generation": 6, "unils.streaming": 7, "unils.model": 8,
     # The extras and tools, above the core.
     "unils.arkit": 9, "unils.flame": 9, "unils.bench": 9,
     "unils.viz": 10, "unils.metrics": 10, "unils.batch": 10, "unils.serve": 10, "unils.train": 10,

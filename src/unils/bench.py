@@ -144,6 +144,7 @@ def run_benchmark(
     cfg_scale: float = 1.5,
     threads: int | None = None,
     compile: bool = False,
+    cuda_graphs: bool = False,
 ) -> list[BenchResult]:
     """Time two-party generation for each audio length and batch size: defaults vs the official procedure.
 
@@ -166,16 +167,21 @@ def run_benchmark(
         threads: torch CPU threads (default: torch's).
         compile: ``torch.compile`` the default path's audio encoder and generator blocks first
             ([`unils.UniLS.compile`][unils.model.UniLS.compile]; the warm-up pays for compilation).
+        cuda_graphs: replay the default path's steps from recorded CUDA graphs
+            ([`unils.UniLS.cuda_graphs`][unils.model.UniLS.cuda_graphs]); every timed run is run once
+            before, untimed, so the figures hold replays only, not recordings.
     """
     if threads:
         torch.set_num_threads(threads)
     exact = random_model(config).to(device).set_precision("float32")
     shared = choose_precision(dtype, device).exact and not audio_autocast
-    shared = shared and not compile
+    shared = shared and not compile and not cuda_graphs
     fast = exact if shared else copy.deepcopy(exact)
     fast.set_precision(dtype)
     if compile:
         fast.compile()
+    if cuda_graphs:
+        fast.cuda_graphs()
     if audio_autocast:
         fast.set_audio_autocast(audio_autocast)
     # Warm-up: first calls pay for allocator growth and kernel selection; keep them out of the figures.
@@ -192,6 +198,8 @@ def run_benchmark(
                 channels += [a, b]
                 rows += [(2 * i, 2 * i + 1), (2 * i + 1, 2 * i)]
             seeds = list(range(len(rows)))
+            if cuda_graphs:  # record every shape of this run before timing it
+                _timed_pipeline(fast, channels, rows, seeds, True, cfg_scale)
             default = _timed_pipeline(fast, channels, rows, seeds, True, cfg_scale)
             results.append(_result("default", sec, batch, default))
             results[-1].extra["precision"] = str(fast.precision)
@@ -221,6 +229,7 @@ def run_benchmark(
         "cpu_native_bf16": cpu_has_native(torch.bfloat16),
         "precision_reason": fast.precision.reason,
         "compiled": compile,
+        "cuda_graphs": cuda_graphs,
         "model": (config or UniLSConfig.large()).name,
     }
     for res in results:

@@ -35,14 +35,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import levels
 from .config import UniLSConfig
 from .errors import ConfigError, MotionError, StreamError
+from .graphs import StepGraphs
+from .levels import WindowInputs
 from .motion import Motion
 from .nn.codec import MotionCodec
 from .nn.generator import Generator
 from .options import GenerationOptions, Sampling, expand_seeds, per_person
 from .precision import Precision
-from .sampling import RowKnobs, bit_probabilities, make_generator, sample_bits
+from .sampling import RowKnobs, make_generator
 
 if TYPE_CHECKING:
     from .motion import MotionLike
@@ -184,81 +187,27 @@ def initial_state(
 def _generate_rows(
     codec: MotionCodec,
     generator: Generator,
-    prev_motion: Tensor,
-    style_features: Tensor,
-    zero_features: Tensor,
-    first: list[bool],
+    inputs: WindowInputs,
     generators: Sequence[torch.Generator],
-    self_features: Tensor,
-    other_features: Tensor,
     samplings: list[Sampling],
     dtype: torch.dtype,
+    graphs: StepGraphs | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The window of every row; rows may differ in sampling knobs and in being at their first window."""
-    b = prev_motion.shape[0]
-    if self_features.shape[0] != b or other_features.shape[0] != b:
-        raise ValueError(
-            f"features batch {self_features.shape[0]}/{other_features.shape[0]} != state batch {b}"
-        )
+    """The window of every row; rows may differ in sampling knobs and in being at their first window.
+    With ``graphs`` (and the key/value cache) the window replays a recorded CUDA graph."""
     use_cache = samplings[0].use_cache
     if any(o.use_cache != use_cache for o in samplings):
         raise ConfigError("rows of one step must agree on use_cache: step them in separate batches")
-    guided = any(o.guided for o in samplings)
-    quantizer = codec.quantizer
-    prev_features = codec.sum_features(prev_motion)
-    self_f, other_f = self_features, other_features
-    if guided:
-        # The unconditional branch sees zero previous motion before its first window, as the official code.
-        if all(first):
-            uncond_prev = zero_features
-        elif not any(first):
-            uncond_prev = prev_features
-        else:
-            mask = torch.tensor(first, device=prev_features.device).view(-1, 1, 1)
-            uncond_prev = torch.where(mask, zero_features, prev_features)
-        style_features = torch.cat([style_features, zero_features])
-        prev_features = torch.cat([prev_features, uncond_prev])
-    prefix = generator.condition_tokens(style_features.to(dtype), prev_features.to(dtype))
-
-    if use_cache:
-        audio = generator.audio_context(self_f, other_f)
-        if guided:
-            # Zero audio features: the same keys/values for every window, computed once per model.
-            null = generator.null_audio_context(b, self_f.shape[1], self_f.device)
-            audio = generator.concat_contexts(audio, null)
-        cache = generator.prefill(prefix, audio)
-    elif guided:
-        self_f = torch.cat([self_f, torch.zeros_like(self_f)])
-        other_f = torch.cat([other_f, torch.zeros_like(other_f)])
     knobs = RowKnobs.of(
         [o.temperature for o in samplings],
         [o.cfg_scale for o in samplings],
         [o.top_p for o in samplings],
-        prev_motion.device,
+        inputs.prev_motion.device,
     )
-    current: list[Tensor] = []
-    acc: Tensor | None = None
-    next_inputs: Tensor | None = None
-    level_bits = []
-    num_levels = len(generator.scales)
-    for level in range(num_levels):
-        tokens = generator.level_tokens(level, None if next_inputs is None else next_inputs.to(dtype), b)
-        if guided:
-            tokens = torch.cat([tokens, tokens])
-        if use_cache:
-            hidden = generator.extend(tokens, level, cache, audio)
-        else:
-            current.append(tokens)
-            hidden = generator.forward_reference(prefix, torch.cat(current, dim=1), self_f, other_f)
-            hidden = hidden[:, generator.offsets[level] :]
-        probs = bit_probabilities(generator.logits(hidden), b, knobs)
-        bits = sample_bits(None, generators, probs=probs)
-        level_bits.append(bits)
-        if level < num_levels - 1:
-            acc = quantizer.accumulate(acc, bits)
-            next_inputs = quantizer.next_level_inputs(acc, level + 1)
-    all_bits = torch.cat(level_bits, dim=1)
-    return codec.decode(all_bits), all_bits
+    if use_cache and graphs is not None:
+        return graphs.run(inputs, knobs, generators, dtype)
+    noise = levels.draw(generator, generators, inputs.prev_motion.device)
+    return levels.window(codec, generator, inputs, knobs, noise, use_cache, dtype)
 
 
 def step(
@@ -269,6 +218,7 @@ def step(
     other_features: Tensor,
     options: Sampling,
     dtype: torch.dtype | None = None,
+    graphs: StepGraphs | None = None,
 ) -> tuple[Tensor, Tensor, ChunkState]:
     """Generate one window for every row.
 
@@ -281,23 +231,28 @@ def step(
         options: the resolved sampling knobs
             ([`GenerationOptions.sampling`][unils.options.GenerationOptions.sampling]).
         dtype: compute dtype of the generator (default: its weights' dtype).
+        graphs: replay the window as a recorded CUDA graph ([`StepGraphs`][unils.graphs.StepGraphs]).
 
     Returns:
         ``(motion [B, W, 108] float32, bits [B, N, C] int64, new_state)``.
     """
     b = state.batch
-    motion, bits = _generate_rows(
-        codec,
-        generator,
+    inputs = WindowInputs(
         state.prev_motion,
         state.style_features,
         state.zero_features,
         [state.windows_done == 0] * b,
-        state.generators,
         self_features,
         other_features,
+    )
+    motion, bits = _generate_rows(
+        codec,
+        generator,
+        inputs,
+        state.generators,
         [options] * b,
         generator.sos_embed.dtype if dtype is None else dtype,
+        graphs,
     )
     # Chaining: the decoded (unsmoothed) window is the next window's previous motion, for both branches.
     new_state = replace(state, prev_motion=motion, windows_done=state.windows_done + 1)
@@ -312,13 +267,15 @@ def step_many(
     other_features: Sequence[Tensor],
     options: Sequence[Sampling],
     dtype: torch.dtype | None = None,
+    graphs: StepGraphs | None = None,
 ) -> list[tuple[Tensor, ChunkState]]:
     """One window for several states (e.g. sessions) at once, as one batch; each keeps its own knobs.
 
     The rows of all states run through the generator together; each row draws from its own random generator,
     so a state stepped here gives the frames it gives stepped alone with [`step`][unils.generation.step] (bit
     for bit where the device's kernels do not depend on the batch size: float32 on CPU; within the precision's
-    drift elsewhere). States whose ``use_cache`` differs must be stepped in separate calls.
+    drift elsewhere). States whose ``use_cache`` differs must be stepped in separate calls. ``graphs``: as in
+    [`step`][unils.generation.step].
 
     Returns:
         ``(motion [B_i, W, 108], new_state)`` for each state, in order.
@@ -329,18 +286,22 @@ def step_many(
         return []
     rows = [st.batch for st in states]
     cat = torch.cat
-    motion, _bits = _generate_rows(
-        codec,
-        generator,
+    inputs = WindowInputs(
         cat([st.prev_motion for st in states]),
         cat([st.style_features for st in states]),
         cat([st.zero_features for st in states]),
         [st.windows_done == 0 for st, n in zip(states, rows) for _ in range(n)],
-        [g for st in states for g in st.generators],
         cat(list(self_features)),
         cat(list(other_features)),
+    )
+    motion, _bits = _generate_rows(
+        codec,
+        generator,
+        inputs,
+        [g for st in states for g in st.generators],
         [o for o, n in zip(options, rows) for _ in range(n)],
         generator.sos_embed.dtype if dtype is None else dtype,
+        graphs,
     )
     out = []
     start = 0
@@ -404,12 +365,14 @@ class WindowEngine:
         self._silence: dict[tuple[Any, ...], Tensor] = {}
         self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._graphs: StepGraphs | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        # Copies (copy.deepcopy of a model, pickling) get their own lock, no sessions and no caches.
+        # Copies (copy.deepcopy of a model, pickling) get their own lock, no sessions, caches or recordings.
         state = dict(self.__dict__)
         state.pop("_lock"), state.pop("_sessions")
         state["_silence"] = {}
+        state["_graphs"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -473,6 +436,27 @@ class WindowEngine:
         self._precision = precision
         self._silence.clear()
 
+    @property
+    def graphs(self) -> StepGraphs | None:
+        """The recorded CUDA-graph steps in use (None: steps run eagerly)."""
+        return self._graphs
+
+    def use_graphs(self, enabled: bool = True, *, max_rows: int = 256, capture: bool | None = None) -> None:
+        """Replay steps from recorded CUDA graphs ([`StepGraphs`][unils.graphs.StepGraphs]), or stop.
+
+        ``capture=False`` keeps the recorded-step bookkeeping but runs it eagerly (tests on a CPU).
+
+        Raises:
+            ConfigError: ``capture`` without a CUDA device, or a bad ``max_rows``.
+            StreamError: sessions are open.
+        """
+        self.require_no_sessions("switching CUDA graphs")
+        self._graphs = (
+            StepGraphs(self.codec, self.generator, self.audio_encoder, max_rows=max_rows, capture=capture)
+            if enabled
+            else None
+        )
+
     def options(
         self,
         options: GenerationOptions | Any = None,
@@ -499,15 +483,18 @@ class WindowEngine:
         """Audio windows [K, window_samples] (16 kHz) -> features [K, La, A] float32, each window on its own."""
         enc_dtype = self._precision.audio_dtype
         autocast = self._precision.autocast_dtype
-        outs = []
-        for start in range(0, windows.shape[0], batch_size):
-            chunk = windows[start : start + batch_size].to(self.device)
+
+        def run(chunk: Tensor) -> Tensor:
             if autocast is not None:
                 with torch.autocast(device_type=self.device.type, dtype=autocast):
-                    feats = self.audio_encoder(chunk.to(enc_dtype))
-            else:
-                feats = self.audio_encoder(chunk.to(enc_dtype))
-            outs.append(feats.float())
+                    return self.audio_encoder(chunk.to(enc_dtype)).float()
+            return self.audio_encoder(chunk.to(enc_dtype)).float()
+
+        graphs = self._graphs
+        outs = []
+        for start in range(0, windows.shape[0], batch_size):
+            chunk = windows[start : start + batch_size].to(self.device, torch.float32)
+            outs.append(run(chunk) if graphs is None else graphs.encode(run, chunk, self._precision))
         return torch.cat(outs)
 
     def silence(self) -> Tensor:
@@ -570,7 +557,14 @@ class WindowEngine:
         if isinstance(options, GenerationOptions):
             options = options.sampling(self.config)
         motion, _bits, new_state = step(
-            self.codec, self.generator, state, self_features, other_features, options, self._precision.dtype
+            self.codec,
+            self.generator,
+            state,
+            self_features,
+            other_features,
+            options,
+            self._precision.dtype,
+            self._graphs,
         )
         return motion, new_state
 
@@ -583,7 +577,14 @@ class WindowEngine:
     ) -> list[tuple[Tensor, ChunkState]]:
         """One window for several states as one batch; see [`step_many`][unils.generation.step_many]."""
         return step_many(
-            self.codec, self.generator, states, self_features, other_features, options, self._precision.dtype
+            self.codec,
+            self.generator,
+            states,
+            self_features,
+            other_features,
+            options,
+            self._precision.dtype,
+            self._graphs,
         )
 
     # ------------------------------------------------------------------ whole runs

@@ -28,6 +28,8 @@ __all__ = [
     "bit_probabilities",
     "RowKnobs",
     "sample_bits",
+    "draw_noise",
+    "pick_bits",
     "make_generator",
     "official_skipped_draws",
 ]
@@ -160,6 +162,30 @@ def apply_top_p(logits: Tensor, top_p: float) -> Tensor:
     return _top_p(logits, 1 - top_p if top_p > 0 else -math.inf)
 
 
+def draw_noise(
+    generators: Sequence[torch.Generator], tokens: int, channels: int, device: torch.device
+) -> Tensor:
+    """Each row's random draws for one level: Exp(1) noise [B, tokens * channels, 2], row ``i`` from
+    ``generators[i]``.
+
+    These are exactly the draws ``torch.multinomial(p, 1, replacement=True, generator=g)`` makes for a
+    row ``p`` of that shape (it samples ``argmax(p / q)`` with ``q ~ Exp(1)`` of ``p``'s shape), so
+    [`pick_bits`][unils.sampling.pick_bits] on them reproduces the official sampler bit for bit while the
+    noise is drawn before, and apart from, the arithmetic that needs it.
+    """
+    noise = torch.empty(len(generators), tokens * channels, 2, device=device, dtype=torch.float32)
+    for row, gen in zip(noise, generators):
+        row.exponential_(1, generator=gen)
+    return noise
+
+
+def pick_bits(probs: Tensor, noise: Tensor) -> Tensor:
+    """Bits int64 [B, n, C] from probabilities [B, n, C, 2] and [`draw_noise`][unils.sampling.draw_noise]
+    noise: ``argmax(p / q)``, all rows at once, on the device (no host synchronisation)."""
+    b, n, c, v = probs.shape
+    return probs.reshape(b, n * c, v).div(noise).argmax(dim=-1).view(b, n, c)
+
+
 def sample_bits(
     logits: Tensor | None,
     generators: Sequence[torch.Generator],
@@ -167,7 +193,7 @@ def sample_bits(
     *,
     probs: Tensor | None = None,
 ) -> Tensor:
-    """Draw one bit per (row, token, channel) -> int64 [B, n, C].
+    """Draw one bit per (row, token, channel) -> int64 [B, n, C], as ``torch.multinomial`` row by row.
 
     Args:
         logits: guided logits [B, n, C, 2] (top-p is applied here), or None when ``probs`` is given.
@@ -180,11 +206,7 @@ def sample_bits(
         if logits is None:
             raise ValueError("sample_bits needs logits or probs")
         probs = apply_top_p(logits, top_p).softmax(dim=-1)
-    b, n, c, v = probs.shape
+    b, n, c, _ = probs.shape
     if len(generators) != b:
         raise ValueError(f"need one generator per row: {b} rows, {len(generators)} generators")
-    flat = probs.reshape(b, n * c, v)
-    rows = [
-        torch.multinomial(flat[i], num_samples=1, replacement=True, generator=generators[i]) for i in range(b)
-    ]
-    return torch.stack(rows).view(b, n, c)
+    return pick_bits(probs, draw_noise(generators, n, c, probs.device))

@@ -52,7 +52,14 @@ def register(sub: Any) -> None:
         help="also measure the drift of these precisions vs float32 (default: bfloat16 int8)",
     )
     p.add_argument(
-        "--compile", action="store_true", help="torch.compile the default path first (GPUs mostly)"
+        "--compile",
+        action="store_true",
+        help="torch.compile the default path first (compilation can take minutes; on a GPU prefer --cuda-graphs)",
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="replay the default path's window steps from recorded CUDA graphs (CUDA devices)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--json", default=None, help="write results as JSON")
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         audio_autocast=args.audio_autocast,
         threads=args.threads,
         compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
     )
     first = results[0].extra
     print(

@@ -35,7 +35,7 @@ DEFAULT_MODEL = "demo"
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model/-m``, ``--device``, ``--dtype`` and ``--audio-autocast`` (read by
+    """Add ``--model/-m``, ``--device``, ``--dtype``, ``--audio-autocast`` and ``--cuda-graphs`` (read by
     [`load_model`][unils.cli.options.load_model])."""
     g = parser.add_argument_group("model")
     g.add_argument(
@@ -57,6 +57,11 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         choices=["bfloat16", "float16"],
         default=None,
         help="run the audio encoder under autocast (faster on CPUs with bf16 support; small drift)",
+    )
+    g.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="replay window steps from recorded CUDA graphs (CUDA devices; one launch per step)",
     )
 
 
@@ -137,4 +142,6 @@ def load_model(args: argparse.Namespace) -> UniLS:
     model = UniLS.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     if args.audio_autocast:
         model.set_audio_autocast(args.audio_autocast)
+    if getattr(args, "cuda_graphs", False):
+        model.cuda_graphs()
     return model

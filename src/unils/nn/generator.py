@@ -267,9 +267,15 @@ class Generator(nn.Module):
         return tokens + self.lvl_embed.weight[level]
 
     def audio_positions(self, num_frames: int, device: torch.device) -> Tensor:
+        """Positions of ``num_frames`` audio frames (cached per device: no host-to-device copy in a step)."""
         # Audio is never resampled to the motion rate: frame j of L sits at floor(W * j / L).
-        pos = torch.linspace(0, self.window, steps=num_frames + 1)[:-1].long() + self.prefix_len
-        return pos.to(device)
+        cache = self.__dict__.setdefault("_audio_positions", {})
+        key = (num_frames, torch.device(device))
+        pos = cache.get(key)
+        if pos is None:
+            pos = torch.linspace(0, self.window, steps=num_frames + 1)[:-1].long() + self.prefix_len
+            pos = cache[key] = pos.to(device)
+        return pos
 
     def null_audio_context(self, batch: int, num_frames: int, device: torch.device) -> AudioContext:
         """Keys/values of all-zero audio features (the unconditional branch), computed once and reused.
