@@ -375,6 +375,7 @@ def test_internal_error_closes_only_that_session(server, monkeypatch):
     with StreamClient(server.ws_url) as fine, opened(server.ws_url, hello()) as ws:
         ready(ws)
         ws.send(np.zeros(321, np.int16).tobytes())
+        ws.send(json.dumps({"type": "end"}))  # less than a hop: the model gets it with the end
         assert close_of(ws) == (P.CLOSE_INTERNAL, "internal server error (logged on the server)")
         assert len(fine.push(np.zeros(320, np.float32))) == 0
         assert len(fine.end()) == 1
@@ -414,6 +415,34 @@ def test_resampled_low_latency_session_matches_local(server, model):
         got = cat(stream_blocks(client, a, block=960))
     assert len(got) == 50
     assert got == cat(local_frames(model, a, block=960, seed=2, sample_rate=48000, hop_frames=25))
+
+
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_audio_reaches_the_model_hop_by_hop(server, model, rate, monkeypatch):
+    """A real-time client's 20 ms messages reach the model in one piece per hop, not one call per message,
+    and each hop's frames come without waiting for more audio (also from a resampled client, whose windows
+    become ready a resampler delay later)."""
+    from unils.streaming import StreamSession
+
+    feeds = []
+    feed = StreamSession.feed
+    monkeypatch.setattr(StreamSession, "feed", lambda self, *a, **k: (feeds.append(1), feed(self, *a, **k))[1])
+    a = speech_like(3.0, sr=rate, seed=5)
+    block = rate // 50  # 20 ms
+    with StreamClient(server.ws_url, sample_rate=rate, hop_frames=25, seed=1) as client:
+        for i in range(0, rate + block, block):  # one hop (1 s) and one more message
+            client.send(a[i : i + block])
+        got = [client.receive(timeout=WAIT)]
+        deadline = time.monotonic() + WAIT
+        while not sum(len(m) for m in got) and time.monotonic() < deadline:
+            got.append(client.receive(timeout=0.5))
+        assert sum(len(m) for m in got) > 0, "the first hop's frames did not come"
+        assert len(feeds) == 1  # 51 messages, one piece
+        for i in range(rate + block, a.shape[0], block):
+            client.send(a[i : i + block])
+        got.append(client.end())
+    assert len(feeds) <= 4  # 150 messages of 20 ms: three pieces and the rest at the end
+    assert cat(got) == cat(local_frames(model, a, block=block, seed=1, sample_rate=rate, hop_frames=25))
 
 
 def test_wire_messages(server):

@@ -176,6 +176,13 @@ class Resampler:
         """
         return -(-self._margin * self.target_rate // self.orig_rate)
 
+    def output_after(self, num_samples: int) -> int:
+        """Output samples a stream has returned once ``num_samples`` input samples were pushed in total
+        (before [`flush`][unils.resample.Resampler.flush]), however they were split into blocks."""
+        if self._passthrough:
+            return int(num_samples)
+        return max(0, int(num_samples) - self._margin) * self.target_rate // self.orig_rate
+
     def push(self, block: np.ndarray) -> np.ndarray:
         """Add the next input samples and return the output samples that became final.
 
@@ -201,7 +208,7 @@ class Resampler:
             self._out_total += x.shape[0]
             return np.array(x, dtype=np.float32)  # a copy: the caller may reuse its buffer
         self._buf = np.concatenate([self._buf, x])
-        ready = max(0, self._in_total - self._margin) * self.target_rate // self.orig_rate
+        ready = self.output_after(self._in_total)
         out = self._segment(self._out_total, ready, final=False)
         self._out_total += out.shape[0]
         self._trim()

@@ -38,6 +38,7 @@ from websockets.exceptions import ConnectionClosed
 from ..arkit import ARKIT_NAMES, ArkitConverter, expression_map_for
 from ..errors import AudioError, ProtocolError, UniLSError
 from ..motion import PARTS
+from ..resample import Resampler
 from .metrics import ServerMetrics
 from .protocol import (
     CLOSE_BAD_AUDIO,
@@ -145,6 +146,12 @@ class Connection:
         self.session: StreamSession | None = None
         self.arkit: ArkitConverter | None = None
         self.queued_bytes = 0  # audio received, not yet consumed by the model
+        self._pending = bytearray()  # received audio not yet handed to the model
+        self._received = 0  # audio bytes received
+        self._next_hop = 1  # the hop whose audio completes the next piece
+        self._counter: Resampler | None = None
+        self._hop_samples = 1
+        self._max_piece = 1
         self.consumed_bytes = 0
         self.acked_bytes = 0
         self.credit_bytes = 0
@@ -233,6 +240,10 @@ class Connection:
         self.read_ahead_bytes = max(self.credit_bytes, cfg.max_read_ahead_bytes // frame_bytes * frame_bytes)
         hop_samples = -(-self.session.hop * hello.sample_rate // int(model.fps))
         self.piece_bytes = hop_samples * frame_bytes
+        # What the session's resampler (rates other than 16 kHz) has let out, counted without resampling.
+        self._counter = Resampler(hello.sample_rate)
+        self._hop_samples = self.session.hop * model.config.samples_per_frame
+        self._max_piece = max(frame_bytes, self.credit_bytes // 2 // frame_bytes * frame_bytes)
         self.lane = self.handle.lanes(
             self._done_piece, lambda: self._out_bytes < self.cfg.max_output_bytes, self._ahead_s
         )
@@ -382,6 +393,7 @@ class Connection:
                 if isinstance(msg, str):
                     parse_control(msg)  # only "end" is valid
                     ended = True
+                    self._hand_pending()
                     self.lane.put(self._flush)
                     continue
                 if not msg:
@@ -410,11 +422,41 @@ class Connection:
                 f"{self.hello.encoding} samples ({frame} bytes each)",
                 CLOSE_BAD_AUDIO,
             )
+        decode_audio(data, self.hello)  # a malformed message (NaN, inf) closes the session now, not later
         self.queued_bytes += len(data)
-        # Pieces of at most one hop of audio: about one model step each, so sessions take turns.
-        for i in range(0, len(data), self.piece_bytes):
-            piece = data[i : i + self.piece_bytes]
-            self.lane.put(lambda p=piece: self._push(p))
+        self._received += len(data)
+        if len(data) >= self.piece_bytes:
+            # A long message (a producer faster than real time): pieces of one hop, as they come.
+            self._hand_pending()
+            for i in range(0, len(data), self.piece_bytes):
+                self._hand(data[i : i + self.piece_bytes])
+            self._next_hop = self._ready_hops() + 1
+            return
+        # Short messages (a real-time client's 20 ms) are handed to the model together, up to the message
+        # with which the session's next window becomes ready: one worker call per model step instead of
+        # one per message. The model sees the same audio at each step as if every message were pushed
+        # on its own (frames only ever come with steps), so the frames are the same. At most half the
+        # credit waits, so a client waiting for its credit always gets an acknowledgement.
+        self._pending += data
+        if self._ready_hops() >= self._next_hop or len(self._pending) >= self._max_piece:
+            self._hand_pending()
+
+    def _ready_hops(self) -> int:
+        """Hops whose audio (model rate, after the stream's resampler) has all been received."""
+        if self._counter is None or self.hello is None:
+            return 0
+        frame = self.hello.channels * self.hello.bytes_per_sample
+        return self._counter.output_after(self._received // frame) // self._hop_samples
+
+    def _hand(self, piece: bytes) -> None:
+        self.lane.put(lambda p=piece: self._push(p))
+
+    def _hand_pending(self) -> None:
+        """Hand the received audio not yet given to the model (also before the end of the stream)."""
+        if self._pending:
+            piece, self._pending = bytes(self._pending), bytearray()
+            self._hand(piece)
+        self._next_hop = self._ready_hops() + 1
 
     # ------------------------------------------------------------------ model work (worker threads)
     def _reply(self, out: Any, start: int, nbytes: int, t0: float, steps0: int, final: bool) -> _Piece:
