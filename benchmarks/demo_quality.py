@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,9 @@ def main() -> None:
                                        mask[p, :frames]))
     elapsed = time.perf_counter() - t0
     keys = rows[0].keys()
-    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    with warnings.catch_warnings():  # a figure that is NaN for every person (no blinks at all) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
     result = {"model": args.model, "data": str(args.data), "conversations": len(clips), "people": len(rows),
               "audio_seconds": round(seconds, 1), "generation_seconds": round(elapsed, 1),
               "mean": {k: round(v, 4) for k, v in summary.items()}}
