@@ -10,6 +10,11 @@ and the ground truth say:
 * ``jaw_speaking`` / ``jaw_listening``: mean jaw opening (rad) on speaking / listening frames;
 * ``head_speed_listening`` / ``head_speed_speaking``: mean head rotation speed (rad/s, sum of the
   three axes) on listening / speaking frames: a listener that nods and sways is not frozen;
+* ``blinks_per_minute``: blinks (peaks of expression coefficient 6, the corpus' blink channel, above
+  ``BLINK_PEAK``) per minute; the corpus blinks 15 times a minute on average (onsets 2-6 s apart);
+* ``blink_peak``: mean height of those blink peaks (corpus: 1.3-1.7 at 100 Hz, a little less per frame);
+* ``press_speaking`` / ``press_listening``: fraction of speaking / listening frames with a lip press
+  (coefficient 3) above ``PRESS_ON`` (the corpus presses the lips on p, b, m, so only while speaking);
 * the paper's coefficient metrics (``S_PDD``, ``S_JDD``, ``L_PDD``, ``L_JDD``) from :mod:`unils.metrics`.
 
 Usage::
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +56,20 @@ def head_speed(motion: np.ndarray, mask: np.ndarray, fps: float = 25.0) -> float
     return float(vel[sel].mean()) if sel.any() else float("nan")
 
 
+#: A blink is a local maximum of coefficient 6 above this (half the corpus' smallest blink, 1.3).
+BLINK_PEAK = 0.65
+#: A lip press is coefficient 3 above this (half the corpus' full press, 1.2).
+PRESS_ON = 0.6
+
+
+def blink_figures(motion: np.ndarray, fps: float = 25.0) -> tuple[float, float]:
+    """(blinks per minute, mean blink peak) of ``motion`` [T, 108]: local maxima of coefficient 6 above ``BLINK_PEAK``."""
+    b = motion[:, 6]
+    mid = b[1:-1]
+    peaks = mid[(mid > BLINK_PEAK) & (mid >= b[:-2]) & (mid > b[2:])]
+    return len(peaks) / (len(motion) / fps / 60.0), float(peaks.mean()) if len(peaks) else float("nan")
+
+
 def person_figures(pred: np.ndarray, gt: np.ndarray, own: np.ndarray, partner: np.ndarray, speaking: np.ndarray) -> dict:
     listening = ~speaking
     out = {
@@ -66,6 +86,13 @@ def person_figures(pred: np.ndarray, gt: np.ndarray, own: np.ndarray, partner: n
         "gt_head_speed_listening": head_speed(gt, listening),
         "gt_head_speed_speaking": head_speed(gt, speaking),
     }
+    for prefix, x in (("", pred), ("gt_", gt)):
+        rate, peak = blink_figures(x)
+        out[prefix + "blinks_per_minute"] = rate
+        out[prefix + "blink_peak"] = peak
+        press = x[:, 3] > PRESS_ON
+        out[prefix + "press_speaking"] = float(press[speaking].mean()) if speaking.any() else float("nan")
+        out[prefix + "press_listening"] = float(press[listening].mean()) if listening.any() else float("nan")
     m = evaluate_sequence(pred, gt, speech_mask=speaking)
     for k in ("S_PDD", "S_JDD", "L_PDD", "L_JDD"):
         out[k] = float(m[k])
@@ -99,7 +126,9 @@ def main() -> None:
                                        mask[p, :frames]))
     elapsed = time.perf_counter() - t0
     keys = rows[0].keys()
-    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    with warnings.catch_warnings():  # a figure that is NaN for every person (no blinks at all) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
     result = {"model": args.model, "data": str(args.data), "conversations": len(clips), "people": len(rows),
               "audio_seconds": round(seconds, 1), "generation_seconds": round(elapsed, 1),
               "mean": {k: round(v, 4) for k, v in summary.items()}}

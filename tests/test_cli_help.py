@@ -49,10 +49,10 @@ def test_help_renders(argv, capsys):
 @pytest.mark.parametrize(
     ("stage", "has", "lacks"),
     [
-        ("codec", ["--config", "--flame", "--init", "--steps", "--resume", "--out"],
+        ("codec", ["--config", "--flame", "--init", "--steps", "--resume", "--out", "--expr-mse", "--expr-mse-dims"],
          ["--lora-r", "--audio-encoder", "--conversations", "--motion-only", "--workers", "--seconds"]),
         ("prior", ["--init", "--steps", "--batch-size", "--out"],
-         ["--config", "--flame", "--lora-r", "--audio-encoder", "--conversations"]),
+         ["--config", "--flame", "--lora-r", "--audio-encoder", "--conversations", "--expr-mse"]),
         ("audio", ["--init", "--audio-encoder", "--lora-r", "--lora-alpha", "--steps"],
          ["--config", "--flame", "--conversations", "--workers"]),
         ("validate", ["--data"], ["--out", "--steps", "--seed", "--conversations", "--device"]),

@@ -375,6 +375,47 @@ def test_codec_mesh_losses_with_user_flame(dataset, tmp_path):
     assert row["loss"] == pytest.approx(sum(row[k] for k in terms), rel=1e-5)
 
 
+def test_codec_expr_mse_term_is_opt_in():
+    """The squared expression term is off in the official recipe and prices a missed blink when on."""
+    from unils.errors import ConfigError
+    from unils.train.losses import CodecLossWeights, codec_losses
+
+    target = torch.zeros(2, 100, 108)
+    target[:, 40:44, 6] = 1.5  # one 4-frame blink per window
+    target[:, 60:62, 3] = 1.2  # one lip closure
+    pred = torch.zeros_like(target)  # a codec that reconstructs neither
+    vq = torch.tensor(0.25)
+    official = codec_losses(pred, target, vq)
+    assert set(official) == {"vq", "exp", "pose", "head_vel", "head_smooth"}
+    terms = codec_losses(pred, target, vq, CodecLossWeights(expr_mse=2.0, expr_mse_dims=7))
+    for k, v in official.items():
+        assert torch.equal(terms[k], v)
+    expected = 2.0 * (2 * 4 * 1.5**2 + 2 * 2 * 1.2**2) / (2 * 100 * 7)
+    assert terms["expr_mse"].item() == pytest.approx(expected, rel=1e-6)
+    # Coefficients past expr_mse_dims are not part of the term.
+    assert codec_losses(pred, target, vq, CodecLossWeights(expr_mse=1.0, expr_mse_dims=3))["expr_mse"].item() == 0.0
+    for bad in ({"expr_mse": -1.0}, {"expr_mse_dims": 0}, {"expr_mse_dims": 101}):
+        with pytest.raises(ConfigError, match="expr_mse"):
+            CodecLossWeights(**bad)
+
+
+def test_cli_codec_expr_mse_flags(dataset, tmp_path, capsys):
+    from unils.cli import main
+
+    cfg = tmp_path / "cfg.json"
+    mel_tiny().save(cfg)
+    base = ["-q", "train", "codec", "--data", str(dataset), "--config", str(cfg), "--steps", "2",
+            "--batch-size", "2", "--warmup", "1", "--log-every", "1"]
+    assert main([*base, "--out", str(tmp_path / "run"), "--expr-mse", "1.5", "--expr-mse-dims", "7"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(r["expr_mse"] > 0 for r in rows)
+    terms = ("vq", "exp", "pose", "head_vel", "head_smooth", "expr_mse")
+    assert rows[-1]["loss"] == pytest.approx(sum(rows[-1][k] for k in terms), rel=1e-5)
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "bad"), "--expr-mse-dims", "108"]) == 2
+    assert "expr_mse_dims must be in 1..100" in capsys.readouterr().err
+
+
 def test_cli_corpus_writes_a_valid_dataset(tmp_path, capsys):
     from unils.cli import main
 

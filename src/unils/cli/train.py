@@ -132,6 +132,19 @@ def _add_run_flags(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     if stage == "codec":
         p.add_argument("--flame", default=None, help="FLAME 2020 model file: adds the mesh and lip losses")
+        p.add_argument(
+            "--expr-mse",
+            type=float,
+            default=0.0,
+            help="weight of an extra MSE over the leading expression coefficients, so rare short events "
+            "(blinks, lip closures) are not averaged away by the L1 loss (default 0: official recipe)",
+        )
+        p.add_argument(
+            "--expr-mse-dims",
+            type=int,
+            default=100,
+            help="how many leading expression coefficients --expr-mse covers (default 100: all)",
+        )
 
 
 def _train_module(name: str) -> Any:
@@ -206,7 +219,13 @@ def run_stage(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         stop_at=args.stop_at,
     )
-    lora = {"lora_r": args.lora_r, "lora_alpha": args.lora_alpha} if args.stage == "audio" else {}
+    knobs: dict[str, Any] = {}
+    if args.stage == "audio":
+        knobs = {"lora_r": args.lora_r, "lora_alpha": args.lora_alpha}
+    if args.stage == "codec":
+        knobs["codec_weights"] = _train_module("losses").CodecLossWeights(
+            expr_mse=args.expr_mse, expr_mse_dims=args.expr_mse_dims
+        )
     vertices = lips = None
     if getattr(args, "flame", None):
         vertices, lips = _train_module("mesh").flame_vertices(args.flame, args.device or "cpu")
@@ -219,7 +238,7 @@ def run_stage(args: argparse.Namespace) -> int:
         audio_encoder=getattr(args, "audio_encoder", None),
         resume=args.resume,
         options=opts,
-        stage_options=stages.StageOptions(**lora),
+        stage_options=stages.StageOptions(**knobs),
         device=args.device,
         vertices=vertices,
         lip_indices=lips,
