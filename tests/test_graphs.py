@@ -146,6 +146,57 @@ def test_window_traces_as_one_graph_without_host_syncs():
     assert torch.equal(bits, eager_bits) and torch.equal(motion, eager_motion)
 
 
+def test_window_touches_no_host_tensor_and_reads_nothing_back():
+    """What a CUDA capture forbids, checked on the meta device: after one warm-up run (which fills the
+    host-side caches, as the recording's warm-up does), the window neither builds, reads nor copies a
+    host tensor (0-d scalars aside) and never reads a value back (``.item()``)."""
+    from torch.utils._pytree import tree_leaves
+
+    torch.manual_seed(0)
+    model = randomize_(UniLS(tiny_config())).eval().to("meta")
+    codec, gen = model.codec, model.generator
+    rows, w, c = 2, codec.window, codec.config.code_dim
+    meta = torch.device("meta")
+
+    def zeros(*shape):
+        return torch.zeros(*shape, device=meta)
+
+    inputs = WindowInputs(
+        zeros(rows, w, 108), zeros(rows, w, c), zeros(rows, w, c), torch.ones(rows, dtype=torch.bool, device=meta),
+        zeros(rows, 200, gen.audio_dim), zeros(rows, 200, gen.audio_dim),
+    )  # fmt: skip
+    knobs = RowKnobs(*(zeros(rows, 1, 1, 1) for _ in range(4)), guided=True)
+    noise = [zeros(rows, n * ch, 2) for n, ch in noise_shapes(gen)]
+    null = gen.null_audio_context(rows, 200, meta)
+
+    class Watch(torch.utils._python_dispatch.TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.host = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            leaves = tree_leaves((args, kwargs, out))
+            if "_local_scalar_dense" in str(func) or any(
+                isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.numel() > 1 for t in leaves
+            ):
+                self.host.append(str(func))
+            return out
+
+    def run():
+        with torch.inference_mode():
+            return window(codec, gen, inputs, knobs, noise, True, torch.float32, null)
+
+    run()  # warm-up
+    with Watch() as watch:
+        motion, bits = run()
+    assert watch.host == [] and motion.shape == (rows, w, 108) and bits.device.type == "meta"
+    gen.__dict__.pop("_audio_positions")  # an uncached host-built tensor is seen
+    with Watch() as watch:
+        run()
+    assert "aten.linspace.default" in watch.host
+
+
 def test_typed_refusals():
     model = make_model("float32")
     with pytest.raises(ConfigError, match="CUDA device"):
