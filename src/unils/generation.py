@@ -205,7 +205,9 @@ def _generate_rows(
         inputs.prev_motion.device,
     )
     if use_cache and graphs is not None:
-        return graphs.run(inputs, knobs, generators, dtype)
+        recorded = graphs.run(inputs, knobs, generators, dtype)
+        if recorded is not None:
+            return recorded
     noise = levels.draw(generator, generators, inputs.prev_motion.device)
     return levels.window(codec, generator, inputs, knobs, noise, use_cache, dtype)
 

@@ -34,7 +34,7 @@ from . import levels
 from .errors import ConfigError
 from .nn.codec import MotionCodec
 from .nn.generator import Generator
-from .sampling import RowKnobs
+from .sampling import RowKnobs, fill_noise
 
 __all__ = ["StepGraphs", "GraphStats", "bucket_rows"]
 
@@ -177,8 +177,7 @@ class _Recording:
                 buf[:b].fill_(value)
         # The draws of the eager step, level by level, each row from its own generator.
         for noise in self.noise:
-            for row, gen in zip(noise[:b], generators):
-                row.exponential_(1, generator=gen)
+            fill_noise(noise, generators)
 
     def replay(self) -> None:
         if self.graph is not None:
@@ -289,16 +288,16 @@ class StepGraphs:
         knobs: RowKnobs,
         generators: Sequence[torch.Generator],
         dtype: torch.dtype,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor] | None:
         """One window for every row (as [`levels.window`][unils.levels.window] with the cache):
-        ``(motion [B, W, 108], bits [B, N, C])``."""
+        ``(motion [B, W, 108], bits [B, N, C])``, or None when the rows exceed ``max_rows`` (then the
+        caller steps eagerly; counted in ``stats().eager``)."""
         b = inputs.batch
         rows = bucket_rows(b, self.max_rows)
         if rows is None:
             with self._lock:
                 self._eager += 1
-            noise = levels.draw(self.generator, generators, inputs.prev_motion.device)
-            return levels.window(self.codec, self.generator, inputs, knobs, noise, True, dtype)
+            return None
         audio_shape = (int(inputs.self_features.shape[1]), int(inputs.self_features.shape[2]))
         key = (rows, knobs.guided, dtype, audio_shape)
         with self._lock:

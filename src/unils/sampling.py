@@ -29,6 +29,7 @@ __all__ = [
     "RowKnobs",
     "sample_bits",
     "draw_noise",
+    "fill_noise",
     "pick_bits",
     "make_generator",
     "official_skipped_draws",
@@ -174,6 +175,12 @@ def draw_noise(
     noise is drawn before, and apart from, the arithmetic that needs it.
     """
     noise = torch.empty(len(generators), tokens * channels, 2, device=device, dtype=torch.float32)
+    return fill_noise(noise, generators)
+
+
+def fill_noise(noise: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
+    """Draw [`draw_noise`][unils.sampling.draw_noise]'s noise into the first ``len(generators)`` rows of
+    ``noise`` [R, tokens * channels, 2] (in place; the recorded steps' static buffers); returns ``noise``."""
     for row, gen in zip(noise, generators):
         row.exponential_(1, generator=gen)
     return noise

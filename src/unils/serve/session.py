@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -146,8 +147,10 @@ class Connection:
         self.session: StreamSession | None = None
         self.arkit: ArkitConverter | None = None
         self.queued_bytes = 0  # audio received, not yet consumed by the model
-        self._pending = bytearray()  # received audio not yet handed to the model
+        self._pending: list[list[np.ndarray]] = []  # received messages (channels) not yet handed to the model
+        self._pending_bytes = 0
         self._received = 0  # audio bytes received
+        self._frame_bytes = 1  # bytes of one sample of every channel
         self._next_hop = 1  # the hop whose audio completes the next piece
         self._counter: Resampler | None = None
         self._hop_samples = 1
@@ -235,7 +238,7 @@ class Connection:
         except (UniLSError, ValueError, TypeError) as exc:
             raise ProtocolError(f"hello: {exc}", CLOSE_BAD_HELLO) from exc
         bps = hello.bytes_per_second
-        frame_bytes = hello.channels * hello.bytes_per_sample
+        frame_bytes = self._frame_bytes = hello.channels * hello.bytes_per_sample
         self.credit_bytes = max(frame_bytes, int(cfg.max_queued_audio_s * bps) // frame_bytes * frame_bytes)
         self.read_ahead_bytes = max(self.credit_bytes, cfg.max_read_ahead_bytes // frame_bytes * frame_bytes)
         hop_samples = -(-self.session.hop * hello.sample_rate // int(model.fps))
@@ -415,21 +418,16 @@ class Connection:
         assert self.hello is not None
         if self.first_audio_at is None:
             self.first_audio_at = time.monotonic()
-        frame = self.hello.channels * self.hello.bytes_per_sample
-        if len(data) % frame:
-            raise ProtocolError(
-                f"an audio message of {len(data)} bytes is not a whole number of {self.hello.channels}-channel "
-                f"{self.hello.encoding} samples ({frame} bytes each)",
-                CLOSE_BAD_AUDIO,
-            )
-        decode_audio(data, self.hello)  # a malformed message (NaN, inf) closes the session now, not later
+        # Decoded (and checked) on arrival: a malformed message closes the session now, not later.
+        channels = decode_audio(data, self.hello)
         self.queued_bytes += len(data)
         self._received += len(data)
         if len(data) >= self.piece_bytes:
             # A long message (a producer faster than real time): pieces of one hop, as they come.
             self._hand_pending()
-            for i in range(0, len(data), self.piece_bytes):
-                self._hand(data[i : i + self.piece_bytes])
+            hop = self.piece_bytes // self._frame_bytes
+            for i in range(0, channels[0].shape[0], hop):
+                self._hand([ch[i : i + hop] for ch in channels])
             self._next_hop = self._ready_hops() + 1
             return
         # Short messages (a real-time client's 20 ms) are handed to the model together, up to the message
@@ -437,25 +435,25 @@ class Connection:
         # one per message. The model sees the same audio at each step as if every message were pushed
         # on its own (frames only ever come with steps), so the frames are the same. At most half the
         # credit waits, so a client waiting for its credit always gets an acknowledgement.
-        self._pending += data
-        if self._ready_hops() >= self._next_hop or len(self._pending) >= self._max_piece:
+        self._pending.append(channels)
+        self._pending_bytes += len(data)
+        if self._ready_hops() >= self._next_hop or self._pending_bytes >= self._max_piece:
             self._hand_pending()
 
     def _ready_hops(self) -> int:
         """Hops whose audio (model rate, after the stream's resampler) has all been received."""
-        if self._counter is None or self.hello is None:
+        if self._counter is None:
             return 0
-        frame = self.hello.channels * self.hello.bytes_per_sample
-        return self._counter.output_after(self._received // frame) // self._hop_samples
+        return self._counter.output_after(self._received // self._frame_bytes) // self._hop_samples
 
-    def _hand(self, piece: bytes) -> None:
-        self.lane.put(lambda p=piece: self._push(p))
+    def _hand(self, channels: list[np.ndarray]) -> None:
+        self.lane.put(lambda c=channels: self._push(c))
 
     def _hand_pending(self) -> None:
         """Hand the received audio not yet given to the model (also before the end of the stream)."""
         if self._pending:
-            piece, self._pending = bytes(self._pending), bytearray()
-            self._hand(piece)
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            self._hand([np.concatenate(parts) for parts in zip(*pending)])
         self._next_hop = self._ready_hops() + 1
 
     # ------------------------------------------------------------------ model work (worker threads)
@@ -477,15 +475,15 @@ class Connection:
             piece.stats = stats_message(self.session, seconds)
         return piece
 
-    def _push(self, data: bytes) -> _Piece:
-        assert self.session is not None and self.hello is not None
-        channels = decode_audio(data, self.hello)
+    def _push(self, channels: list[np.ndarray]) -> _Piece:
+        assert self.session is not None
+        nbytes = channels[0].shape[0] * self._frame_bytes
         start, steps0, t0 = self.session.frames_emitted, self.session.stats().steps, time.perf_counter()
         try:
             out = self.handle.push(self.session, *channels)
         except AudioError as exc:
             raise ProtocolError(str(exc), CLOSE_BAD_AUDIO) from exc
-        return self._reply(out, start, len(data), t0, steps0, final=False)
+        return self._reply(out, start, nbytes, t0, steps0, final=False)
 
     def _flush(self) -> _Piece:
         assert self.session is not None
