@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from helpers import randomize_, speech_like, tiny_config  # noqa: E402
+from helpers.browser import browser_missing, wait_js  # noqa: E402
 from unils import Motion, UniLS  # noqa: E402
 from unils.cli import main  # noqa: E402
 from unils.errors import ConfigError, ProtocolError  # noqa: E402
@@ -553,28 +554,8 @@ def test_serve_command(model, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- browser
-def _browser_missing() -> str | None:
-    if shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists():
-        return "needs Debian's chromium (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "needs playwright (pip install playwright; no browser download needed)"
-    return None
-
-
-def _wait_js(page, expression: str, timeout: float) -> None:
-    # page.wait_for_function evaluates strings with eval(), which the page's CSP forbids (as it
-    # should); page.evaluate goes through the debugger protocol and is not subject to it.
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {expression}: {page.evaluate('window.unilsDemo')}")
-        page.wait_for_timeout(100)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+@pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
 def test_browser_demo(model, tmp_path):
     """The demo page in headless Chromium, with a fake microphone playing a wav file."""
     import soundfile as sf
@@ -594,7 +575,7 @@ def test_browser_demo(model, tmp_path):
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             page.goto(srv.url + "?hop=10&arkit=1", timeout=WAIT * 1000)
             page.click("#start")
-            _wait_js(page, "window.unilsDemo.framesReceived >= 75 && window.unilsDemo.framesShown > 20", 90)
+            wait_js(page, "window.unilsDemo.framesReceived >= 75 && window.unilsDemo.framesShown > 20", 90)
             # ARKit asked for in the hello: the panel shows the weights of the frame on screen.
             assert page.evaluate("window.unilsDemo.ready.arkit_names.length") == 52
             assert page.evaluate("window.unilsDemo.arkitShown.weights.length") == 52
@@ -612,7 +593,7 @@ def test_browser_demo(model, tmp_path):
             assert page.inner_text("#lag").endswith(" s") and page.inner_text("#algo") == "0.56 s"
             assert page.inner_text("#status").startswith("streaming")
             page.click("#stop")
-            _wait_js(page, "window.unilsDemo.closeCode !== null", 60)
+            wait_js(page, "window.unilsDemo.closeCode !== null", 60)
             demo = page.evaluate("window.unilsDemo")
             assert demo["closeCode"] == 1000 and demo["status"].startswith("ended")
             assert not [c for c in console if c.startswith(("error", "pageerror"))], console
@@ -622,7 +603,7 @@ def test_browser_demo(model, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+@pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
 def test_browser_demo_streams_a_two_minute_file(model, tmp_path):
     """The page's file input: 2 minutes sent as fast as the credit allows, every frame back, close 1000."""
     import soundfile as sf
@@ -637,7 +618,7 @@ def test_browser_demo_streams_a_two_minute_file(model, tmp_path):
             page = browser.new_page()
             page.goto(srv.url + "?hop=exact", timeout=WAIT * 1000)
             page.set_input_files("#file", str(wav))
-            _wait_js(page, "window.unilsDemo.closeCode !== null", 240)
+            wait_js(page, "window.unilsDemo.closeCode !== null", 240)
             demo = page.evaluate("window.unilsDemo")
             assert demo["errors"] == [] and demo["closeCode"] == 1000, demo
             assert demo["framesReceived"] == 3000 and demo["stats"]["frames_emitted"] == 3000

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.browser import browser_missing, wait_js
 
 import unils
 from unils import UniLS
@@ -15,27 +15,6 @@ from unils.serve import ServeConfig, ServerThread
 
 STATIC = Path(unils.__file__).parent / "serve" / "static"
 DIALOGUE = Path(__file__).resolve().parents[1] / "examples" / "dialogue"
-
-
-def _browser_missing() -> str | None:
-    if shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists():
-        return "needs Debian's chromium (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "needs playwright (pip install playwright; no browser download needed)"
-    return None
-
-
-def _wait_js(page, expression: str, timeout: float) -> None:
-    # page.evaluate goes through the debugger protocol, which the page's CSP does not restrict.
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"gave up waiting for {expression}: {page.evaluate('window.unilsDemo.status')}"
-            )
-        page.wait_for_timeout(100)
 
 
 def test_three_js_is_vendored_with_its_licence():
@@ -51,7 +30,7 @@ def test_three_js_is_vendored_with_its_licence():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+@pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
 def test_browser_shows_two_3d_heads_from_a_live_session(tmp_path):
     """A stereo file (you: 2 s of silence then speech; partner: silent) streamed by the page: both heads render,
     your mouth opens when you speak, the partner's stays closed, no console errors."""
@@ -73,14 +52,14 @@ def test_browser_shows_two_3d_heads_from_a_live_session(tmp_path):
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             page.goto(srv.url + "?hop=25", timeout=60_000)
-            _wait_js(page, "window.unilsDemo.head3d !== null", 30)
+            wait_js(page, "window.unilsDemo.head3d !== null", 30)
             assert (
                 page.evaluate("window.unilsDemo.view") == "3d"
                 and page.evaluate("window.unilsDemo.head3d.shapes") == 51
             )
             page.set_input_files("#file", str(wav))
-            _wait_js(page, "window.unilsDemo.closeCode !== null", 120)
-            _wait_js(page, "window.unilsDemo.framesShown >= window.unilsDemo.framesReceived", 30)
+            wait_js(page, "window.unilsDemo.closeCode !== null", 120)
+            wait_js(page, "window.unilsDemo.framesShown >= window.unilsDemo.framesReceived", 30)
             demo = page.evaluate("window.unilsDemo")
             assert demo["errors"] == [] and demo["closeCode"] == 1000, demo["status"]
             assert demo["ready"]["hello"]["both"] is True and demo["ready"]["arkit_names"][17] == "jawOpen"

@@ -25,6 +25,7 @@ import torch
 pytest.importorskip("websockets")
 
 from helpers import randomize_, speech_like, tiny_config
+from helpers.wire import read_all_frames
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -130,16 +131,7 @@ def test_fast_sender_at_the_smallest_hop_keeps_its_session(model):
             for i in range(0, len(a), 320):
                 ws.send(a[i : i + 320].astype("<f4").tobytes())
             ws.send(json.dumps({"type": "end"}))
-            frames, last = [], None
-            while True:
-                msg = ws.recv(timeout=WAIT)
-                if isinstance(msg, bytes):
-                    start, arr = P.decode_frames_binary(msg)
-                    assert start == sum(len(f) for f in frames)  # in order, none missing
-                    frames.append(arr[0])
-                elif json.loads(msg)["type"] == "end":
-                    last = json.loads(msg)
-                    break
+            frames, last = read_all_frames(ws, WAIT)
         assert Motion.from_array(np.concatenate(frames)) == want and last["frames_emitted"] == 300
         wait_until(lambda: srv.server.closed_by_code[1000] == 2, "both sessions to close")
         assert srv.server.closed_by_code == {1000: 2}

@@ -32,6 +32,7 @@ import torch
 pytest.importorskip("websockets")
 
 from helpers import randomize_, speech_like, tiny_config
+from helpers.wire import read_all_frames
 from test_serve_live import RawWebSocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
@@ -70,21 +71,6 @@ def metric_values(url: str) -> dict[str, float]:
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
-
-
-def read_all_frames(ws) -> tuple[list[np.ndarray], dict | None]:
-    """Read a raw binary-format session to its end: frames per message (person 0) and the end message."""
-    frames, last = [], None
-    while True:
-        msg = ws.recv(timeout=WAIT)
-        if isinstance(msg, bytes):
-            start, arr = P.decode_frames_binary(msg)
-            assert start == sum(len(f) for f in frames)  # in order, none missing
-            frames.append(arr[0])
-        elif json.loads(msg)["type"] == "end":
-            last = json.loads(msg)
-            break
-    return frames, last
 
 
 # ---------------------------------------------------------------------------------------------- 1. TTS-sized pushes
@@ -239,7 +225,7 @@ def test_a_credit_ignoring_sender_is_not_killed_by_its_keepalive(model):
                 for i in range(0, len(data), block):
                     ws.send(data[i : i + block])
                 ws.send(json.dumps({"type": "end"}))
-                frames, last = read_all_frames(ws)
+                frames, last = read_all_frames(ws, WAIT)
             except ConnectionClosed as exc:
                 pytest.fail(f"closed during the session: {exc}")
         assert last["frames_emitted"] == int(seconds * 25) == sum(len(f) for f in frames)
