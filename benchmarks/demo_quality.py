@@ -11,8 +11,11 @@ and the ground truth say:
 * ``head_speed_listening`` / ``head_speed_speaking``: mean head rotation speed (rad/s, sum of the
   three axes) on listening / speaking frames: a listener that nods and sways is not frozen;
 * ``blinks_per_minute``: blinks (peaks of expression coefficient 6, the corpus' blink channel, above
-  ``BLINK_PEAK``) per minute; the corpus blinks 15 times a minute on average (onsets 2-6 s apart);
+  ``BLINK_PEAK``) per minute; the corpus (version 2) blinks about 19 times a minute, in the pause after
+  every sentence of either person plus spontaneous blinks in long gaps;
 * ``blink_peak``: mean height of those blink peaks (corpus: 1.3-1.7 at 100 Hz, a little less per frame);
+* ``blinks_after_speech``: share of those blinks that peak within ``BLINK_AFTER_SPEECH`` frames after
+  speech of either person stops (a fall of either speech mask): blinks the audio announces;
 * ``press_speaking`` / ``press_listening``: fraction of speaking / listening frames with a lip press
   (coefficient 3) above ``PRESS_ON`` (the corpus presses the lips on p, b, m, so only while speaking);
 * the paper's coefficient metrics (``S_PDD``, ``S_JDD``, ``L_PDD``, ``L_JDD``) from :mod:`unils.metrics`.
@@ -62,15 +65,38 @@ BLINK_PEAK = 0.65
 PRESS_ON = 0.6
 
 
-def blink_figures(motion: np.ndarray, fps: float = 25.0) -> tuple[float, float]:
-    """(blinks per minute, mean blink peak) of ``motion`` [T, 108]: local maxima of coefficient 6 above ``BLINK_PEAK``."""
+#: A blink "follows speech" when it peaks at most this many frames after a speech mask falls.
+BLINK_AFTER_SPEECH = 10
+
+
+def blink_figures(motion: np.ndarray, masks: np.ndarray, fps: float = 25.0) -> tuple[float, float, float]:
+    """(blinks per minute, mean blink peak, share after speech) of ``motion`` [T, 108].
+
+    Blinks are local maxima of coefficient 6 above ``BLINK_PEAK``; ``masks`` [2, T] are both people's
+    speech masks.
+    """
     b = motion[:, 6]
     mid = b[1:-1]
-    peaks = mid[(mid > BLINK_PEAK) & (mid >= b[:-2]) & (mid > b[2:])]
-    return len(peaks) / (len(motion) / fps / 60.0), float(peaks.mean()) if len(peaks) else float("nan")
+    at = np.flatnonzero((mid > BLINK_PEAK) & (mid >= b[:-2]) & (mid > b[2:])) + 1
+    falls = np.flatnonzero((masks[:, :-1] & ~masks[:, 1:]).any(axis=0)) + 1
+    after = []
+    for i in at:
+        since = i - falls[falls <= i]  # frames since each earlier fall
+        after.append(bool(since.size and since.min() <= BLINK_AFTER_SPEECH))
+    rate = len(at) / (len(motion) / fps / 60.0)
+    if not len(at):
+        return rate, float("nan"), float("nan")
+    return rate, float(b[at].mean()), float(np.mean(after))
 
 
-def person_figures(pred: np.ndarray, gt: np.ndarray, own: np.ndarray, partner: np.ndarray, speaking: np.ndarray) -> dict:
+def person_figures(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    own: np.ndarray,
+    partner: np.ndarray,
+    speaking: np.ndarray,
+    masks: np.ndarray,
+) -> dict:
     listening = ~speaking
     out = {
         "jaw_vs_own_energy": corr(pred[:, 103], own),
@@ -87,9 +113,10 @@ def person_figures(pred: np.ndarray, gt: np.ndarray, own: np.ndarray, partner: n
         "gt_head_speed_speaking": head_speed(gt, speaking),
     }
     for prefix, x in (("", pred), ("gt_", gt)):
-        rate, peak = blink_figures(x)
+        rate, peak, after = blink_figures(x, masks)
         out[prefix + "blinks_per_minute"] = rate
         out[prefix + "blink_peak"] = peak
+        out[prefix + "blinks_after_speech"] = after
         press = x[:, 3] > PRESS_ON
         out[prefix + "press_speaking"] = float(press[speaking].mean()) if speaking.any() else float("nan")
         out[prefix + "press_listening"] = float(press[listening].mean()) if listening.any() else float("nan")
@@ -122,16 +149,30 @@ def main() -> None:
         frames = min(len(preds[0]), gts[0].shape[0])
         energy = [log_energy(a, frames), log_energy(b, frames)]
         for p in range(2):
-            rows.append(person_figures(preds[p].to_array()[:frames], gts[p][:frames], energy[p], energy[1 - p],
-                                       mask[p, :frames]))
+            rows.append(
+                person_figures(
+                    preds[p].to_array()[:frames],
+                    gts[p][:frames],
+                    energy[p],
+                    energy[1 - p],
+                    mask[p, :frames],
+                    mask[:, :frames],
+                )
+            )
     elapsed = time.perf_counter() - t0
     keys = rows[0].keys()
     with warnings.catch_warnings():  # a figure that is NaN for every person (no blinks at all) stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
-    result = {"model": args.model, "data": str(args.data), "conversations": len(clips), "people": len(rows),
-              "audio_seconds": round(seconds, 1), "generation_seconds": round(elapsed, 1),
-              "mean": {k: round(v, 4) for k, v in summary.items()}}
+    result = {
+        "model": args.model,
+        "data": str(args.data),
+        "conversations": len(clips),
+        "people": len(rows),
+        "audio_seconds": round(seconds, 1),
+        "generation_seconds": round(elapsed, 1),
+        "mean": {k: round(v, 4) for k, v in summary.items()},
+    }
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

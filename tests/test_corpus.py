@@ -17,6 +17,7 @@ import soundfile as sf
 from unils.errors import ConfigError, MissingDependencyError
 from unils.train import tts
 from unils.train.corpus import (
+    BLINK_AFTER_SENTENCE,
     BLINK_INTERVAL,
     CHANNELS,
     EXPR_BLINK,
@@ -156,16 +157,31 @@ def test_listener_moves_head_and_nods(conv):
     assert nods and np.mean(nods) > 0.02
 
 
-def test_blinks_at_documented_rate(conv):
+def test_blinks_follow_sentence_ends(conv):
     lo, hi = BLINK_INTERVAL
+    after = BLINK_AFTER_SENTENCE
+    ends = sorted(t.end for t in conv.turns if t.kind == "sentence")
+    assert len(ends) >= 5
     for m in (conv.motion0, conv.motion1):
         closed = m[:, EXPR_BLINK] > 0.6
         onsets = np.flatnonzero(closed[1:] & ~closed[:-1]) + 1
-        assert len(onsets) >= int(conv.seconds / hi)
-        gaps = np.diff(onsets) / 25
+        times = onsets / 25
+        gaps = np.diff(times)
         assert gaps.min() >= lo - 0.1 and gaps.max() <= hi + 0.1, gaps
-        # Short pulses: about 150 ms closed.
+        assert 10 <= len(onsets) / conv.seconds * 60 <= 30  # blinks a minute
+        # Short pulses: about 200 ms, peak 1.3-1.7.
         assert closed.sum() <= 5 * len(onsets)
+        assert 1.2 < m[:, EXPR_BLINK].max() < 1.8
+        # After every sentence (either person's) a blink follows within the pause, unless one
+        # came less than BLINK_INTERVAL[0] before.
+        for e in ends:
+            if e + after[1] + 0.2 >= conv.seconds or (times[(times > e - lo) & (times <= e)]).size:
+                continue
+            near = times[(times >= e + after[0] - 0.05) & (times <= e + after[1] + 0.2)]
+            assert near.size == 1, (e, times)
+        # Most blinks are anchored to sentence ends: the partner can hear when they come.
+        anchored = [any(0 <= t - e <= after[1] + 0.2 for e in ends) for t in times]
+        assert np.mean(anchored) >= 0.7
 
 
 def _digest(root) -> dict[str, str]:
@@ -184,7 +200,8 @@ def test_write_corpus_format(tmp_path):
     }  # fmt: skip
     gen = meta["generator"]
     assert gen["seed"] == 3 and gen["num_conversations"] == 2 and gen["motion_only"] == 3
-    assert gen["channels"] == json.loads(json.dumps(CHANNELS)) and gen["blink_interval_s"] == [2.0, 6.0]
+    assert gen["channels"] == json.loads(json.dumps(CHANNELS)) and gen["blink_interval_s"] == [1.0, 6.0]
+    assert gen["blink_after_sentence_s"] == list(BLINK_AFTER_SENTENCE)
     clips = sorted(p.name for p in (root / "conversations").iterdir())
     assert clips == ["00000", "00001"]
     for clip in clips:

@@ -22,7 +22,7 @@ small slow noise):
 | lip press | 3 | bilabial closures (p, b, m), weaker for f and v |
 | brow raise | 4 | stressed words, questions, listener feedback |
 | smile | 5 | per-person mood, listener smiles around backchannels |
-| blink | 6 | eyelid closure pulse: about 150 ms, peak 1.3-1.7, every 2-6 s |
+| blink | 6 | eyelid closure pulse: about 200 ms, peak 1.3-1.7, in the pause after every sentence (own and partner's), 1-6 s apart |
 | texture | 7-14 | small fixed mixtures of the four articulation channels |
 | noise | 15-99 | slow Ornstein-Uhlenbeck noise, decreasing with the index |
 | head pitch | 100 | nod; positive is chin down |
@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from .channels import (
     BACKCHANNELS,
+    BLINK_AFTER_SENTENCE,
     BLINK_INTERVAL,
     CHANNELS,
     CORPUS_VERSION,
@@ -111,6 +112,7 @@ from .writing import write_corpus
 
 __all__ = [
     "BACKCHANNELS",
+    "BLINK_AFTER_SENTENCE",
     "BLINK_INTERVAL",
     "CHANNELS",
     "CORPUS_VERSION",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ...config import FPS, SAMPLE_RATE
 
-__all__ = ["BACKCHANNELS", "BLINK_INTERVAL", "CHANNELS", "CORPUS_VERSION"]
+__all__ = ["BACKCHANNELS", "BLINK_AFTER_SENTENCE", "BLINK_INTERVAL", "CHANNELS", "CORPUS_VERSION"]
 
 #: Bumped whenever a rule changes the output for a given seed.
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 #: Shortest and longest conversation
 #: [`generate_conversation`][unils.train.corpus.generate.generate_conversation] accepts, in seconds.
@@ -40,10 +40,14 @@ CHANNELS: dict[str, int | list[int]] = {
     "jaw": JAW,
     "gaze": [104, 105, 106, 107],
 }
-#: Seconds between blink onsets: uniform in this range (15 blinks a minute on average).
-BLINK_INTERVAL = (2.0, 6.0)
+#: Blinks follow the conversation: each person blinks in the pause after every sentence, their own
+#: and the partner's (onset this many seconds after the speech ends, uniform in the range) ...
+BLINK_AFTER_SENTENCE = (0.04, 0.12)
+#: ... never two onsets closer than the first value, and never longer than the second without a
+#: blink (a gap is filled by spontaneous blinks at random points of it).
+BLINK_INTERVAL = (1.0, 6.0)
 #: Blink pulse: closing, closed, opening (seconds).
-BLINK_SHAPE = (0.05, 0.02, 0.08)
+BLINK_SHAPE = (0.06, 0.04, 0.10)
 #: Backchannel transcript -> what eSpeak is given ("mm-hmm" as text is read as letters).
 BACKCHANNELS: dict[str, str] = {
     "yeah": "yeah",

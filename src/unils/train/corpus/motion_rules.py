@@ -15,6 +15,7 @@ import numpy as np
 
 from ...config import MOTION_DIM
 from .channels import (
+    BLINK_AFTER_SENTENCE,
     BLINK_INTERVAL,
     BLINK_SHAPE,
     DT,
@@ -317,20 +318,31 @@ def person_motion(
         ts += d + rng.uniform(0.0, 0.5)
     gaze = _attack_release(gaze, [0.015, 0.015], [0.015, 0.015]) + fast[:, 6:8]
 
-    # Blinks.
+    # Blinks: in the pause after every sentence (the person's own and the partner's), at least
+    # BLINK_INTERVAL[0] apart; gaps longer than BLINK_INTERVAL[1] get spontaneous blinks.
     close, hold, open_ = BLINK_SHAPE
     shape = np.concatenate([
         0.5 - 0.5 * np.cos(np.pi * (np.arange(round(close / DT)) + 1) / round(close / DT)),
         np.ones(round(hold / DT)),
         0.5 + 0.5 * np.cos(np.pi * (np.arange(round(open_ / DT)) + 1) / round(open_ / DT)),
     ])  # fmt: skip
-    ts = rng.uniform(0.3, BLINK_INTERVAL[1])
+    min_gap, max_gap = BLINK_INTERVAL
+    last = -rng.uniform(0.0, max_gap - 0.3)  # the last blink before the conversation starts
+    onsets: list[float] = []
+    ends = sorted(p.end for p in placed if p.kind == "sentence")
+    for anchor in [e + rng.uniform(*BLINK_AFTER_SENTENCE) for e in ends] + [t[-1] + max_gap]:
+        while anchor - last > max_gap:
+            last = min(last + rng.uniform(2.0, max_gap), anchor - min_gap)
+            onsets.append(last)
+        if anchor - last >= min_gap:
+            onsets.append(anchor)
+            last = anchor
     blink = x[:, EXPR_BLINK]
-    while ts < t[-1]:
+    for ts in onsets:
         i0 = _index(ts)
-        m = min(shape.shape[0], n - i0)
-        blink[i0 : i0 + m] += rng.uniform(1.3, 1.7) * shape[:m]
-        ts += rng.uniform(*BLINK_INTERVAL)
+        if 0 <= i0 < n:
+            m = min(shape.shape[0], n - i0)
+            blink[i0 : i0 + m] += rng.uniform(1.3, 1.7) * shape[:m]
 
     x[:, HEAD_PITCH : HEAD_ROLL + 1] = head
     x[:, 104] = gaze[:, 0]

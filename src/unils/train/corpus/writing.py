@@ -17,7 +17,7 @@ import numpy as np
 from ...config import FPS, SAMPLE_RATE
 from ...errors import ConfigError
 from ..tts import espeak_version
-from .channels import BLINK_INTERVAL, CHANNELS, CORPUS_VERSION
+from .channels import BLINK_AFTER_SENTENCE, BLINK_INTERVAL, CHANNELS, CORPUS_VERSION
 from .generate import generate_conversation
 from .planning import check_count, check_seconds, check_seed
 
@@ -158,6 +158,7 @@ def write_corpus(
         "espeak_ng": version,
         "channels": CHANNELS,
         "blink_interval_s": list(BLINK_INTERVAL),
+        "blink_after_sentence_s": list(BLINK_AFTER_SENTENCE),
         "total_conversation_seconds": round(total_frames / FPS, 2),
         "backchannels": int(sum(r.get("backchannels", 0) for r in conv_results)),
     }
