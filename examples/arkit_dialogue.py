@@ -2,15 +2,16 @@
 
     python examples/arkit_dialogue.py [--model demo] [--map my_map.npz] [--out-dir arkit_out]
 
-Writes person_a.csv / .json, person_b.csv / .json and arkit_curves.png. Without ``--map`` only
-jawOpen, eyeLook*, head and gaze move (expressions need a user-provided map, see docs/arkit.md).
+Writes person_a.csv / .json, person_b.csv / .json and arkit_curves.png. Without ``--map`` the
+model's bundled expression map is used (the demo ships one: blinks, brows, smiles and lip shapes
+move); a model without one moves only jawOpen, eyeLook*, head and gaze (see docs/arkit.md).
 """
 
 import argparse
 from pathlib import Path
 
 from unils import UniLS
-from unils.arkit import to_arkit
+from unils.arkit import expression_map_for, to_arkit
 from unils.audio import load_audio, pad_to_same_length
 from unils.viz import plot_arkit, speech_activity
 
@@ -27,12 +28,13 @@ def main() -> None:
     args = ap.parse_args()
 
     model = UniLS.from_pretrained(args.model)
+    expression_map = args.map or expression_map_for(model)  # None: no map (expressions stay 0)
     a, b = pad_to_same_length(load_audio(args.a), load_audio(args.b))
     out = Path(args.out_dir)
     anims, acts = [], []
     for name, me, you in (("person_a", a, b), ("person_b", b, a)):
         motion = model.generate(me, partner_audio=you, seed=0)
-        anim = to_arkit(motion, expression_map=args.map)
+        anim = to_arkit(motion, expression_map=expression_map)
         anim.save(out / f"{name}.csv")
         anim.save(out / f"{name}.json")
         anims.append(anim)

@@ -5,14 +5,13 @@ meanings (``unils.train.corpus.channels``): 0 mouth opening, 1 lip rounding, 2 l
 press, 4 brow raise (negative: lowered), 5 smile (negative: frown), 6 blink. The table below sends
 each to the ARKit blendshapes that show it.
 
-Gains: the demo reproduces these coefficients much weaker than its training corpus (its small
-motion codec learned them weakly). On the example dialogue (``examples/dialogue``, seed 0) its 95th
-percentiles are: rounding 0.03 (corpus: up to 1.4), spreading 0.09-0.11 (1.0), brows +-0.03-0.06
-(bumps of 0.1-0.35), smile a steady 0.17-0.22, mouth opening up to 1.0 (as in the corpus). The
-gains are set so those values give visible weights (0.3-0.6); the corpus' larger values saturate at
-1. Blinks and lip press: the demo's codec reconstructs a corpus blink (coefficient 6 peaking at 1.5)
-and a full lip press as 0.00, so the demo never generates them; their gains keep the corpus' meaning
-(a 1.3-1.7 blink closes the eyes) for models that do. Small negative biases keep resting noise at
+Gains follow the corpus' meaning of each coefficient, which the demo reproduces at about the
+corpus' scale (its motion codec was trained with ``--expr-mse 4 --expr-mse-dims 7``). On the example
+dialogue (``examples/dialogue``, seed 0) the demo's 95th percentiles / maxima are: mouth opening
+0.56-0.66 / 0.96, rounding 0.50-0.61 / 1.32 (corpus: up to 1.4), spreading 0.35-0.56 / 0.93 (1.0),
+lip press max 0.82-0.84 (1.2), brows -0.06 to 0.16 / 0.26 (bumps of 0.1-0.5, questions up to 0.9),
+smile 0.05-0.35 (0-0.35 plus listener smiles), blink peaks 1.1-1.5 (1.3-1.7). A corpus-sized event
+gives a weight near 1, the demo's typical one 0.3-0.7. Small negative biases keep resting noise at
 weight 0. ``jawOpen`` and ``eyeLook*`` come from the jaw and eye rotations as for every model, so
 the map leaves them alone.
 
@@ -35,20 +34,21 @@ from unils.arkit import ARKIT_NAMES, load_expression_map  # noqa: E402
 #: coefficient -> [(ARKit name, gain)]; weight = clip(sum(gain * coefficient) + bias, 0, 1).
 TABLE: dict[int, list[tuple[str, float]]] = {
     0: [("mouthLowerDownLeft", 0.3), ("mouthLowerDownRight", 0.3), ("mouthUpperUpLeft", 0.1), ("mouthUpperUpRight", 0.1)],
-    1: [("mouthPucker", 14.0), ("mouthFunnel", 8.0)],
-    2: [("mouthStretchLeft", 4.0), ("mouthStretchRight", 4.0), ("mouthSmileLeft", 1.0), ("mouthSmileRight", 1.0)],
-    3: [("mouthPressLeft", 0.7), ("mouthPressRight", 0.7), ("mouthRollLower", 0.25), ("mouthRollUpper", 0.15),
+    1: [("mouthPucker", 0.7), ("mouthFunnel", 0.4)],
+    2: [("mouthStretchLeft", 0.6), ("mouthStretchRight", 0.6), ("mouthSmileLeft", 0.2), ("mouthSmileRight", 0.2)],
+    3: [("mouthPressLeft", 0.8), ("mouthPressRight", 0.8), ("mouthRollLower", 0.25), ("mouthRollUpper", 0.15),
         ("mouthClose", 0.2)],
-    4: [("browInnerUp", 9.0), ("browOuterUpLeft", 7.0), ("browOuterUpRight", 7.0),
-        ("browDownLeft", -9.0), ("browDownRight", -9.0), ("eyeWideLeft", 2.0), ("eyeWideRight", 2.0)],
+    4: [("browInnerUp", 2.5), ("browOuterUpLeft", 2.0), ("browOuterUpRight", 2.0),
+        ("browDownLeft", -2.5), ("browDownRight", -2.5), ("eyeWideLeft", 0.5), ("eyeWideRight", 0.5)],
     5: [("mouthSmileLeft", 1.6), ("mouthSmileRight", 1.6), ("cheekSquintLeft", 0.6), ("cheekSquintRight", 0.6),
         ("mouthFrownLeft", -1.3), ("mouthFrownRight", -1.3)],
-    6: [("eyeBlinkLeft", 0.8), ("eyeBlinkRight", 0.8)],
+    6: [("eyeBlinkLeft", 1.0), ("eyeBlinkRight", 1.0)],
 }  # fmt: skip
 #: Offsets: resting noise stays at weight 0.
 BIAS: dict[str, float] = {
     "eyeBlinkLeft": -0.1, "eyeBlinkRight": -0.1,
     "mouthPucker": -0.05, "mouthFunnel": -0.05, "mouthStretchLeft": -0.05, "mouthStretchRight": -0.05,
+    "mouthPressLeft": -0.05, "mouthPressRight": -0.05,
     "browInnerUp": -0.05, "browOuterUpLeft": -0.05, "browOuterUpRight": -0.05,
     "browDownLeft": -0.05, "browDownRight": -0.05, "eyeWideLeft": -0.03, "eyeWideRight": -0.03,
     "mouthFrownLeft": -0.05, "mouthFrownRight": -0.05,

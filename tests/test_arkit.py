@@ -248,3 +248,24 @@ def test_plot_arkit(tmp_path):
     assert len(plot_arkit(anims[0]).axes) == 5
     with pytest.raises(ArkitError):
         plot_arkit([anims[0], to_arkit(Motion.zeros(5, fps=30))])
+
+
+def test_plot_arkit_draws_the_largest_excursions_once_per_pair():
+    from unils.viz.arkit_plot import mapped_channels
+
+    w = np.zeros((200, 52), np.float32)
+    w[:, arkit_index("mouthSmileLeft")] = w[:, arkit_index("mouthSmileRight")] = 0.4  # steady, high mean
+    w[50:54, arkit_index("eyeBlinkLeft")] = w[50:54, arkit_index("eyeBlinkRight")] = 1.0  # short, large
+    w[:, arkit_index("browInnerUp")] = np.linspace(0.0, 0.2, 200)
+    w[:, arkit_index("cheekSquintLeft")] = 0.3
+    w[:, arkit_index("cheekSquintRight")] = 0.1  # not the twin's curve: drawn on its own
+    w[:, arkit_index("jawOpen")] = 1.0  # has its own row
+    got = mapped_channels(w, 6)
+    assert got == [
+        (arkit_index("eyeBlinkLeft"), "eyeBlink L/R"),
+        (arkit_index("mouthSmileLeft"), "mouthSmile L/R"),
+        (arkit_index("cheekSquintLeft"), "cheekSquintLeft"),
+        (arkit_index("browInnerUp"), "browInnerUp"),
+        (arkit_index("cheekSquintRight"), "cheekSquintRight"),
+    ]  # channels that never move are left out
+    assert mapped_channels(w, 2) == got[:2] and mapped_channels(w, 0) == [] and mapped_channels(w[:0], 3) == []

@@ -114,10 +114,10 @@ def test_demo_map_gives_each_channel_its_meaning():
     t = 50
     x = np.zeros((t, 108), np.float32)
     x[10:14, 6] = [0.7, 1.5, 1.4, 0.5]  # a blink
-    x[:, 4] = np.linspace(-0.05, 0.05, t)  # brows from lowered to raised
+    x[:, 4] = np.linspace(-0.3, 0.5, t)  # brows from lowered to raised (corpus: bumps 0.1-0.5)
     x[:, 5] = np.linspace(0.0, 0.4, t)  # a growing smile
-    x[30:40, 1] = 0.05  # lips rounded
-    x[40:50, 3] = 1.0  # lips pressed
+    x[30:40, 1] = 1.0  # lips rounded (an "oo": 1.4 at most)
+    x[40:50, 3] = 1.0  # lips pressed (an "m": 1.2)
     anim = to_arkit(Motion.from_array(x), expression_map="demo")
     w = anim.weights
     assert anim.expression_mapped
@@ -134,7 +134,7 @@ def test_demo_map_gives_each_channel_its_meaning():
 
 
 def test_demo_arkit_output_follows_its_motion(demo):
-    """Generated demo motion: brow, smile and lip channels are non-zero and follow the coefficients."""
+    """Generated demo motion: blink, brow, smile and lip channels are non-zero and follow the coefficients."""
     a, sr = sf.read(DIALOGUE / "person_a.flac", dtype="float32")
     b, _ = sf.read(DIALOGUE / "person_b.flac", dtype="float32")
     me, you = demo.generate_both(a[: 5 * sr], b[: 5 * sr], seed=0)
@@ -149,11 +149,17 @@ def test_demo_arkit_output_follows_its_motion(demo):
             assert np.corrcoef(ch[on], e[on, coef])[0, 1] > 0.95, name
 
         follows("cheekSquintLeft", 5, 0.05)  # mouthSmile* also take some lip spreading
-        assert w[:, arkit_index("mouthSmileLeft")].min() > 0.2  # the demo's steady smile
+        assert w[:, arkit_index("mouthSmileLeft")].max() > 0.2  # mood, drift and listener smiles
         follows("browInnerUp", 4)
         follows("mouthPucker", 1)
         follows("mouthStretchLeft", 2)
         follows("mouthLowerDownLeft", 0)
+        if motion is me:  # person A speaks in these 5 s (p, b, m press the lips)
+            follows("mouthPressLeft", 3)
+        # the demo blinks in the pause after a sentence: both people at the first one (frame ~50)
+        blink = w[:, arkit_index("eyeBlinkLeft")]
+        assert blink[:100].max() > 0.6 and 45 <= blink[:100].argmax() <= 56
+        assert (blink[:100] > 0).sum() <= 8 and np.array_equal(blink, w[:, arkit_index("eyeBlinkRight")])
     # what a caller without the map gets: expression channels at 0
     plain = to_arkit(me).weights
     assert plain[:, arkit_index("mouthSmileLeft")].max() == 0

@@ -120,12 +120,39 @@ def _row(ax: Any, row: str, anim: ArkitAnimation, expression_channels: int) -> N
         ax.set_ylabel("gaze (deg)")
         ax.legend(loc="upper right", fontsize=7, ncol=4)
     else:
-        skip = {"jawOpen", *_EYE_LOOK}
-        cols = [i for i, name in enumerate(ARKIT_NAMES) if name not in skip]
-        energy = anim.weights[:, cols].mean(axis=0) if len(anim) else np.zeros(len(cols))
-        for i in [cols[k] for k in np.argsort(-energy)[: max(0, int(expression_channels))]]:
-            ax.plot(t, anim.weights[:, i], lw=1.0, label=ARKIT_NAMES[i])
+        for i, label in mapped_channels(anim.weights, expression_channels):
+            ax.plot(t, anim.weights[:, i], lw=1.0, label=label)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("mapped")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right", fontsize=6, ncol=3)
+
+
+def mapped_channels(weights: np.ndarray, count: int) -> list[tuple[int, str]]:
+    """The ``count`` mapped blendshapes with the largest excursions, as (column, label) pairs.
+
+    Ranked by their 99th percentile, so short events (a blink) count as much as steady ones (a smile);
+    jawOpen and eyeLook* have their own rows; channels that never move are left out; a ``...Right``
+    channel equal to its ``...Left`` twin is drawn once, labelled ``name L/R``.
+    """
+    skip = {"jawOpen", *_EYE_LOOK}
+    cols = [i for i, name in enumerate(ARKIT_NAMES) if name not in skip]
+    if not len(weights) or count <= 0:
+        return []
+    score = np.percentile(weights[:, cols], 99, axis=0)
+    chosen: list[tuple[int, str]] = []
+    for k in np.argsort(-score, kind="stable"):
+        if score[k] <= 0:
+            break
+        i, name = cols[k], ARKIT_NAMES[cols[k]]
+        for side, other in (("Left", "Right"), ("Right", "Left")):
+            if name.endswith(side):
+                twin = ARKIT_NAMES.index(name[: -len(side)] + other)
+                pos = next((n for n, (j, _) in enumerate(chosen) if j == twin), None)
+                if pos is not None and np.allclose(weights[:, i], weights[:, twin], atol=1e-3):
+                    chosen[pos] = (twin, name[: -len(side)] + " L/R")
+                    break
+        else:
+            if len(chosen) < count:
+                chosen.append((i, name))
+    return chosen
