@@ -7,7 +7,7 @@ passes a vertex function (a user-supplied FLAME model), otherwise the coefficien
 
 One optional term is not in the official recipe and is off by default: ``expr_mse``, a squared error
 over the first ``expr_mse_dims`` expression coefficients. An L1 loss pulls a channel towards its
-per-frame median, so events that are rare and short (a blink lasts 4 frames every 2-6 s in the
+per-frame median, so events that are rare and short (a blink lasts about 5 frames every 1-6 s in the
 synthetic corpus, a lip closure 1-3 frames) are reconstructed as 0 unless the codes carry them; a
 squared error makes a missed 1.5 spike cost what it should (see the training page of the docs for measured effects).
 
