@@ -79,10 +79,10 @@ def blink_figures(motion: np.ndarray, masks: np.ndarray, fps: float = 25.0) -> t
     mid = b[1:-1]
     at = np.flatnonzero((mid > BLINK_PEAK) & (mid >= b[:-2]) & (mid > b[2:])) + 1
     falls = np.flatnonzero((masks[:, :-1] & ~masks[:, 1:]).any(axis=0)) + 1
-    after = []
-    for i in at:
-        since = i - falls[falls <= i]  # frames since each earlier fall
-        after.append(bool(since.size and since.min() <= BLINK_AFTER_SPEECH))
+    after = np.zeros(len(at), dtype=bool)
+    if len(falls):
+        last = np.searchsorted(falls, at, side="right") - 1  # the latest fall at or before each blink
+        after = (last >= 0) & (at - falls[np.maximum(last, 0)] <= BLINK_AFTER_SPEECH)
     rate = len(at) / (len(motion) / fps / 60.0)
     if not len(at):
         return rate, float("nan"), float("nan")

@@ -423,12 +423,12 @@ class Connection:
         self.queued_bytes += len(data)
         self._received += len(data)
         if len(data) >= self.piece_bytes:
-            # A long message (a producer faster than real time): pieces of one hop, as they come.
+            # A long message (a producer faster than real time): pieces of one hop, as they come
+            # (_hand_pending also moves the next hop past this message's audio, already counted).
             self._hand_pending()
             hop = self.piece_bytes // self._frame_bytes
             for i in range(0, channels[0].shape[0], hop):
                 self._hand([ch[i : i + hop] for ch in channels])
-            self._next_hop = self._ready_hops() + 1
             return
         # Short messages (a real-time client's 20 ms) are handed to the model together, up to the message
         # with which the session's next window becomes ready: one worker call per model step instead of

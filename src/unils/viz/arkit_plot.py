@@ -145,14 +145,16 @@ def mapped_channels(weights: np.ndarray, count: int) -> list[tuple[int, str]]:
         if score[k] <= 0:
             break
         i, name = cols[k], ARKIT_NAMES[cols[k]]
-        for side, other in (("Left", "Right"), ("Right", "Left")):
-            if name.endswith(side):
-                twin = ARKIT_NAMES.index(name[: -len(side)] + other)
-                pos = next((n for n, (j, _) in enumerate(chosen) if j == twin), None)
-                if pos is not None and np.allclose(weights[:, i], weights[:, twin], atol=1e-3):
-                    chosen[pos] = (twin, name[: -len(side)] + " L/R")
-                    break
-        else:
-            if len(chosen) < count:
-                chosen.append((i, name))
+        base = name.removesuffix("Left").removesuffix("Right")
+        pair = _pair(base) if base != name else ()
+        twin = next((n for n, (j, _) in enumerate(chosen) if j in pair), None)
+        if twin is not None and np.allclose(weights[:, i], weights[:, chosen[twin][0]], atol=1e-3):
+            chosen[twin] = (chosen[twin][0], base + " L/R")
+        elif len(chosen) < count:
+            chosen.append((i, name))
     return chosen
+
+
+def _pair(base: str) -> tuple[int, ...]:
+    """Columns of ``base + "Left"`` and ``base + "Right"`` (those that exist)."""
+    return tuple(ARKIT_NAMES.index(base + side) for side in ("Left", "Right") if base + side in ARKIT_NAMES)
